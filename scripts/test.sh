@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, host tests and end-to-end tests against real
+# components, a real wasmtime host and real redis-server processes; then fmt and clippy.
+source "$(dirname "$0")/lib.sh"
+
+ensure_wasm_target
+ensure_redis_installed
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
+
+mapfile -t components < <(component_packages functions/* host/test-components/*)
+build_components "${components[@]}"
+
+log "building the host and the test binaries"
+cargo test --workspace --no-run
+log "running the tests"
+cargo test --workspace
+
+log "checking formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
