@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Render deploy/runtime-config.production.toml into a literal Spin runtime config.
+
+Spin reads runtime-config files verbatim (no variable or environment expansion), so connection
+strings and tokens have to be written in before the file reaches Spin. This fills `${NAME}` and
+`${NAME:-default}` from the environment on non-comment lines, escapes the values for TOML, checks
+the result (TOML syntax, the store types and fields Spin accepts, optionally the labels a manifest
+uses) and prints it on stdout. It exits 1 naming every problem instead of emitting a broken file.
+
+    python3 deploy/render-runtime-config.py [--template FILE] [--manifest spin.toml] > out.toml
+"""
+
+import argparse
+import os
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::-([^}]*))?\}")
+HERE = Path(__file__).resolve().parent
+
+# Fields Spin's parsers accept per store type (they deny unknown fields).
+KV_FIELDS = {"redis": {"url"}, "spin": {"path"}}
+SQLITE_FIELDS = {"libsql": {"url", "token"}, "spin": {"path", "allow_attach_file"}}
+
+
+def toml_escape(value: str) -> str:
+    """Escape a value so it stays one TOML basic string."""
+    out = value.replace("\\", "\\\\").replace('"', '\\"')
+    return "".join(c if c >= " " else f"\\u{ord(c):04x}" for c in out)
+
+
+def render(template: str, env: dict) -> tuple[str, list]:
+    missing = []
+
+    def fill(match):
+        name, default = match.group(1), match.group(2)
+        value = env.get(name) or default
+        if value is None:
+            missing.append(name)
+            return match.group(0)
+        return toml_escape(value)
+
+    lines = []
+    for line in template.splitlines(keepends=True):
+        lines.append(line if line.lstrip().startswith("#") else PLACEHOLDER.sub(fill, line))
+    return "".join(lines), missing
+
+
+def check_tables(config: dict, section: str, allowed: dict) -> list:
+    problems = []
+    for label, table in config.get(section, {}).items():
+        kind = table.get("type")
+        if kind not in allowed:
+            problems.append(f"[{section}.{label}]: type {kind!r} is not one of {sorted(allowed)}")
+            continue
+        unknown = set(table) - {"type"} - allowed[kind]
+        if unknown:
+            problems.append(f"[{section}.{label}]: unknown fields {sorted(unknown)}")
+        if kind == "libsql":
+            if not str(table.get("url", "")).startswith(("https://", "http://")):
+                problems.append(f"[{section}.{label}]: libSQL url must start with https:// or http://")
+            if "token" not in table:
+                problems.append(f"[{section}.{label}]: libSQL needs a token")
+        if kind == "redis" and not str(table.get("url", "")).startswith(("redis://", "rediss://")):
+            problems.append(f"[{section}.{label}]: Redis url must start with redis:// or rediss://")
+    return problems
+
+
+def check_labels(config: dict, manifest: Path) -> list:
+    """Every non-default label a component asks for must be configured."""
+    problems = []
+    spin = tomllib.loads(manifest.read_text())
+    wanted = {"key_value_store": "key_value_stores", "sqlite_database": "sqlite_databases"}
+    for component_id, component in spin.get("component", {}).items():
+        for section, key in wanted.items():
+            for label in component.get(key, []):
+                if label != "default" and label not in config.get(section, {}):
+                    problems.append(f"component {component_id!r} uses {key} label {label!r}, "
+                                    f"which has no [{section}.{label}]")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--template", type=Path, default=HERE / "runtime-config.production.toml")
+    parser.add_argument("--manifest", type=Path, help="spin.toml whose labels must all be configured")
+    args = parser.parse_args()
+
+    text, missing = render(args.template.read_text(), dict(os.environ))
+    if missing:
+        print("missing environment variables: " + ", ".join(sorted(set(missing))), file=sys.stderr)
+        return 1
+    try:
+        config = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        print(f"rendered file is not valid TOML: {err}", file=sys.stderr)
+        return 1
+    problems = check_tables(config, "key_value_store", KV_FIELDS)
+    problems += check_tables(config, "sqlite_database", SQLITE_FIELDS)
+    if args.manifest:
+        problems += check_labels(config, args.manifest)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
