@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Check that deploy/ still matches spin.toml.
+
+The deployment files repeat names that spin.toml owns: variable names, store labels, the routes
+the sweep CronJob calls, the Secrets the SpinApp reads. This fails, naming each mismatch, when one
+side changes without the other:
+
+- every YAML file under deploy/spinkube parses;
+- every SpinApp variable is declared in spin.toml, and every required variable is given;
+- the runtime config template, rendered with placeholder values, configures every label that a
+  component uses, with fields Spin accepts;
+- every function the CronJob sweeps has an HTTP route under /<function>;
+- the Secrets and keys the SpinApp and CronJob read are those the example Secrets define;
+- the Redis trigger address comes from the `redis_address` variable the SpinApp sets.
+
+    python3 deploy/check.py [--manifest spin.toml]
+
+Needs PyYAML (`apt-get install python3-yaml` or `pip install pyyaml`).
+"""
+
+import argparse
+import importlib.util
+import sys
+import tomllib
+from pathlib import Path
+
+try:
+    import yaml
+except ImportError:
+    sys.exit("deploy/check.py needs PyYAML: apt-get install python3-yaml (or pip install pyyaml)")
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_renderer():
+    spec = importlib.util.spec_from_file_location("render", HERE / "render-runtime-config.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_objects(problems):
+    objects = {}
+    for path in sorted((HERE / "spinkube").rglob("*.yaml")):
+        try:
+            docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        except yaml.YAMLError as err:
+            problems.append(f"{path.relative_to(HERE)}: not valid YAML: {err}")
+            continue
+        for doc in docs:
+            objects[(doc.get("kind"), doc.get("metadata", {}).get("name"))] = doc
+    return objects
+
+
+def check_variables(spin, spinapp, problems):
+    declared = spin.get("variables", {})
+    given = {v["name"] for v in spinapp["spec"].get("variables", [])}
+    for name in sorted(given - set(declared)):
+        problems.append(f"SpinApp sets variable {name!r}, which spin.toml does not declare")
+    for name, decl in declared.items():
+        if decl.get("required") and name not in given:
+            problems.append(f"spin.toml requires variable {name!r}, which the SpinApp does not set")
+
+
+def check_runtime_config(spin, manifest, problems):
+    render = load_renderer()
+    template = (HERE / "runtime-config.production.toml").read_text()
+    # Values without a default stand in for the libSQL URLs and tokens a deployer supplies.
+    placeholders = {name: "https://placeholder.invalid" for name, default in
+                    render.PLACEHOLDER.findall(template) if not default}
+    text, missing = render.render(template, placeholders)
+    if missing:
+        problems.append(f"runtime config template: unfilled placeholders {missing}")
+        return
+    config = tomllib.loads(text)
+    problems += render.check_tables(config, "key_value_store", render.KV_FIELDS)
+    problems += render.check_tables(config, "sqlite_database", render.SQLITE_FIELDS)
+    problems += render.check_labels(config, manifest)
+
+
+def http_routes(spin):
+    routes = []
+    for trigger in spin.get("trigger", {}).get("http", []):
+        route = trigger.get("route")
+        if isinstance(route, str):
+            routes.append(route)
+    return routes
+
+
+def check_sweeps(spin, cronjob, problems):
+    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    routes = http_routes(spin)
+    for function in (env.get("SWEEP_FUNCTIONS") or "").split():
+        prefix = f"/{function}"
+        if not any(r == f"{prefix}/..." or r.startswith(f"{prefix}/") for r in routes):
+            problems.append(f"CronJob sweeps {function!r}, but spin.toml has no route under {prefix}/")
+
+
+def secret_refs(obj):
+    """Yields (secret name, key) for every secretKeyRef in an object."""
+    if isinstance(obj, dict):
+        ref = obj.get("secretKeyRef")
+        if isinstance(ref, dict):
+            yield ref.get("name"), ref.get("key")
+        for value in obj.values():
+            yield from secret_refs(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from secret_refs(value)
+
+
+def check_secrets(objects, spinapp, cronjob, problems):
+    secrets = {name: set(doc.get("stringData", {})) | set(doc.get("data", {}))
+               for (kind, name), doc in objects.items() if kind == "Secret"}
+    wanted = list(secret_refs(spinapp)) + list(secret_refs(cronjob))
+    runtime_secret = spinapp["spec"].get("runtimeConfig", {}).get("loadFromSecret")
+    if runtime_secret:
+        wanted.append((runtime_secret, "runtime-config.toml"))
+    for name, key in dict.fromkeys(wanted):
+        if name not in secrets:
+            problems.append(f"Secret {name!r} is read but has no example under spinkube/secrets/")
+        elif key not in secrets[name]:
+            problems.append(f"Secret {name!r} is read for key {key!r}, which its example lacks")
+
+
+def check_redis_address(spin, spinapp, problems):
+    address = spin.get("application", {}).get("trigger", {}).get("redis", {}).get("address", "")
+    given = {v["name"] for v in spinapp["spec"].get("variables", [])}
+    if address and "redis_address" not in address.replace(" ", ""):
+        problems.append(f"the Redis trigger address {address!r} does not use {{{{ redis_address }}}}")
+    elif address and "redis_address" not in given:
+        problems.append("the Redis trigger uses redis_address, which the SpinApp does not set")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", type=Path, default=HERE.parent / "spin.toml")
+    args = parser.parse_args()
+    spin = tomllib.loads(args.manifest.read_text())
+
+    problems = []
+    objects = load_objects(problems)
+    spinapp = objects.get(("SpinApp", "shop"))
+    cronjob = objects.get(("CronJob", "shop-sweep"))
+    if spinapp is None or cronjob is None:
+        problems.append("deploy/spinkube must define SpinApp 'shop' and CronJob 'shop-sweep'")
+    else:
+        check_variables(spin, spinapp, problems)
+        check_sweeps(spin, cronjob, problems)
+        check_secrets(objects, spinapp, cronjob, problems)
+        check_redis_address(spin, spinapp, problems)
+    check_runtime_config(spin, args.manifest, problems)
+
+    if problems:
+        print("deploy/ does not match spin.toml:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    print(f"deploy/ matches {args.manifest.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
