@@ -14,6 +14,8 @@
 #   QUANTITY       units ordered                    default 2
 #   PAYMENT_TOKEN  tok_visa pays, tok_decline is declined   default tok_visa
 #   TIMEOUT        seconds to wait for each asynchronous step   default 30
+#   FUNCTIONS      functions whose /<function>/health is checked first
+#                  default "orders inventory billing notifications payment-sim"
 #
 # Needs bash, curl, and jq or python3. Exits non-zero with the reason on any unexpected answer.
 set -euo pipefail
@@ -28,6 +30,7 @@ QUANTITY="${QUANTITY:-2}"
 PAYMENT_TOKEN="${PAYMENT_TOKEN:-tok_visa}"
 TIMEOUT="${TIMEOUT:-30}"
 CUSTOMER_ID="${CUSTOMER_ID:-cust-walkthrough}"
+FUNCTIONS="${FUNCTIONS:-orders inventory billing notifications payment-sim}"
 
 BODY_FILE="$(mktemp)"
 trap 'rm -f "$BODY_FILE"' EXIT
@@ -122,7 +125,7 @@ printf 'Shop walkthrough against %s (sku %s, %s x %s cents, payment %s)\n' \
     "$BASE_URL" "$SKU" "$QUANTITY" "$PRICE_CENTS" "$PAYMENT_TOKEN"
 
 step "1. Every function is up"
-for fn in orders inventory billing notifications payment-sim; do
+for fn in $FUNCTIONS; do
     call GET "/$fn/health" 200
 done
 
