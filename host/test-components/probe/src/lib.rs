@@ -1,0 +1,115 @@
+//! `probe`: a test component for the host's integration tests.
+//!
+//! Each route reports what the host did as JSON, including the exact error variant Spin's
+//! interfaces define (`access-denied`, `no-such-store`, `HttpRequestDenied`, ...), so tests can
+//! assert Spin semantics from outside:
+//! - `/kv/<store>/<get|set|delete|exists|keys>?key=K` (value = request body)
+//! - `/sqlite/<db>` and `/sqlite3/<db>`: body is a JSON list of statements run in order on one
+//!   connection (fermyon:spin/sqlite@2.0.0 and spin:sqlite/sqlite@3.0.0)
+//! - `/var/<name>`: a variable of this component
+//! - `/outbound-http?url=U`: a GET to `U` (chaining when `U` is `http://<id>.spin.internal/...`)
+//! - `/outbound-redis?address=A&op=<publish|set|get>&channel=C&key=K` (payload = body)
+//! - anything else: the method, path, query, headers, environment and body length of the request
+//!
+//! Paths are taken below the component's route (`spin-path-info`).
+
+mod kv;
+mod outbound;
+mod sqlite;
+
+use serde_json::{json, Value};
+use spin_sdk::http::{IntoResponse, Request, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+async fn handle(request: Request) -> Response {
+    // Dispatch on the path below the component's route, so a probe mounted anywhere (or reached
+    // through chaining) offers the same operations.
+    let path = match request
+        .header("spin-path-info")
+        .and_then(|value| value.as_str())
+    {
+        Some(path_info) => path_info.to_owned(),
+        None => request.path().to_owned(),
+    };
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let query = Query::parse(request.query());
+    let body = match segments.as_slice() {
+        ["kv", store, op] => kv::run(store, op, query.get("key"), request.body()),
+        ["sqlite", db] => sqlite::run_v2(db, request.body()),
+        ["sqlite3", db] => sqlite::run_v3(db, request.body()),
+        ["var", name] => variable(name),
+        ["outbound-http"] => outbound::http(query.get("url")).await,
+        ["outbound-redis"] => outbound::redis(&query, request.body()),
+        _ => echo(&request),
+    };
+    json_response(body)
+}
+
+/// The request as the component saw it.
+fn echo(request: &Request) -> Value {
+    let headers: serde_json::Map<String, Value> = request
+        .headers()
+        .map(|(name, value)| {
+            let value = value.as_str().unwrap_or("<binary>");
+            (name.to_ascii_lowercase(), Value::from(value))
+        })
+        .collect();
+    json!({
+        "method": request.method().to_string(),
+        "path": request.path(),
+        "query": request.query(),
+        "headers": headers,
+        "env": std::env::vars()
+            .map(|(name, value)| (name, Value::from(value)))
+            .collect::<serde_json::Map<String, Value>>(),
+        "body_len": request.body().len(),
+    })
+}
+
+fn variable(name: &str) -> Value {
+    use spin_sdk::variables::Error;
+    match spin_sdk::variables::get(name) {
+        Ok(value) => json!({ "value": value }),
+        Err(error) => {
+            let (variant, detail) = match error {
+                Error::InvalidName(detail) => ("invalid-name", detail),
+                Error::Undefined(detail) => ("undefined", detail),
+                Error::Provider(detail) => ("provider", detail),
+                Error::Other(detail) => ("other", detail),
+            };
+            json!({ "error": variant, "detail": detail })
+        }
+    }
+}
+
+/// Query-string parameters (percent-decoded).
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: &str) -> Self {
+        Query(
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    pub(crate) fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_default()
+    }
+}
+
+/// Errors are reported in the body with 200 so tests tell a host failure (5xx) from a reported one.
+fn json_response(body: Value) -> Response {
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .build()
+        .into_response()
+}

@@ -1,0 +1,47 @@
+//! Outbound HTTP (wasi:http) and outbound Redis (fermyon:spin/redis@2.0.0).
+
+use serde_json::{json, Value};
+use spin_sdk::http::{Method, Request, Response, SendError};
+use spin_sdk::redis::{Connection, Error};
+
+use crate::Query;
+
+/// GETs `url` and reports its status and body, or the error (e.g. `HttpRequestDenied`).
+pub(crate) async fn http(url: &str) -> Value {
+    let request = Request::builder().method(Method::Get).uri(url).build();
+    match spin_sdk::http::send::<_, Response>(request).await {
+        Ok(response) => json!({
+            "status": response.status(),
+            "body": String::from_utf8_lossy(response.body()),
+        }),
+        Err(SendError::Http(code)) => json!({ "error": format!("{code:?}") }),
+        Err(error) => json!({ "error": error.to_string() }),
+    }
+}
+
+/// Runs one Redis operation against `address`.
+pub(crate) fn redis(query: &Query, payload: &[u8]) -> Value {
+    let result = Connection::open(query.get("address")).and_then(|connection| {
+        match query.get("op") {
+            "publish" => connection
+                .publish(query.get("channel"), &payload.to_vec())
+                .map(|()| json!({ "ok": true })),
+            "set" => connection
+                .set(query.get("key"), &payload.to_vec())
+                .map(|()| json!({ "ok": true })),
+            "get" => connection.get(query.get("key")).map(|value| {
+                json!({ "value": value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()) })
+            }),
+            op => Ok(json!({ "error": "unknown-op", "detail": op })),
+        }
+    });
+    result.unwrap_or_else(|error| {
+        let (variant, detail) = match error {
+            Error::InvalidAddress => ("invalid-address", String::new()),
+            Error::TooManyConnections => ("too-many-connections", String::new()),
+            Error::TypeError => ("type-error", String::new()),
+            Error::Other(detail) => ("other", detail),
+        };
+        json!({ "error": variant, "detail": detail })
+    })
+}
