@@ -1,0 +1,10 @@
+//! Configuration side of the local Spin-compatible host: everything that can be decided
+//! without running WebAssembly. Each module mirrors one Spin crate so that behaviour can be
+//! checked against Spin's source:
+//!
+//! - [`manifest`]: `spin.toml` (manifest v2) types, loading and validation (`spin-manifest`).
+//!
+//! Where this host supports less than Spin, it refuses with a message saying so instead of
+//! silently ignoring configuration.
+
+pub mod manifest;
