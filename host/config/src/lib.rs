@@ -3,8 +3,11 @@
 //! checked against Spin's source:
 //!
 //! - [`manifest`]: `spin.toml` (manifest v2) types, loading and validation (`spin-manifest`).
+//! - [`variables`]: application/component variables and `{{ name }}` templates
+//!   (`spin-expressions`, `spin-variables-env`).
 //!
 //! Where this host supports less than Spin, it refuses with a message saying so instead of
 //! silently ignoring configuration.
 
 pub mod manifest;
+pub mod variables;

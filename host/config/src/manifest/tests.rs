@@ -368,3 +368,42 @@ fn requires_trigger_table_like_spin() {
     let e = err("spin_manifest_version = 2\n[application]\nname = \"x\"\n");
     assert!(e.contains("missing field `trigger`"), "{e}");
 }
+
+#[test]
+fn rejects_templates_naming_unknown_variables() {
+    let e = err(&edit("key = \"{{ api_key }}\"", "key = \"{{ api_kee }}\""));
+    assert!(
+        e.contains("[component.orders.variables] key")
+            && e.contains("unknown variable \"api_kee\""),
+        "{e}"
+    );
+    let e = err(&edit("{{ redis_host }}", "{{ redis_hots }}"));
+    assert!(
+        e.contains("[application.trigger.redis] address") && e.contains("\"redis_hots\""),
+        "{e}"
+    );
+    let e = err(&edit("channel = \"billing\"", "channel = \"{{ chan }}\""));
+    assert!(
+        e.contains("[[trigger.redis]] #2 (channel \"{{ chan }}\"): channel")
+            && e.contains("\"chan\""),
+        "{e}"
+    );
+    let e = err(&edit(
+        "address = \"redis://other:6380\"",
+        "address = \"redis://{{ other }}\"",
+    ));
+    assert!(
+        e.contains("#2") && e.contains("address") && e.contains("\"other\""),
+        "{e}"
+    );
+    let e = err(&edit(
+        "allowed_outbound_hosts = [\"http://payment-sim.spin.internal\"]",
+        "allowed_outbound_hosts = [\"https://{{ host }}\"]",
+    ));
+    assert!(
+        e.contains("[component.orders] allowed_outbound_hosts") && e.contains("\"host\""),
+        "{e}"
+    );
+    let e = err(&edit("key = \"{{ api_key }}\"", "key = \"{{ api_key\""));
+    assert!(e.contains("unmatched '{{'"), "{e}");
+}

@@ -2,7 +2,8 @@
 //! Spin features this host does not implement. Spin does the equivalent in `spin-loader`.
 
 use super::{ComponentRef, HttpExecutor, HttpRoute, Manifest};
-use anyhow::{bail, Result};
+use crate::variables::Template;
+use anyhow::{bail, Context as _, Result};
 
 pub(super) fn validate(m: &Manifest) -> Result<()> {
     for (name, var) in &m.variables {
@@ -29,6 +30,16 @@ pub(super) fn validate(m: &Manifest) -> Result<()> {
         if !c.profile.is_empty() {
             unsupported("profile", "no build/run profiles")?;
         }
+        for (key, text) in &c.variables {
+            check_template(m, text).with_context(|| format!("[component.{id}.variables] {key}"))?;
+        }
+        for text in &c.allowed_outbound_hosts {
+            check_template(m, text)
+                .with_context(|| format!("[component.{id}] allowed_outbound_hosts"))?;
+        }
+    }
+    if let Some(redis) = &m.application.trigger.redis {
+        check_template(m, &redis.address).context("[application.trigger.redis] address")?;
     }
     for (i, t) in m.triggers.http.iter().enumerate() {
         let what = match &t.route {
@@ -50,6 +61,10 @@ pub(super) fn validate(m: &Manifest) -> Result<()> {
     for (i, t) in m.triggers.redis.iter().enumerate() {
         let what = format!("[[trigger.redis]] #{} (channel {:?})", i + 1, t.channel);
         check_ref(m, &what, &t.component)?;
+        check_template(m, &t.channel).with_context(|| format!("{what}: channel"))?;
+        if let Some(address) = &t.address {
+            check_template(m, address).with_context(|| format!("{what}: address"))?;
+        }
         if t.address.is_none() && default_address.is_none() {
             bail!(
                 "{what}: no Redis address; set `address` on the trigger or \
@@ -72,4 +87,17 @@ fn check_ref(m: &Manifest, what: &str, c: &ComponentRef) -> Result<()> {
         ),
         ComponentRef::Id(_) => Ok(()),
     }
+}
+
+/// Spin checks at load time that templates only name declared `[variables]`.
+fn check_template(m: &Manifest, text: &str) -> Result<()> {
+    let template = Template::parse(text)?;
+    for name in template.variables() {
+        if !m.variables.contains_key(name) {
+            bail!(
+                "template {text:?} refers to unknown variable {name:?}; declare it in [variables]"
+            );
+        }
+    }
+    Ok(())
 }
