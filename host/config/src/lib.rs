@@ -5,9 +5,11 @@
 //! - [`manifest`]: `spin.toml` (manifest v2) types, loading and validation (`spin-manifest`).
 //! - [`variables`]: application/component variables and `{{ name }}` templates
 //!   (`spin-expressions`, `spin-variables-env`).
+//! - [`routes`]: the HTTP router and `spin-*` route headers' values (`spin-http-routes`).
 //!
 //! Where this host supports less than Spin, it refuses with a message saying so instead of
 //! silently ignoring configuration.
 
 pub mod manifest;
+pub mod routes;
 pub mod variables;
