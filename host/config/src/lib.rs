@@ -6,10 +6,13 @@
 //! - [`variables`]: application/component variables and `{{ name }}` templates
 //!   (`spin-expressions`, `spin-variables-env`).
 //! - [`routes`]: the HTTP router and `spin-*` route headers' values (`spin-http-routes`).
+//! - [`allowed_hosts`]: `allowed_outbound_hosts` and service chaining
+//!   (`spin-outbound-networking-config`).
 //!
 //! Where this host supports less than Spin, it refuses with a message saying so instead of
 //! silently ignoring configuration.
 
+pub mod allowed_hosts;
 pub mod manifest;
 pub mod routes;
 pub mod variables;
