@@ -8,6 +8,8 @@
 //! - [`routes`]: the HTTP router and `spin-*` route headers' values (`spin-http-routes`).
 //! - [`allowed_hosts`]: `allowed_outbound_hosts` and service chaining
 //!   (`spin-outbound-networking-config`).
+//! - [`runtime_config`]: `runtime-config.toml` stores, state and log directories
+//!   (`spin-runtime-config`).
 //!
 //! Where this host supports less than Spin, it refuses with a message saying so instead of
 //! silently ignoring configuration.
@@ -15,4 +17,5 @@
 pub mod allowed_hosts;
 pub mod manifest;
 pub mod routes;
+pub mod runtime_config;
 pub mod variables;
