@@ -48,7 +48,7 @@ pub(crate) fn check_id(id: &str, delim: char, lower_only: bool) -> Result<(), St
 }
 
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $check:expr) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $check:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -65,7 +65,7 @@ macro_rules! id_type {
             type Error = String;
             fn try_from(value: String) -> Result<Self, String> {
                 let check: fn(&str) -> Result<(), String> = $check;
-                check(&value)?;
+                check(&value).map_err(|why| format!("invalid {} {value:?}: {why}", $what))?;
                 Ok(Self(value))
             }
         }
@@ -106,6 +106,7 @@ macro_rules! id_type {
 id_type!(
     /// A component id: kebab-case words (`orders`, `payment-sim`), as Spin requires.
     ComponentId,
+    "component id",
     |s| check_id(s, '-', false)
 );
 
@@ -113,12 +114,14 @@ id_type!(
     /// An application or component variable name: lower-case snake_case words (`api_key`).
     /// Spin requires this so names map onto `SPIN_VARIABLE_<NAME>` environment variables.
     VariableName,
+    "variable name",
     |s| check_id(s, '_', true)
 );
 
 id_type!(
     /// A key-value store or SQLite database label: kebab-case or snake_case (`default`, `orders_db`).
     StoreLabel,
+    "store label",
     |s| check_id(s, '-', false).or_else(|_| {
         check_id(s, '_', false).map_err(|_| "expected kebab-case or snake_case".to_string())
     })
@@ -134,7 +137,10 @@ mod tests {
         assert!(ComponentId::try_from("orders2".to_string()).is_ok());
         assert!(ComponentId::try_from("HTTP-api".to_string()).is_ok());
         let err = ComponentId::try_from("bad_id".to_string()).unwrap_err();
-        assert!(err.contains("not '_'"), "{err}");
+        assert!(
+            err.starts_with("invalid component id \"bad_id\":") && err.contains("not '_'"),
+            "{err}"
+        );
         let err = ComponentId::try_from("1-2-3".to_string()).unwrap_err();
         assert!(err.contains("start with an ASCII letter"), "{err}");
         let err = ComponentId::try_from("a--b".to_string()).unwrap_err();

@@ -36,7 +36,7 @@ pub fn parse_assignment(arg: &str) -> Result<(String, String)> {
     let (name, value) = arg
         .split_once('=')
         .ok_or_else(|| anyhow!("--variable {arg:?}: expected NAME=VALUE"))?;
-    check_name(name).map_err(|why| anyhow!("--variable {arg:?}: invalid name {name:?}: {why}"))?;
+    check_name(name).map_err(|why| anyhow!("--variable {arg:?}: {why}"))?;
     Ok((name.to_string(), value.to_string()))
 }
 

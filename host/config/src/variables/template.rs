@@ -28,9 +28,8 @@ impl Template {
                         bail!("unmatched '{{{{' in template {text:?}");
                     };
                     let name = expr.trim();
-                    VariableName::try_from(name.to_string()).map_err(|why| {
-                        anyhow!("invalid variable name {name:?} in template {text:?}: {why}")
-                    })?;
+                    VariableName::try_from(name.to_string())
+                        .map_err(|why| anyhow!("in template {text:?}: {why}"))?;
                     parts.push(Part::Var(name.to_string()));
                     rest = after;
                 }

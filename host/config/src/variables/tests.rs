@@ -151,5 +151,5 @@ fn names_and_assignments() {
     let e = parse_assignment("novalue").unwrap_err().to_string();
     assert!(e.contains("expected NAME=VALUE"), "{e}");
     let e = parse_assignment("Bad=1").unwrap_err().to_string();
-    assert!(e.contains("invalid name \"Bad\""), "{e}");
+    assert!(e.contains("invalid variable name \"Bad\""), "{e}");
 }
