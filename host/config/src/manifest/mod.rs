@@ -243,7 +243,7 @@ impl TryFrom<toml::Value> for HttpRoute {
 
 /// An HTTP trigger's `executor`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum HttpExecutor {
     /// `{ type = "http" }` or `{ type = "spin" }`: `wasi:http` / Spin HTTP handler (the default).
     #[serde(alias = "spin")]
