@@ -1,0 +1,264 @@
+//! JSON request bodies: size limit, object shape and field-by-field validation whose
+//! errors name the offending field.
+
+use serde_json::{Map, Value};
+
+use crate::ApiError;
+
+/// Largest request body any component accepts.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Parses a body that must be a JSON object.
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::invalid(
+            "body",
+            format!("larger than {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::invalid("body", "must be a JSON object")),
+        Err(e) => Err(ApiError::invalid("body", format!("invalid JSON: {e}"))),
+    }
+}
+
+/// A JSON object under validation; `path` prefixes field names in error messages.
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    path: String,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(map: &'a Map<String, Value>) -> Self {
+        Self {
+            map,
+            path: String::new(),
+        }
+    }
+
+    /// Validates a nested object found at `path` (e.g. `items[0]`).
+    pub fn nested(value: &'a Value, path: String) -> Result<Self, ApiError> {
+        match value {
+            Value::Object(map) => Ok(Self { map, path }),
+            _ => Err(ApiError::invalid(&path, "must be an object")),
+        }
+    }
+
+    fn name(&self, field: &str) -> String {
+        if self.path.is_empty() {
+            field.to_string()
+        } else {
+            format!("{}.{field}", self.path)
+        }
+    }
+
+    /// Rejects fields the API does not know, so typos do not pass silently.
+    pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        match self.map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(unknown) => Err(ApiError::invalid(&self.name(unknown), "unknown field")),
+            None => Ok(()),
+        }
+    }
+
+    fn value(&self, field: &str) -> Option<&'a Value> {
+        self.map.get(field).filter(|v| !v.is_null())
+    }
+
+    /// A required string whose length in characters lies in `min..=max`.
+    pub fn string(&self, field: &str, min: usize, max: usize) -> Result<String, ApiError> {
+        self.opt_string(field, min, max)?
+            .ok_or_else(|| ApiError::invalid(&self.name(field), "is required"))
+    }
+
+    /// An optional string; when present its length must lie in `min..=max`.
+    pub fn opt_string(
+        &self,
+        field: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(value) = self.value(field) else {
+            return Ok(None);
+        };
+        let s = value
+            .as_str()
+            .ok_or_else(|| ApiError::invalid(&self.name(field), "must be a string"))?;
+        let len = s.chars().count();
+        if len < min || len > max {
+            return Err(ApiError::invalid(
+                &self.name(field),
+                format!("length must be between {min} and {max}"),
+            ));
+        }
+        Ok(Some(s.to_string()))
+    }
+
+    /// A required integer within `min..=max`.
+    pub fn int(&self, field: &str, min: i64, max: i64) -> Result<i64, ApiError> {
+        self.opt_int(field, min, max)?
+            .ok_or_else(|| ApiError::invalid(&self.name(field), "is required"))
+    }
+
+    /// An optional integer; when present it must lie within `min..=max`.
+    pub fn opt_int(&self, field: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+        let Some(value) = self.value(field) else {
+            return Ok(None);
+        };
+        let n = value
+            .as_i64()
+            .ok_or_else(|| ApiError::invalid(&self.name(field), "must be an integer"))?;
+        if n < min || n > max {
+            return Err(ApiError::invalid(
+                &self.name(field),
+                format!("must be between {min} and {max}"),
+            ));
+        }
+        Ok(Some(n))
+    }
+
+    /// An optional number within `min..=max`.
+    pub fn opt_number(&self, field: &str, min: f64, max: f64) -> Result<Option<f64>, ApiError> {
+        let Some(value) = self.value(field) else {
+            return Ok(None);
+        };
+        let n = value
+            .as_f64()
+            .ok_or_else(|| ApiError::invalid(&self.name(field), "must be a number"))?;
+        if !(min..=max).contains(&n) {
+            return Err(ApiError::invalid(
+                &self.name(field),
+                format!("must be between {min} and {max}"),
+            ));
+        }
+        Ok(Some(n))
+    }
+
+    /// An optional boolean.
+    pub fn opt_bool(&self, field: &str) -> Result<Option<bool>, ApiError> {
+        match self.value(field) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(ApiError::invalid(&self.name(field), "must be a boolean")),
+        }
+    }
+
+    /// A required array with `min..=max` elements, each handed to `item` with its path.
+    pub fn array<T>(
+        &self,
+        field: &str,
+        min: usize,
+        max: usize,
+        mut item: impl FnMut(&'a Value, String) -> Result<T, ApiError>,
+    ) -> Result<Vec<T>, ApiError> {
+        let name = self.name(field);
+        let values = self
+            .value(field)
+            .ok_or_else(|| ApiError::invalid(&name, "is required"))?
+            .as_array()
+            .ok_or_else(|| ApiError::invalid(&name, "must be an array"))?;
+        if values.len() < min || values.len() > max {
+            return Err(ApiError::invalid(
+                &name,
+                format!("must hold between {min} and {max} elements"),
+            ));
+        }
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| item(v, format!("{name}[{i}]")))
+            .collect()
+    }
+}
+
+/// True for identifiers made of ASCII letters, digits, `_` and `-` (customer ids, tokens).
+pub fn is_plain_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Validates a SKU: 1 to 64 characters of ASCII letters, digits, `-`, `_` and `.`,
+/// starting with a letter or digit (e.g. `SKU-001`).
+pub fn check_sku(field: &str, sku: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&sku.len())
+        && sku.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && sku
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            "must be 1-64 characters of letters, digits, '-', '_' or '.', starting with a letter or digit",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn bodies_must_be_small_json_objects() {
+        assert!(parse_object(b"{}").is_ok());
+        assert!(parse_object(b"[]").unwrap_err().message.starts_with("body"));
+        assert!(parse_object(b"{").is_err());
+        assert!(parse_object(&vec![b' '; MAX_BODY_BYTES + 1]).is_err());
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let m = obj(json!({"name": 5, "n": 0, "items": [{"q": "x"}]}));
+        let f = Fields::new(&m);
+        assert!(f
+            .string("name", 1, 3)
+            .unwrap_err()
+            .message
+            .starts_with("name:"));
+        assert!(f
+            .string("missing", 1, 3)
+            .unwrap_err()
+            .message
+            .contains("required"));
+        assert!(f.int("n", 1, 10).unwrap_err().message.starts_with("n:"));
+        let err = f
+            .array("items", 1, 5, |v, path| {
+                Fields::nested(v, path)?.int("q", 1, 2)
+            })
+            .unwrap_err();
+        assert!(err.message.starts_with("items[0].q:"), "{}", err.message);
+        assert!(f
+            .only(&["name", "n"])
+            .unwrap_err()
+            .message
+            .starts_with("items"));
+    }
+
+    #[test]
+    fn ranges_are_inclusive() {
+        let m = obj(json!({"a": "abc", "n": 1000, "r": 1.0, "e": []}));
+        let f = Fields::new(&m);
+        assert_eq!(f.string("a", 3, 3).unwrap(), "abc");
+        assert_eq!(f.int("n", 1, 1000).unwrap(), 1000);
+        assert_eq!(f.opt_number("r", 0.0, 1.0).unwrap(), Some(1.0));
+        assert!(f.array("e", 1, 2, |_, _| Ok(())).is_err());
+    }
+
+    #[test]
+    fn skus_and_ids_have_a_pattern() {
+        assert!(check_sku("sku", "SKU-001").is_ok());
+        assert!(check_sku("sku", "sku-1").is_ok());
+        assert!(check_sku("sku", "a b").is_err());
+        assert!(check_sku("sku", "-A").is_err());
+        assert!(check_sku("sku", "").is_err());
+        assert!(is_plain_id("cust_42-a"));
+        assert!(!is_plain_id("a b"));
+    }
+}

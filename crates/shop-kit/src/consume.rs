@@ -1,0 +1,158 @@
+//! Delivering events to a consumer in order, exactly once in effect: duplicates are ignored,
+//! and a gap is filled from the producer's feed before the new event is applied.
+
+use crate::feed::Feed;
+use crate::inbox::Outcome;
+use crate::Envelope;
+
+/// Events fetched per feed request.
+const PAGE: i64 = 100;
+/// Upper bound on feed pages read in one delivery, so a handler always ends.
+const MAX_PAGES: usize = 50;
+
+/// A function that applies events, each under its inbox guard.
+#[allow(async_fn_in_trait)] // components are single-threaded; no Send bound is wanted
+pub trait Consumer {
+    fn last_seq(&self, source: &str) -> anyhow::Result<i64>;
+    async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome>;
+}
+
+/// Applies `env`, first filling any gap before it from `feed`.
+pub async fn deliver(
+    consumer: &impl Consumer,
+    feed: &impl Feed,
+    env: &Envelope,
+) -> anyhow::Result<()> {
+    match consumer.apply(env).await? {
+        Outcome::Applied | Outcome::Duplicate => Ok(()),
+        Outcome::Gap { .. } => {
+            catch_up(consumer, feed, &env.source, Some(env.seq)).await?;
+            Ok(())
+        }
+    }
+}
+
+/// Applies events of `source` from the feed, in order, until `until` is applied or the feed
+/// has nothing newer. Returns how many events were applied.
+pub async fn catch_up(
+    consumer: &impl Consumer,
+    feed: &impl Feed,
+    source: &str,
+    until: Option<i64>,
+) -> anyhow::Result<usize> {
+    let mut applied = 0;
+    for _ in 0..MAX_PAGES {
+        let last = consumer.last_seq(source)?;
+        if until.is_some_and(|u| last >= u) {
+            break;
+        }
+        let want = until.map_or(PAGE, |u| (u - last).min(PAGE));
+        let page = feed.page(source, last, want).await?;
+        if page.is_empty() {
+            break;
+        }
+        for env in &page {
+            match consumer.apply(env).await? {
+                Outcome::Applied => applied += 1,
+                Outcome::Duplicate => {}
+                Outcome::Gap { last } => {
+                    anyhow::bail!("feed of {source} skips from {last} to {}", env.seq)
+                }
+            }
+        }
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbox::position;
+    use crate::inbox::Position;
+    use std::cell::RefCell;
+
+    fn env(seq: i64) -> Envelope {
+        Envelope {
+            id: format!("e{seq}"),
+            type_name: "x".into(),
+            source: "orders".into(),
+            seq,
+            occurred_at: String::new(),
+            traceparent: String::new(),
+            data: serde_json::Value::Null,
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        applied: RefCell<Vec<i64>>,
+    }
+
+    impl Consumer for Recorder {
+        fn last_seq(&self, _: &str) -> anyhow::Result<i64> {
+            Ok(self.applied.borrow().last().copied().unwrap_or(0))
+        }
+        async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome> {
+            Ok(match position(self.last_seq(&env.source)?, env.seq) {
+                Position::Duplicate => Outcome::Duplicate,
+                Position::Gap { last } => Outcome::Gap { last },
+                Position::Next => {
+                    self.applied.borrow_mut().push(env.seq);
+                    Outcome::Applied
+                }
+            })
+        }
+    }
+
+    struct VecFeed(Vec<Envelope>);
+
+    impl Feed for VecFeed {
+        async fn page(&self, _: &str, after: i64, limit: i64) -> anyhow::Result<Vec<Envelope>> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|e| e.seq > after)
+                .take(limit as usize)
+                .cloned()
+                .collect())
+        }
+    }
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        // The fakes never suspend, so one poll completes the future.
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("fake future suspended"),
+        }
+    }
+
+    #[test]
+    fn a_gap_is_filled_from_the_feed_in_order() {
+        let feed = VecFeed((1..=250).map(env).collect());
+        let c = Recorder::default();
+        block(deliver(&c, &feed, &env(1))).unwrap();
+        block(deliver(&c, &feed, &env(4))).unwrap();
+        assert_eq!(*c.applied.borrow(), vec![1, 2, 3, 4]);
+        block(deliver(&c, &feed, &env(2))).unwrap();
+        assert_eq!(c.applied.borrow().len(), 4);
+    }
+
+    #[test]
+    fn catch_up_reads_every_page() {
+        let feed = VecFeed((1..=250).map(env).collect());
+        let c = Recorder::default();
+        assert_eq!(block(catch_up(&c, &feed, "orders", None)).unwrap(), 250);
+        assert_eq!(block(catch_up(&c, &feed, "orders", None)).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_feed_with_a_hole_is_an_error() {
+        let feed = VecFeed(vec![env(1), env(3)]);
+        let c = Recorder::default();
+        assert!(block(catch_up(&c, &feed, "orders", None)).is_err());
+        assert_eq!(*c.applied.borrow(), vec![1]);
+    }
+}

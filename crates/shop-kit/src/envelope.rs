@@ -1,0 +1,76 @@
+//! The event envelope `{id, type, source, seq, occurred_at, traceparent, data}`.
+
+use serde::{Deserialize, Serialize};
+use shop_events::{DecodeError, ShopEvent};
+
+/// One event as published on `shop.<source>` and served by `GET /<source>/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// The producing function (`orders`, `inventory`, `billing`).
+    pub source: String,
+    /// Gap-free, per-source sequence number, starting at 1.
+    pub seq: i64,
+    pub occurred_at: String,
+    pub traceparent: String,
+    pub data: serde_json::Value,
+}
+
+impl Envelope {
+    /// The typed payload.
+    pub fn event(&self) -> Result<ShopEvent, DecodeError> {
+        ShopEvent::decode(&self.type_name, self.data.clone())
+    }
+
+    /// Parses a message received on a channel.
+    pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+/// The Redis channel a source publishes on.
+pub fn channel(source: &str) -> String {
+    format!("shop.{source}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shop_events::StockRejected;
+
+    #[test]
+    fn the_envelope_has_the_documented_fields() {
+        let event = ShopEvent::StockRejected(StockRejected {
+            order_id: "o1".into(),
+            sku: "A".into(),
+            reason: "insufficient_stock".into(),
+        });
+        let env = Envelope {
+            id: "e1".into(),
+            type_name: event.type_name().into(),
+            source: "inventory".into(),
+            seq: 7,
+            occurred_at: "2026-01-01T00:00:00.000Z".into(),
+            traceparent: "tp".into(),
+            data: event.data(),
+        };
+        let json = serde_json::to_value(&env).unwrap();
+        for field in [
+            "id",
+            "type",
+            "source",
+            "seq",
+            "occurred_at",
+            "traceparent",
+            "data",
+        ] {
+            assert!(json.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(json["type"], "stock-rejected");
+        let back = Envelope::from_bytes(json.to_string().as_bytes()).unwrap();
+        assert_eq!(back.event().unwrap(), event);
+        assert_eq!(channel("inventory"), "shop.inventory");
+    }
+}

@@ -1,0 +1,44 @@
+//! Reading another function's event feed (`GET {app_base_url}/<source>/events?after=N`).
+//! This is how a consumer fills a gap or catches up: an absolute URL rather than service
+//! chaining, because Spin forbids chaining from Redis-triggered components.
+
+use crate::Envelope;
+
+/// A source of past events.
+#[allow(async_fn_in_trait)] // components are single-threaded; no Send bound is wanted
+pub trait Feed {
+    async fn page(&self, source: &str, after: i64, limit: i64) -> anyhow::Result<Vec<Envelope>>;
+}
+
+/// The feed served over HTTP by the app itself.
+pub struct HttpFeed {
+    pub base_url: String,
+    pub traceparent: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Page {
+    events: Vec<Envelope>,
+}
+
+impl Feed for HttpFeed {
+    async fn page(&self, source: &str, after: i64, limit: i64) -> anyhow::Result<Vec<Envelope>> {
+        let url = format!(
+            "{}/{source}/events?after={after}&limit={limit}",
+            self.base_url.trim_end_matches('/')
+        );
+        let request = spin_sdk::http::Request::get(&url)
+            .header("traceparent", &self.traceparent)
+            .build();
+        let response: spin_sdk::http::Response = spin_sdk::http::send(request)
+            .await
+            .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
+        anyhow::ensure!(
+            *response.status() == 200,
+            "GET {url}: status {}",
+            response.status()
+        );
+        let page: Page = serde_json::from_slice(response.body())?;
+        Ok(page.events)
+    }
+}

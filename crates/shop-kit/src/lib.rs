@@ -1,0 +1,25 @@
+//! Shared application library of the shop components.
+//!
+//! Pure parts (errors, request validation, envelope, inbox decisions, migration planning,
+//! trace context) build and test natively; `sqlite`, `web`, `feed`, `outbox` and `config`
+//! are thin adapters over `spin-sdk`.
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod consume;
+pub mod envelope;
+pub mod error;
+pub mod feed;
+pub mod inbox;
+pub mod log;
+pub mod migrate;
+pub mod outbox;
+pub mod sqlite;
+pub mod time;
+pub mod trace;
+pub mod web;
+
+pub use envelope::Envelope;
+pub use error::{ApiError, ErrorCode, Failure};
+pub use trace::TraceContext;

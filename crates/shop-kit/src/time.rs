@@ -1,0 +1,11 @@
+//! Timestamps as RFC 3339 UTC strings with millisecond precision.
+
+/// Now, e.g. `2026-11-26T04:30:00.123Z`.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Milliseconds since the Unix epoch (for breakers and latency).
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

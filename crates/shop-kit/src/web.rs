@@ -1,0 +1,114 @@
+//! HTTP transport helpers shared by every component: request context, JSON responses in the
+//! one error shape, query strings, admin checks and the common `health`/`events` routes.
+
+use serde::Serialize;
+use spin_sdk::http::{Method, Request, Response};
+
+use crate::log::Logger;
+use crate::{ApiError, Failure, TraceContext};
+
+/// What a request handler knows besides the request itself.
+pub struct Ctx {
+    pub service: &'static str,
+    pub trace: TraceContext,
+    pub log: Logger,
+}
+
+impl Ctx {
+    /// Continues the caller's trace (`traceparent`), or starts one.
+    pub fn from_request(service: &'static str, req: &Request) -> Self {
+        let trace = TraceContext::from_header(header(req, "traceparent"));
+        let log = Logger::new(service, &trace.trace_id);
+        Self {
+            service,
+            trace,
+            log,
+        }
+    }
+
+    /// Turns a failure into the error response, logging internal errors with their cause.
+    pub fn failure(&self, failure: Failure) -> Response {
+        let error = match failure {
+            Failure::Api(e) => e,
+            Failure::Internal(e) => {
+                self.log.error(&format!("internal error: {e:#}"), None);
+                ApiError::internal()
+            }
+        };
+        error_response(self.service, &error)
+    }
+
+    /// Checks the admin bearer token.
+    pub fn require_admin(&self, req: &Request) -> Result<(), ApiError> {
+        crate::auth::check_bearer(header(req, "authorization"), &crate::config::admin_token())
+    }
+}
+
+/// A header value as text.
+pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.header(name).and_then(|v| v.as_str())
+}
+
+/// A JSON response.
+pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"null".to_vec());
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(bytes)
+        .build()
+}
+
+/// An error in the one shape `{"error": {"code", "message", "service"}}`.
+pub fn error_response(service: &str, error: &ApiError) -> Response {
+    json(error.code.status(), &error.body(service))
+}
+
+/// 405 naming the methods the route accepts.
+pub fn method_not_allowed(service: &str, allow: &str) -> Response {
+    let error = ApiError::new(
+        crate::ErrorCode::MethodNotAllowed,
+        format!("method not allowed; use {allow}"),
+    );
+    let mut response = error_response(service, &error);
+    response.set_header("allow", allow);
+    response
+}
+
+/// 404 for a path no route serves.
+pub fn no_route(service: &str) -> Response {
+    error_response(service, &ApiError::not_found("no such route"))
+}
+
+/// The path split into segments, ignoring empty ones (`/orders/1/` gives `["orders", "1"]`).
+pub fn segments(req: &Request) -> Vec<String> {
+    req.path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The decoded query string pairs.
+pub fn query(req: &Request) -> Vec<(String, String)> {
+    form_urlencoded::parse(req.query().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// Answers `GET /<fn>/health`.
+pub fn health(service: &str) -> Response {
+    json(
+        200,
+        &serde_json::json!({"status": "ok", "service": service}),
+    )
+}
+
+/// Requires `method` for a route; otherwise 405.
+pub fn only(req: &Request, method: Method, service: &str) -> Result<(), Response> {
+    if *req.method() == method {
+        Ok(())
+    } else {
+        Err(method_not_allowed(service, &method.to_string()))
+    }
+}
