@@ -156,3 +156,21 @@ mod tests {
         assert_eq!(*c.applied.borrow(), vec![1]);
     }
 }
+
+/// Catches up on every upstream source; returns how many events each one contributed.
+/// A failing source is reported and does not stop the others.
+pub async fn catch_up_all(
+    consumer: &impl Consumer,
+    feed: &impl Feed,
+    sources: &[&str],
+) -> serde_json::Value {
+    let mut report = serde_json::Map::new();
+    for source in sources {
+        let entry = match catch_up(consumer, feed, source, None).await {
+            Ok(n) => serde_json::json!({"applied": n}),
+            Err(e) => serde_json::json!({"error": format!("{e:#}")}),
+        };
+        report.insert(source.to_string(), entry);
+    }
+    serde_json::Value::Object(report)
+}

@@ -34,16 +34,16 @@ pub enum Outcome {
 
 /// The inbox as a transaction sees it.
 pub trait InboxPort {
-    fn inbox_last(&mut self, source: &str) -> anyhow::Result<i64>;
-    fn inbox_advance(&mut self, source: &str, seq: i64) -> anyhow::Result<()>;
+    fn inbox_last(&self, source: &str) -> anyhow::Result<i64>;
+    fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()>;
 }
 
 /// Runs `effect` only when `env` is the next event of its source, and records it as applied.
 /// Call inside the transaction that also holds the effect.
 pub fn guarded<T: InboxPort + ?Sized>(
-    tx: &mut T,
+    tx: &T,
     env: &Envelope,
-    effect: impl FnOnce(&mut T) -> anyhow::Result<()>,
+    effect: impl FnOnce(&T) -> anyhow::Result<()>,
 ) -> anyhow::Result<Outcome> {
     match position(tx.inbox_last(&env.source)?, env.seq) {
         Position::Duplicate => Ok(Outcome::Duplicate),
@@ -82,6 +82,7 @@ pub mod sql {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
     use std::collections::HashMap;
 
     #[test]
@@ -93,14 +94,14 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct Mem(HashMap<String, i64>, u32);
+    struct Mem(RefCell<HashMap<String, i64>>, RefCell<u32>);
 
     impl InboxPort for Mem {
-        fn inbox_last(&mut self, source: &str) -> anyhow::Result<i64> {
-            Ok(*self.0.get(source).unwrap_or(&0))
+        fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
+            Ok(*self.0.borrow().get(source).unwrap_or(&0))
         }
-        fn inbox_advance(&mut self, source: &str, seq: i64) -> anyhow::Result<()> {
-            self.0.insert(source.into(), seq);
+        fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
+            self.0.borrow_mut().insert(source.into(), seq);
             Ok(())
         }
     }
@@ -119,25 +120,25 @@ mod tests {
 
     #[test]
     fn the_effect_runs_once_and_only_in_order() {
-        let mut m = Mem::default();
-        let bump = |m: &mut Mem| {
-            m.1 += 1;
+        let m = Mem::default();
+        let bump = |m: &Mem| {
+            *m.1.borrow_mut() += 1;
             Ok(())
         };
-        assert_eq!(guarded(&mut m, &env(1), bump).unwrap(), Outcome::Applied);
-        assert_eq!(guarded(&mut m, &env(1), bump).unwrap(), Outcome::Duplicate);
+        assert_eq!(guarded(&m, &env(1), bump).unwrap(), Outcome::Applied);
+        assert_eq!(guarded(&m, &env(1), bump).unwrap(), Outcome::Duplicate);
         assert_eq!(
-            guarded(&mut m, &env(3), bump).unwrap(),
+            guarded(&m, &env(3), bump).unwrap(),
             Outcome::Gap { last: 1 }
         );
-        assert_eq!(m.1, 1);
+        assert_eq!(*m.1.borrow(), 1);
         assert_eq!(m.inbox_last("orders").unwrap(), 1);
     }
 
     #[test]
     fn a_failed_effect_does_not_advance() {
-        let mut m = Mem::default();
-        assert!(guarded(&mut m, &env(1), |_| anyhow::bail!("boom")).is_err());
+        let m = Mem::default();
+        assert!(guarded(&m, &env(1), |_| anyhow::bail!("boom")).is_err());
         assert_eq!(m.inbox_last("orders").unwrap(), 0);
     }
 }

@@ -15,6 +15,7 @@ pub mod inbox;
 pub mod log;
 pub mod migrate;
 pub mod outbox;
+pub mod relay;
 pub mod sqlite;
 pub mod time;
 pub mod trace;

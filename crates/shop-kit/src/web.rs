@@ -112,3 +112,10 @@ pub fn only(req: &Request, method: Method, service: &str) -> Result<(), Response
         Err(method_not_allowed(service, &method.to_string()))
     }
 }
+
+/// Answers `GET /<fn>/events?after=N&limit=M` from the outbox of `db`.
+pub fn serve_feed(ctx: &Ctx, req: &Request, db: &crate::sqlite::Db) -> Result<Response, Failure> {
+    let (after, limit) = crate::outbox::feed_params(&query(req))?;
+    let events = crate::outbox::page(db, ctx.service, after, limit)?;
+    Ok(json(200, &crate::outbox::feed_json(&events, after)))
+}
