@@ -196,6 +196,20 @@ pub fn check_sku(field: &str, sku: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Validates an order id: a hyphenated lower-case UUID, as orders issues them.
+pub fn check_order_id(field: &str, id: &str) -> Result<(), ApiError> {
+    let ok = id.len() == 36
+        && id.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(field, "must be an order id (UUID)"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +273,9 @@ mod tests {
         assert!(check_sku("sku", "-A").is_err());
         assert!(check_sku("sku", "").is_err());
         assert!(is_plain_id("cust_42-a"));
+        assert!(check_order_id("id", "0190b5a4-7c3e-7d2a-9f00-1234567890ab").is_ok());
+        assert!(check_order_id("id", "0190B5A4-7C3E-7D2A-9F00-1234567890AB").is_err());
+        assert!(check_order_id("id", "nope").is_err());
         assert!(!is_plain_id("a b"));
     }
 }

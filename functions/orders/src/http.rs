@@ -1,7 +1,7 @@
 //! HTTP transport of orders: `/orders/...` routes.
 
 use serde_json::json;
-use shop_kit::body::{is_plain_id, parse_object};
+use shop_kit::body::{check_order_id, is_plain_id, parse_object};
 use shop_kit::web::{self, Ctx};
 use shop_kit::{ApiError, Failure};
 use spin_sdk::http::{Method, Request, Response};
@@ -55,9 +55,8 @@ fn service() -> anyhow::Result<Service> {
 
 /// Order ids are UUIDs; anything else is a malformed request, not a missing order.
 fn order_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.to_string())
-        .map_err(|_| ApiError::invalid("id", "must be an order id (UUID)"))
+    check_order_id("id", raw)?;
+    Ok(raw.to_string())
 }
 
 fn place(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {

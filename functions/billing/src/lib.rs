@@ -1,0 +1,43 @@
+//! The billing component: charges reserved orders through the payment provider and refunds
+//! the captured payments of cancelled orders.
+
+pub mod domain;
+pub mod events;
+pub mod http;
+pub mod provider;
+pub mod service;
+pub mod store;
+
+pub const SERVICE: &str = "billing";
+
+pub type Service = service::Billing<store::SqlBilling, provider::HttpProvider>;
+
+/// Opens billing against its database and the configured provider, within `trace`.
+pub fn open(trace: &shop_kit::TraceContext) -> anyhow::Result<Service> {
+    Ok(service::Billing {
+        store: store::SqlBilling::open()?,
+        provider: provider::HttpProvider {
+            base_url: shop_kit::config::var_or(
+                "payment_provider_url",
+                "http://127.0.0.1:3000/payment-sim",
+            ),
+            traceparent: trace.child().header(),
+        },
+        log: shop_kit::log::Logger::new(SERVICE, &trace.trace_id),
+    })
+}
+
+/// The component's exports. Only built for Wasm: natively the crate is a library whose
+/// domain and service are unit-tested.
+#[cfg(target_arch = "wasm32")]
+mod exports {
+    #[spin_sdk::http_component]
+    async fn handle_http(req: spin_sdk::http::Request) -> spin_sdk::http::Response {
+        super::http::handle(req).await
+    }
+
+    #[spin_sdk::redis_component]
+    async fn handle_message(payload: Vec<u8>) -> anyhow::Result<()> {
+        super::events::on_message(&payload).await
+    }
+}

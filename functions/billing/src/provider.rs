@@ -1,0 +1,76 @@
+//! HTTP adapter of the `PaymentProvider` port: `{payment_provider_url}/charges` and `/refunds`.
+
+use serde_json::{json, Value};
+use spin_sdk::http::{Request, Response};
+
+use crate::domain::{ChargeOutcome, CURRENCY};
+use crate::service::PaymentProvider;
+
+pub struct HttpProvider {
+    pub base_url: String,
+    pub traceparent: String,
+}
+
+impl HttpProvider {
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let url = format!("{}/{path}", self.base_url.trim_end_matches('/'));
+        let request = Request::post(&url, body.to_string())
+            .header("content-type", "application/json")
+            .header("traceparent", &self.traceparent)
+            .build();
+        let response: Response = spin_sdk::http::send(request)
+            .await
+            .map_err(|e| anyhow::anyhow!("POST {url}: {e}"))?;
+        let status = *response.status();
+        anyhow::ensure!(
+            (200..300).contains(&status),
+            "POST {url}: status {status}: {}",
+            String::from_utf8_lossy(response.body())
+        );
+        Ok(serde_json::from_slice(response.body())?)
+    }
+}
+
+impl PaymentProvider for HttpProvider {
+    async fn charge(
+        &self,
+        amount_cents: i64,
+        token: &str,
+        idempotency_key: &str,
+    ) -> anyhow::Result<ChargeOutcome> {
+        let answer = self
+            .post(
+                "charges",
+                json!({"amount_cents": amount_cents, "currency": CURRENCY, "token": token,
+                       "idempotency_key": idempotency_key}),
+            )
+            .await?;
+        let provider_ref = answer["provider_ref"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match answer["status"].as_str() {
+            Some("captured") => Ok(ChargeOutcome::Captured { provider_ref }),
+            Some("declined") => Ok(ChargeOutcome::Declined {
+                provider_ref,
+                reason: "card_declined".into(),
+            }),
+            other => anyhow::bail!("provider answered charge status {other:?}"),
+        }
+    }
+
+    async fn refund(
+        &self,
+        provider_ref: &str,
+        amount_cents: i64,
+        idempotency_key: &str,
+    ) -> anyhow::Result<()> {
+        self.post(
+            "refunds",
+            json!({"provider_ref": provider_ref, "amount_cents": amount_cents,
+                   "idempotency_key": idempotency_key}),
+        )
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,101 @@
+//! SQLite adapter of the `BillingStore` port (database label `billing`).
+
+use shop_events::ShopEvent;
+use shop_kit::inbox::{self, InboxPort};
+use shop_kit::migrate::Migration;
+use shop_kit::outbox;
+use shop_kit::sqlite::{i, opt_i, opt_int, opt_text, t, text, Db};
+use spin_sdk::sqlite::{RowResult, Value};
+
+use crate::domain::{Payment, PaymentStatus};
+use crate::service::BillingStore;
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "0001_init",
+    sql: include_str!("../../../migrations/billing/0001_init.sql"),
+}];
+
+pub struct SqlBilling {
+    pub db: Db,
+}
+
+impl SqlBilling {
+    pub fn open() -> anyhow::Result<Self> {
+        Ok(Self {
+            db: Db::open("billing", MIGRATIONS)?,
+        })
+    }
+}
+
+const COLUMNS: &str = "order_id, amount_cents, currency, status, provider_ref, cancelled";
+
+fn payment(row: &RowResult) -> anyhow::Result<Payment> {
+    let status = text(row, 3);
+    Ok(Payment {
+        order_id: text(row, 0),
+        amount_cents: opt_int(row, 1),
+        currency: text(row, 2),
+        status: PaymentStatus::parse(&status)
+            .ok_or_else(|| anyhow::anyhow!("bad payment status {status}"))?,
+        provider_ref: opt_text(row, 4),
+        cancelled: opt_int(row, 5) == Some(1),
+    })
+}
+
+impl InboxPort for SqlBilling {
+    fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
+        inbox::sql::last(&self.db, source)
+    }
+
+    fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
+        inbox::sql::advance(&self.db, source, seq)
+    }
+}
+
+impl BillingStore for SqlBilling {
+    fn transaction<T, E: From<anyhow::Error>>(
+        &self,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.db.transaction(f)
+    }
+
+    fn payment(&self, order_id: &str) -> anyhow::Result<Option<Payment>> {
+        let rows = self.db.exec(
+            &format!("SELECT {COLUMNS} FROM payments WHERE order_id = ?"),
+            &[t(order_id)],
+        )?;
+        rows.rows.first().map(payment).transpose()
+    }
+
+    fn put_payment(&self, p: &Payment) -> anyhow::Result<()> {
+        self.db.exec(
+            "INSERT INTO payments (order_id, amount_cents, currency, status, provider_ref, cancelled) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(order_id) DO UPDATE SET \
+             amount_cents = excluded.amount_cents, currency = excluded.currency, status = excluded.status, \
+             provider_ref = excluded.provider_ref, cancelled = excluded.cancelled",
+            &[
+                t(&p.order_id),
+                opt_i(p.amount_cents),
+                t(&p.currency),
+                t(p.status.as_str()),
+                p.provider_ref.clone().map(Value::Text).unwrap_or(Value::Null),
+                i(i64::from(p.cancelled)),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn owed_refunds(&self) -> anyhow::Result<Vec<Payment>> {
+        let rows = self.db.exec(
+            &format!("SELECT {COLUMNS} FROM payments WHERE cancelled = 1 AND status = 'captured'"),
+            &[],
+        )?;
+        rows.rows.iter().map(payment).collect()
+    }
+
+    fn emit(&self, event: &ShopEvent, traceparent: &str) -> anyhow::Result<()> {
+        outbox::append(&self.db, event, traceparent)
+    }
+}

@@ -1,0 +1,130 @@
+//! Notifications: one per final order state, and the circuit breaker guarding the webhook.
+//! Pure: no I/O.
+
+use serde::{Deserialize, Serialize};
+use shop_events::ShopEvent;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    OrderConfirmed,
+    OrderCancelled,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::OrderConfirmed => "order_confirmed",
+            Kind::OrderCancelled => "order_cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Recorded, delivery not finished yet.
+    Pending,
+    /// Recorded; no webhook is configured.
+    Sent,
+    /// The webhook accepted it.
+    Delivered,
+    /// The webhook failed (or its breaker was open); the sweep retries.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: String,
+    pub order_id: String,
+    pub customer_id: String,
+    pub kind: Kind,
+    pub status: Delivery,
+    pub created_at: String,
+    /// Webhook attempts so far.
+    pub attempts: u32,
+}
+
+impl Notification {
+    /// The notification a final order state calls for; its id is derived from the order and
+    /// the kind, so handling the same event twice can never make two.
+    pub fn for_event(event: &ShopEvent, now: &str) -> Option<Self> {
+        let (order_id, customer_id, kind) = match event {
+            ShopEvent::OrderConfirmed(e) => (&e.order_id, &e.customer_id, Kind::OrderConfirmed),
+            ShopEvent::OrderCancelled(e) => (&e.order_id, &e.customer_id, Kind::OrderCancelled),
+            _ => return None,
+        };
+        Some(Self {
+            id: format!("{order_id}:{}", kind.as_str()),
+            order_id: order_id.clone(),
+            customer_id: customer_id.clone(),
+            kind,
+            status: Delivery::Pending,
+            created_at: now.to_string(),
+            attempts: 0,
+        })
+    }
+}
+
+/// A consecutive-failure circuit breaker: after `threshold` failures in a row the webhook is
+/// not called for `open_ms`, then one trial call decides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Breaker {
+    pub consecutive_failures: u32,
+    pub open_until_ms: i64,
+}
+
+impl Breaker {
+    pub fn allows(&self, now_ms: i64) -> bool {
+        now_ms >= self.open_until_ms
+    }
+
+    pub fn record(&mut self, success: bool, now_ms: i64, threshold: u32, open_ms: i64) {
+        if success {
+            *self = Breaker::default();
+            return;
+        }
+        self.consecutive_failures += 1;
+        if self.consecutive_failures >= threshold {
+            self.open_until_ms = now_ms + open_ms;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shop_events::{CancelReason, OrderCancelled, OrderCreated};
+
+    #[test]
+    fn only_final_states_notify_with_a_stable_id() {
+        let cancelled = ShopEvent::OrderCancelled(OrderCancelled {
+            order_id: "o1".into(),
+            customer_id: "c1".into(),
+            reason: CancelReason::OutOfStock,
+        });
+        let a = Notification::for_event(&cancelled, "t1").unwrap();
+        let b = Notification::for_event(&cancelled, "t2").unwrap();
+        assert_eq!(a.id, b.id);
+        assert_eq!(a.kind.as_str(), "order_cancelled");
+        let created = ShopEvent::OrderCreated(OrderCreated {
+            order_id: "o1".into(),
+            customer_id: "c1".into(),
+            items: vec![],
+            payment_token: "t".into(),
+        });
+        assert!(Notification::for_event(&created, "t").is_none());
+    }
+
+    #[test]
+    fn the_breaker_opens_after_the_threshold_and_closes_on_success() {
+        let mut b = Breaker::default();
+        b.record(false, 0, 2, 1000);
+        assert!(b.allows(1));
+        b.record(false, 10, 2, 1000);
+        assert!(!b.allows(500));
+        assert!(b.allows(1010));
+        b.record(true, 1010, 2, 1000);
+        assert_eq!(b, Breaker::default());
+    }
+}

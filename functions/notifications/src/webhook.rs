@@ -1,0 +1,35 @@
+//! HTTP adapter of the `Webhook` port: POSTs the notification to `notification_webhook_url`.
+
+use spin_sdk::http::{Request, Response};
+
+use crate::domain::Notification;
+use crate::service::Webhook;
+
+pub struct HttpWebhook {
+    /// Empty when no webhook is configured.
+    pub url: String,
+    pub traceparent: String,
+}
+
+impl Webhook for HttpWebhook {
+    fn configured(&self) -> bool {
+        !self.url.is_empty()
+    }
+
+    async fn deliver(&self, n: &Notification) -> anyhow::Result<()> {
+        let request = Request::post(&self.url, serde_json::to_vec(n)?)
+            .header("content-type", "application/json")
+            .header("traceparent", &self.traceparent)
+            .build();
+        let response: Response = spin_sdk::http::send(request)
+            .await
+            .map_err(|e| anyhow::anyhow!("POST {}: {e}", self.url))?;
+        let status = *response.status();
+        anyhow::ensure!(
+            (200..300).contains(&status),
+            "POST {}: status {status}",
+            self.url
+        );
+        Ok(())
+    }
+}
