@@ -64,11 +64,30 @@ pub async fn catch_up(
     Ok(applied)
 }
 
+/// Catches up on every upstream source; returns how many events each one contributed.
+/// A failing source is reported and does not stop the others.
+pub async fn catch_up_all(
+    consumer: &impl Consumer,
+    feed: &impl Feed,
+    sources: &[&str],
+) -> serde_json::Value {
+    let mut report = serde_json::Map::new();
+    for source in sources {
+        let entry = match catch_up(consumer, feed, source, None).await {
+            Ok(n) => serde_json::json!({"applied": n}),
+            Err(e) => serde_json::json!({"error": format!("{e:#}")}),
+        };
+        report.insert(source.to_string(), entry);
+    }
+    serde_json::Value::Object(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::inbox::position;
     use crate::inbox::Position;
+    use crate::testing::block_on;
     use std::cell::RefCell;
 
     fn env(seq: i64) -> Envelope {
@@ -118,25 +137,14 @@ mod tests {
         }
     }
 
-    fn block<F: std::future::Future>(f: F) -> F::Output {
-        // The fakes never suspend, so one poll completes the future.
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        let mut f = std::pin::pin!(f);
-        match f.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(v) => v,
-            std::task::Poll::Pending => panic!("fake future suspended"),
-        }
-    }
-
     #[test]
     fn a_gap_is_filled_from_the_feed_in_order() {
         let feed = VecFeed((1..=250).map(env).collect());
         let c = Recorder::default();
-        block(deliver(&c, &feed, &env(1))).unwrap();
-        block(deliver(&c, &feed, &env(4))).unwrap();
+        block_on(deliver(&c, &feed, &env(1))).unwrap();
+        block_on(deliver(&c, &feed, &env(4))).unwrap();
         assert_eq!(*c.applied.borrow(), vec![1, 2, 3, 4]);
-        block(deliver(&c, &feed, &env(2))).unwrap();
+        block_on(deliver(&c, &feed, &env(2))).unwrap();
         assert_eq!(c.applied.borrow().len(), 4);
     }
 
@@ -144,33 +152,15 @@ mod tests {
     fn catch_up_reads_every_page() {
         let feed = VecFeed((1..=250).map(env).collect());
         let c = Recorder::default();
-        assert_eq!(block(catch_up(&c, &feed, "orders", None)).unwrap(), 250);
-        assert_eq!(block(catch_up(&c, &feed, "orders", None)).unwrap(), 0);
+        assert_eq!(block_on(catch_up(&c, &feed, "orders", None)).unwrap(), 250);
+        assert_eq!(block_on(catch_up(&c, &feed, "orders", None)).unwrap(), 0);
     }
 
     #[test]
     fn a_feed_with_a_hole_is_an_error() {
         let feed = VecFeed(vec![env(1), env(3)]);
         let c = Recorder::default();
-        assert!(block(catch_up(&c, &feed, "orders", None)).is_err());
+        assert!(block_on(catch_up(&c, &feed, "orders", None)).is_err());
         assert_eq!(*c.applied.borrow(), vec![1]);
     }
-}
-
-/// Catches up on every upstream source; returns how many events each one contributed.
-/// A failing source is reported and does not stop the others.
-pub async fn catch_up_all(
-    consumer: &impl Consumer,
-    feed: &impl Feed,
-    sources: &[&str],
-) -> serde_json::Value {
-    let mut report = serde_json::Map::new();
-    for source in sources {
-        let entry = match catch_up(consumer, feed, source, None).await {
-            Ok(n) => serde_json::json!({"applied": n}),
-            Err(e) => serde_json::json!({"error": format!("{e:#}")}),
-        };
-        report.insert(source.to_string(), entry);
-    }
-    serde_json::Value::Object(report)
 }

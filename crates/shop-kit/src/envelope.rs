@@ -19,6 +19,19 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// Wraps an event as `source` would publish it as its `seq`-th event, in a new trace.
+    pub fn wrap(source: &str, seq: i64, event: &ShopEvent) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            type_name: event.type_name().to_string(),
+            source: source.to_string(),
+            seq,
+            occurred_at: crate::time::now_rfc3339(),
+            traceparent: crate::TraceContext::new_root().header(),
+            data: event.data(),
+        }
+    }
+
     /// The typed payload.
     pub fn event(&self) -> Result<ShopEvent, DecodeError> {
         ShopEvent::decode(&self.type_name, self.data.clone())

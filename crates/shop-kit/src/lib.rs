@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod relay;
 pub mod sqlite;
+pub mod testing;
 pub mod time;
 pub mod trace;
 pub mod web;

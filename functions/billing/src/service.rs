@@ -176,3 +176,232 @@ impl<S: BillingStore, P: PaymentProvider> Consumer for Billing<S, P> {
         self.apply_event(env).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PaymentStatus;
+    use shop_events::{CancelReason, OrderCancelled, PricedLine};
+    use shop_kit::testing::block_on;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    #[derive(Default, Clone)]
+    struct State {
+        payments: HashMap<String, Payment>,
+        inbox: HashMap<String, i64>,
+        outbox: Vec<ShopEvent>,
+    }
+
+    /// In-memory store; a failed transaction restores the state it started from.
+    #[derive(Default)]
+    struct Mem(RefCell<State>);
+
+    impl InboxPort for Mem {
+        fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
+            Ok(*self.0.borrow().inbox.get(source).unwrap_or(&0))
+        }
+        fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
+            self.0.borrow_mut().inbox.insert(source.into(), seq);
+            Ok(())
+        }
+    }
+
+    impl BillingStore for Mem {
+        fn transaction<T, E: From<anyhow::Error>>(
+            &self,
+            f: impl FnOnce() -> Result<T, E>,
+        ) -> Result<T, E> {
+            let before = self.0.borrow().clone();
+            let result = f();
+            if result.is_err() {
+                *self.0.borrow_mut() = before;
+            }
+            result
+        }
+        fn payment(&self, order_id: &str) -> anyhow::Result<Option<Payment>> {
+            Ok(self.0.borrow().payments.get(order_id).cloned())
+        }
+        fn put_payment(&self, p: &Payment) -> anyhow::Result<()> {
+            self.0
+                .borrow_mut()
+                .payments
+                .insert(p.order_id.clone(), p.clone());
+            Ok(())
+        }
+        fn owed_refunds(&self) -> anyhow::Result<Vec<Payment>> {
+            Ok(self
+                .0
+                .borrow()
+                .payments
+                .values()
+                .filter(|p| p.owes_refund())
+                .cloned()
+                .collect())
+        }
+        fn emit(&self, event: &ShopEvent, _: &str) -> anyhow::Result<()> {
+            self.0.borrow_mut().outbox.push(event.clone());
+            Ok(())
+        }
+    }
+
+    /// A provider that captures (or declines `tok_decline`), counts calls, and can be down.
+    #[derive(Default)]
+    struct FakeProvider {
+        charges: RefCell<Vec<String>>,
+        refunds: RefCell<Vec<String>>,
+        down: RefCell<bool>,
+    }
+
+    impl PaymentProvider for FakeProvider {
+        async fn charge(&self, _: i64, token: &str, key: &str) -> anyhow::Result<ChargeOutcome> {
+            anyhow::ensure!(!*self.down.borrow(), "provider down");
+            self.charges.borrow_mut().push(key.into());
+            Ok(if token == "tok_decline" {
+                ChargeOutcome::Declined {
+                    provider_ref: "ch_d".into(),
+                    reason: "card_declined".into(),
+                }
+            } else {
+                ChargeOutcome::Captured {
+                    provider_ref: format!("ch_{key}"),
+                }
+            })
+        }
+        async fn refund(&self, provider_ref: &str, _: i64, _: &str) -> anyhow::Result<()> {
+            anyhow::ensure!(!*self.down.borrow(), "provider down");
+            self.refunds.borrow_mut().push(provider_ref.into());
+            Ok(())
+        }
+    }
+
+    fn billing() -> Billing<Mem, FakeProvider> {
+        Billing {
+            store: Mem::default(),
+            provider: FakeProvider::default(),
+            log: Logger::new("billing", "t"),
+        }
+    }
+
+    fn reserved(order_id: &str, token: &str) -> ShopEvent {
+        ShopEvent::StockReserved(StockReserved {
+            order_id: order_id.into(),
+            customer_id: "c1".into(),
+            lines: vec![PricedLine {
+                sku: "A".into(),
+                quantity: 1,
+                unit_price_cents: 700,
+            }],
+            total_cents: 700,
+            payment_token: token.into(),
+            idempotency_key: order_id.into(),
+        })
+    }
+
+    fn cancelled(order_id: &str) -> ShopEvent {
+        ShopEvent::OrderCancelled(OrderCancelled {
+            order_id: order_id.into(),
+            customer_id: "c1".into(),
+            reason: CancelReason::CancelledByCustomer,
+        })
+    }
+
+    fn apply(
+        b: &Billing<Mem, FakeProvider>,
+        source: &str,
+        seq: i64,
+        event: ShopEvent,
+    ) -> anyhow::Result<Outcome> {
+        block_on(b.apply_event(&Envelope::wrap(source, seq, &event)))
+    }
+
+    fn status(b: &Billing<Mem, FakeProvider>, order_id: &str) -> PaymentStatus {
+        b.store.payment(order_id).unwrap().unwrap().status
+    }
+
+    fn types(b: &Billing<Mem, FakeProvider>) -> Vec<&'static str> {
+        b.store
+            .0
+            .borrow()
+            .outbox
+            .iter()
+            .map(|e| e.type_name())
+            .collect()
+    }
+
+    #[test]
+    fn a_reserved_order_is_charged_once_with_its_key() {
+        let b = billing();
+        assert_eq!(
+            apply(&b, "inventory", 1, reserved("o1", "tok_visa")).unwrap(),
+            Outcome::Applied
+        );
+        assert_eq!(
+            apply(&b, "inventory", 1, reserved("o1", "tok_visa")).unwrap(),
+            Outcome::Duplicate
+        );
+        assert_eq!(*b.provider.charges.borrow(), vec!["o1".to_string()]);
+        assert_eq!(status(&b, "o1"), PaymentStatus::Captured);
+        assert_eq!(b.payment("o1").unwrap()["amount_cents"], 700);
+        assert_eq!(types(&b), vec!["payment-captured"]);
+    }
+
+    #[test]
+    fn a_declined_card_is_announced() {
+        let b = billing();
+        apply(&b, "inventory", 1, reserved("o1", "tok_decline")).unwrap();
+        assert_eq!(status(&b, "o1"), PaymentStatus::Declined);
+        assert_eq!(types(&b), vec!["payment-declined"]);
+    }
+
+    #[test]
+    fn a_provider_outage_leaves_the_event_for_a_retry() {
+        let b = billing();
+        *b.provider.down.borrow_mut() = true;
+        assert!(apply(&b, "inventory", 1, reserved("o1", "tok_visa")).is_err());
+        assert_eq!(b.store.inbox_last("inventory").unwrap(), 0);
+        *b.provider.down.borrow_mut() = false;
+        assert_eq!(
+            apply(&b, "inventory", 1, reserved("o1", "tok_visa")).unwrap(),
+            Outcome::Applied
+        );
+        assert_eq!(status(&b, "o1"), PaymentStatus::Captured);
+    }
+
+    #[test]
+    fn cancelled_before_the_charge_means_no_charge() {
+        let b = billing();
+        apply(&b, "orders", 1, cancelled("o1")).unwrap();
+        apply(&b, "inventory", 1, reserved("o1", "tok_visa")).unwrap();
+        assert!(b.provider.charges.borrow().is_empty());
+        assert!(
+            b.payment("o1").is_err(),
+            "nothing was charged, so there is no payment"
+        );
+        assert!(types(&b).is_empty());
+    }
+
+    #[test]
+    fn a_captured_payment_of_a_cancelled_order_is_refunded() {
+        let b = billing();
+        apply(&b, "inventory", 1, reserved("o1", "tok_visa")).unwrap();
+        *b.provider.down.borrow_mut() = true;
+        apply(&b, "orders", 1, cancelled("o1")).unwrap();
+        assert_eq!(
+            status(&b, "o1"),
+            PaymentStatus::Captured,
+            "refund deferred while down"
+        );
+        *b.provider.down.borrow_mut() = false;
+        assert_eq!(
+            block_on(b.settle_owed_refunds(&TraceContext::new_root())).unwrap(),
+            1
+        );
+        assert_eq!(status(&b, "o1"), PaymentStatus::Refunded);
+        assert_eq!(types(&b), vec!["payment-captured", "payment-refunded"]);
+        assert_eq!(
+            block_on(b.settle_owed_refunds(&TraceContext::new_root())).unwrap(),
+            0
+        );
+    }
+}

@@ -146,3 +146,203 @@ impl<S: InventoryStore> Consumer for Inventory<S> {
         self.apply_event(env)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shop_events::{CancelReason, OrderCancelled, OrderCreated, OrderLine, PaymentCaptured};
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, HashMap};
+
+    #[derive(Default, Clone)]
+    struct State {
+        products: BTreeMap<String, Product>,
+        holds: HashMap<String, Hold>,
+        inbox: HashMap<String, i64>,
+        outbox: Vec<ShopEvent>,
+    }
+
+    /// In-memory store; a failed transaction restores the state it started from.
+    #[derive(Default)]
+    struct Mem(RefCell<State>);
+
+    impl InboxPort for Mem {
+        fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
+            Ok(*self.0.borrow().inbox.get(source).unwrap_or(&0))
+        }
+        fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
+            self.0.borrow_mut().inbox.insert(source.into(), seq);
+            Ok(())
+        }
+    }
+
+    impl InventoryStore for Mem {
+        fn transaction<T, E: From<anyhow::Error>>(
+            &self,
+            f: impl FnOnce() -> Result<T, E>,
+        ) -> Result<T, E> {
+            let before = self.0.borrow().clone();
+            let result = f();
+            if result.is_err() {
+                *self.0.borrow_mut() = before;
+            }
+            result
+        }
+        fn product(&self, sku: &str) -> anyhow::Result<Option<Product>> {
+            Ok(self.0.borrow().products.get(sku).cloned())
+        }
+        fn put_product(&self, p: &Product) -> anyhow::Result<()> {
+            self.0
+                .borrow_mut()
+                .products
+                .insert(p.sku.clone(), p.clone());
+            Ok(())
+        }
+        fn products(&self) -> anyhow::Result<Vec<Product>> {
+            Ok(self.0.borrow().products.values().cloned().collect())
+        }
+        fn hold(&self, order_id: &str) -> anyhow::Result<Option<Hold>> {
+            Ok(self.0.borrow().holds.get(order_id).cloned())
+        }
+        fn put_hold(&self, hold: &Hold) -> anyhow::Result<()> {
+            self.0
+                .borrow_mut()
+                .holds
+                .insert(hold.order_id.clone(), hold.clone());
+            Ok(())
+        }
+        fn emit(&self, event: &ShopEvent, _: &str) -> anyhow::Result<()> {
+            self.0.borrow_mut().outbox.push(event.clone());
+            Ok(())
+        }
+    }
+
+    fn inventory(stock: i64) -> Inventory<Mem> {
+        let inv = Inventory::new(Mem::default());
+        let update = ProductUpdate {
+            name: "Mug".into(),
+            price_cents: 250,
+            available: Some(stock),
+        };
+        assert!(inv.put_product("MUG", update).unwrap().1);
+        inv
+    }
+
+    fn created(order_id: &str, quantity: u32) -> ShopEvent {
+        ShopEvent::OrderCreated(OrderCreated {
+            order_id: order_id.into(),
+            customer_id: "c1".into(),
+            items: vec![OrderLine {
+                sku: "MUG".into(),
+                quantity,
+            }],
+            payment_token: "tok_visa".into(),
+        })
+    }
+
+    fn cancelled(order_id: &str) -> ShopEvent {
+        ShopEvent::OrderCancelled(OrderCancelled {
+            order_id: order_id.into(),
+            customer_id: "c1".into(),
+            reason: CancelReason::CancelledByCustomer,
+        })
+    }
+
+    fn captured(order_id: &str) -> ShopEvent {
+        ShopEvent::PaymentCaptured(PaymentCaptured {
+            order_id: order_id.into(),
+            amount_cents: 500,
+            provider_ref: "ch".into(),
+        })
+    }
+
+    fn apply(inv: &Inventory<Mem>, source: &str, seq: i64, event: ShopEvent) -> Outcome {
+        inv.apply_event(&Envelope::wrap(source, seq, &event))
+            .unwrap()
+    }
+
+    fn counts(inv: &Inventory<Mem>) -> (i64, i64) {
+        let p = inv.product("MUG").unwrap();
+        (p.available, p.reserved)
+    }
+
+    #[test]
+    fn the_last_units_go_to_the_first_orders_only() {
+        let inv = inventory(5);
+        let outcomes: Vec<&str> = (1..=20)
+            .map(|n| {
+                apply(&inv, "orders", n, created(&format!("o{n}"), 1));
+                inv.store.0.borrow().outbox.last().unwrap().type_name()
+            })
+            .collect();
+        assert_eq!(
+            outcomes.iter().filter(|t| **t == "stock-reserved").count(),
+            5
+        );
+        assert_eq!(counts(&inv), (0, 5));
+        for n in 1..=5 {
+            apply(&inv, "billing", n, captured(&format!("o{n}")));
+        }
+        assert_eq!(counts(&inv), (0, 0));
+    }
+
+    #[test]
+    fn a_reservation_is_priced_and_a_repeat_is_ignored() {
+        let inv = inventory(5);
+        apply(&inv, "orders", 1, created("o1", 2));
+        assert_eq!(
+            apply(&inv, "orders", 1, created("o1", 2)),
+            Outcome::Duplicate
+        );
+        let state = inv.store.0.borrow();
+        let ShopEvent::StockReserved(e) = &state.outbox[0] else {
+            panic!("expected stock-reserved")
+        };
+        assert_eq!((e.total_cents, e.idempotency_key.as_str()), (500, "o1"));
+        drop(state);
+        assert_eq!(counts(&inv), (3, 2));
+    }
+
+    #[test]
+    fn cancellation_releases_reserved_and_even_sold_units() {
+        let inv = inventory(5);
+        apply(&inv, "orders", 1, created("o1", 2));
+        apply(&inv, "orders", 2, cancelled("o1"));
+        assert_eq!(counts(&inv), (5, 0));
+        apply(&inv, "billing", 1, captured("o1"));
+        assert_eq!(
+            counts(&inv),
+            (5, 0),
+            "a capture after the release sells nothing"
+        );
+
+        apply(&inv, "orders", 3, created("o2", 2));
+        apply(&inv, "billing", 2, captured("o2"));
+        assert_eq!(counts(&inv), (3, 0));
+        apply(&inv, "orders", 4, cancelled("o2"));
+        assert_eq!(counts(&inv), (5, 0));
+    }
+
+    #[test]
+    fn an_unknown_sku_is_rejected_without_holding_anything() {
+        let inv = inventory(5);
+        let order = ShopEvent::OrderCreated(OrderCreated {
+            order_id: "o1".into(),
+            customer_id: "c1".into(),
+            items: vec![
+                OrderLine {
+                    sku: "MUG".into(),
+                    quantity: 1,
+                },
+                OrderLine {
+                    sku: "NOPE".into(),
+                    quantity: 1,
+                },
+            ],
+            payment_token: "t".into(),
+        });
+        apply(&inv, "orders", 1, order);
+        assert_eq!(inv.store.0.borrow().outbox[0].type_name(), "stock-rejected");
+        assert_eq!(counts(&inv), (5, 0));
+    }
+}

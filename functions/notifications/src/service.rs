@@ -149,3 +149,184 @@ impl<S: NotificationStore, W: Webhook> Consumer for Notifications<S, W> {
         self.apply_event(env).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Kind;
+    use shop_events::{CancelReason, OrderCancelled, OrderConfirmed, OrderCreated, ShopEvent};
+    use shop_kit::testing::block_on;
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, HashMap};
+
+    #[derive(Default)]
+    struct Mem {
+        notifications: RefCell<BTreeMap<String, Notification>>,
+        inbox: RefCell<HashMap<String, i64>>,
+        breaker: RefCell<Breaker>,
+    }
+
+    impl InboxPort for Mem {
+        fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
+            Ok(*self.inbox.borrow().get(source).unwrap_or(&0))
+        }
+        fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
+            self.inbox.borrow_mut().insert(source.into(), seq);
+            Ok(())
+        }
+    }
+
+    impl NotificationStore for Mem {
+        fn get(&self, id: &str) -> anyhow::Result<Option<Notification>> {
+            Ok(self.notifications.borrow().get(id).cloned())
+        }
+        fn put(&self, n: &Notification) -> anyhow::Result<()> {
+            self.notifications
+                .borrow_mut()
+                .insert(n.id.clone(), n.clone());
+            Ok(())
+        }
+        fn by_order(&self, order_id: &str) -> anyhow::Result<Vec<Notification>> {
+            Ok(self
+                .notifications
+                .borrow()
+                .values()
+                .filter(|n| n.order_id == order_id)
+                .cloned()
+                .collect())
+        }
+        fn by_customer(&self, customer_id: &str) -> anyhow::Result<Vec<Notification>> {
+            Ok(self
+                .notifications
+                .borrow()
+                .values()
+                .filter(|n| n.customer_id == customer_id)
+                .cloned()
+                .collect())
+        }
+        fn undelivered(&self) -> anyhow::Result<Vec<Notification>> {
+            Ok(self
+                .notifications
+                .borrow()
+                .values()
+                .filter(|n| matches!(n.status, Delivery::Pending | Delivery::Failed))
+                .cloned()
+                .collect())
+        }
+        fn breaker(&self) -> anyhow::Result<Breaker> {
+            Ok(*self.breaker.borrow())
+        }
+        fn set_breaker(&self, b: &Breaker) -> anyhow::Result<()> {
+            *self.breaker.borrow_mut() = *b;
+            Ok(())
+        }
+    }
+
+    /// A webhook that can be unset, up or failing, and counts its calls.
+    #[derive(Default)]
+    struct FakeWebhook {
+        configured: bool,
+        failing: RefCell<bool>,
+        calls: RefCell<u32>,
+    }
+
+    impl Webhook for FakeWebhook {
+        fn configured(&self) -> bool {
+            self.configured
+        }
+        async fn deliver(&self, _: &Notification) -> anyhow::Result<()> {
+            *self.calls.borrow_mut() += 1;
+            anyhow::ensure!(!*self.failing.borrow(), "webhook down");
+            Ok(())
+        }
+    }
+
+    fn service(configured: bool) -> Notifications<Mem, FakeWebhook> {
+        Notifications {
+            store: Mem::default(),
+            webhook: FakeWebhook {
+                configured,
+                ..FakeWebhook::default()
+            },
+            policy: BreakerPolicy {
+                threshold: 2,
+                open_ms: 60_000,
+            },
+            log: Logger::new("notifications", "t"),
+        }
+    }
+
+    fn confirmed(order_id: &str) -> ShopEvent {
+        ShopEvent::OrderConfirmed(OrderConfirmed {
+            order_id: order_id.into(),
+            customer_id: "c1".into(),
+            total_cents: 5,
+        })
+    }
+
+    fn apply(s: &Notifications<Mem, FakeWebhook>, seq: i64, event: ShopEvent) -> Outcome {
+        block_on(s.apply_event(&Envelope::wrap("orders", seq, &event))).unwrap()
+    }
+
+    #[test]
+    fn one_notification_per_final_state() {
+        let s = service(false);
+        let created = ShopEvent::OrderCreated(OrderCreated {
+            order_id: "o1".into(),
+            customer_id: "c1".into(),
+            items: vec![],
+            payment_token: "t".into(),
+        });
+        apply(&s, 1, created);
+        apply(&s, 2, confirmed("o1"));
+        assert_eq!(apply(&s, 2, confirmed("o1")), Outcome::Duplicate);
+        let cancelled = ShopEvent::OrderCancelled(OrderCancelled {
+            order_id: "o2".into(),
+            customer_id: "c1".into(),
+            reason: CancelReason::OutOfStock,
+        });
+        apply(&s, 3, cancelled);
+        let mine = s.list(None, Some("c1")).unwrap();
+        assert_eq!(mine.len(), 2);
+        let o1 = s.list(Some("o1"), None).unwrap();
+        assert_eq!(
+            (o1[0].kind, o1[0].status),
+            (Kind::OrderConfirmed, Delivery::Sent)
+        );
+        assert!(s.list(None, None).is_err());
+    }
+
+    #[test]
+    fn a_redelivered_event_does_not_notify_twice() {
+        let s = service(true);
+        apply(&s, 1, confirmed("o1"));
+        s.store.inbox.borrow_mut().clear(); // as if the inbox write had been lost
+        apply(&s, 1, confirmed("o1"));
+        assert_eq!(*s.webhook.calls.borrow(), 1);
+        assert_eq!(
+            s.list(Some("o1"), None).unwrap()[0].status,
+            Delivery::Delivered
+        );
+    }
+
+    #[test]
+    fn failures_open_the_breaker_and_the_sweep_redelivers() {
+        let s = service(true);
+        *s.webhook.failing.borrow_mut() = true;
+        apply(&s, 1, confirmed("o1"));
+        apply(&s, 2, confirmed("o2"));
+        assert_eq!(
+            *s.webhook.calls.borrow(),
+            2,
+            "the breaker opened after two failures"
+        );
+        assert_eq!(
+            s.list(Some("o2"), None).unwrap()[0].status,
+            Delivery::Failed
+        );
+        *s.webhook.failing.borrow_mut() = false;
+        *s.store.breaker.borrow_mut() = Breaker::default(); // the open period has passed
+        assert_eq!(block_on(s.redeliver()).unwrap(), 2);
+        assert!(s.store.undelivered().unwrap().is_empty());
+    }
+}

@@ -175,3 +175,273 @@ impl<S: OrderStore> Consumer for Orders<S> {
         self.apply_event(env)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use shop_events::{PaymentCaptured, PaymentDeclined, PricedLine, StockRejected, StockReserved};
+    use std::cell::RefCell;
+    use std::collections::{BTreeMap, HashMap};
+
+    #[derive(Default, Clone)]
+    struct State {
+        orders: BTreeMap<String, Order>,
+        keys: HashMap<String, (String, String)>,
+        inbox: HashMap<String, i64>,
+        outbox: Vec<ShopEvent>,
+    }
+
+    /// In-memory store; a failed transaction restores the state it started from.
+    #[derive(Default)]
+    struct Mem(RefCell<State>);
+
+    impl InboxPort for Mem {
+        fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
+            Ok(*self.0.borrow().inbox.get(source).unwrap_or(&0))
+        }
+        fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
+            self.0.borrow_mut().inbox.insert(source.into(), seq);
+            Ok(())
+        }
+    }
+
+    impl OrderStore for Mem {
+        fn transaction<T, E: From<anyhow::Error>>(
+            &self,
+            f: impl FnOnce() -> Result<T, E>,
+        ) -> Result<T, E> {
+            let before = self.0.borrow().clone();
+            let result = f();
+            if result.is_err() {
+                *self.0.borrow_mut() = before;
+            }
+            result
+        }
+        fn get(&self, id: &str) -> anyhow::Result<Option<Order>> {
+            Ok(self.0.borrow().orders.get(id).cloned())
+        }
+        fn insert(&self, order: &Order) -> anyhow::Result<()> {
+            self.0
+                .borrow_mut()
+                .orders
+                .insert(order.id.clone(), order.clone());
+            Ok(())
+        }
+        fn update(&self, order: &Order) -> anyhow::Result<()> {
+            self.insert(order)
+        }
+        fn list(&self, q: &ListQuery) -> anyhow::Result<Vec<Order>> {
+            Ok(self
+                .0
+                .borrow()
+                .orders
+                .values()
+                .rev()
+                .filter(|o| q.customer_id.as_ref().is_none_or(|c| &o.customer_id == c))
+                .filter(|o| q.status.is_none_or(|s| o.status == s))
+                .filter(|o| q.cursor.as_ref().is_none_or(|c| &o.id < c))
+                .take(q.limit)
+                .cloned()
+                .collect())
+        }
+        fn idempotency_key(&self, key: &str) -> anyhow::Result<Option<(String, String)>> {
+            Ok(self.0.borrow().keys.get(key).cloned())
+        }
+        fn remember_key(&self, key: &str, request: &str, order_id: &str) -> anyhow::Result<()> {
+            self.0
+                .borrow_mut()
+                .keys
+                .insert(key.into(), (request.into(), order_id.into()));
+            Ok(())
+        }
+        fn emit(&self, event: &ShopEvent, _: &str) -> anyhow::Result<()> {
+            self.0.borrow_mut().outbox.push(event.clone());
+            Ok(())
+        }
+    }
+
+    fn new_order(customer: &str, quantity: u32) -> NewOrder {
+        NewOrder::parse(
+            json!({"customer_id": customer, "items": [{"sku": "A", "quantity": quantity}], "payment_token": "tok_visa"})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn orders() -> Orders<Mem> {
+        Orders::new(Mem::default())
+    }
+
+    fn place(o: &Orders<Mem>) -> Order {
+        o.place(new_order("c1", 2), None, &TraceContext::new_root())
+            .unwrap()
+            .0
+    }
+
+    fn types(o: &Orders<Mem>) -> Vec<&'static str> {
+        o.store
+            .0
+            .borrow()
+            .outbox
+            .iter()
+            .map(|e| e.type_name())
+            .collect()
+    }
+
+    fn apply(o: &Orders<Mem>, source: &str, seq: i64, event: ShopEvent) -> Outcome {
+        o.apply_event(&Envelope::wrap(source, seq, &event)).unwrap()
+    }
+
+    fn reserved(order_id: &str) -> ShopEvent {
+        ShopEvent::StockReserved(StockReserved {
+            order_id: order_id.into(),
+            customer_id: "c1".into(),
+            lines: vec![PricedLine {
+                sku: "A".into(),
+                quantity: 2,
+                unit_price_cents: 150,
+            }],
+            total_cents: 300,
+            payment_token: "tok_visa".into(),
+            idempotency_key: order_id.into(),
+        })
+    }
+
+    fn captured(order_id: &str) -> ShopEvent {
+        ShopEvent::PaymentCaptured(PaymentCaptured {
+            order_id: order_id.into(),
+            amount_cents: 300,
+            provider_ref: "ch".into(),
+        })
+    }
+
+    #[test]
+    fn placing_an_order_announces_it() {
+        let o = orders();
+        let order = place(&o);
+        assert_eq!(order.status, Status::Pending);
+        assert_eq!(types(&o), vec!["order-created"]);
+    }
+
+    #[test]
+    fn an_idempotency_key_replays_or_conflicts() {
+        let o = orders();
+        let trace = TraceContext::new_root();
+        let (first, placed) = o.place(new_order("c1", 2), Some("k1"), &trace).unwrap();
+        assert_eq!(placed, Placed::Created);
+        let (again, placed) = o.place(new_order("c1", 2), Some("k1"), &trace).unwrap();
+        assert_eq!(
+            (again.id.as_str(), placed),
+            (first.id.as_str(), Placed::Replayed)
+        );
+        let err = o.place(new_order("c1", 3), Some("k1"), &trace).unwrap_err();
+        assert!(matches!(err, Failure::Api(e) if e.code.status() == 409));
+        assert_eq!(o.store.0.borrow().orders.len(), 1);
+        assert_eq!(types(&o), vec!["order-created"]);
+    }
+
+    #[test]
+    fn the_saga_confirms_an_order_once() {
+        let o = orders();
+        let id = place(&o).id;
+        assert_eq!(apply(&o, "inventory", 1, reserved(&id)), Outcome::Applied);
+        assert_eq!(o.get(&id).unwrap().total_cents, Some(300));
+        assert_eq!(apply(&o, "billing", 1, captured(&id)), Outcome::Applied);
+        assert_eq!(apply(&o, "billing", 1, captured(&id)), Outcome::Duplicate);
+        assert_eq!(o.get(&id).unwrap().status, Status::Confirmed);
+        assert_eq!(types(&o), vec!["order-created", "order-confirmed"]);
+        assert!(
+            matches!(o.cancel(&id, &TraceContext::new_root()), Err(Failure::Api(e)) if e.code.status() == 409)
+        );
+    }
+
+    #[test]
+    fn rejections_and_declines_cancel_with_a_reason() {
+        let o = orders();
+        let a = place(&o).id;
+        let b = place(&o).id;
+        let rejected = ShopEvent::StockRejected(StockRejected {
+            order_id: a.clone(),
+            sku: "A".into(),
+            reason: "insufficient_stock".into(),
+        });
+        apply(&o, "inventory", 1, rejected);
+        apply(&o, "inventory", 2, reserved(&b));
+        let declined = ShopEvent::PaymentDeclined(PaymentDeclined {
+            order_id: b.clone(),
+            amount_cents: 300,
+            reason: "card_declined".into(),
+        });
+        apply(&o, "billing", 1, declined);
+        assert_eq!(
+            o.get(&a).unwrap().cancel_reason.as_deref(),
+            Some("out_of_stock")
+        );
+        assert_eq!(
+            o.get(&b).unwrap().cancel_reason.as_deref(),
+            Some("payment_declined")
+        );
+        assert_eq!(
+            types(&o),
+            vec![
+                "order-created",
+                "order-created",
+                "order-cancelled",
+                "order-cancelled"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gap_changes_nothing_and_an_unknown_order_rolls_back() {
+        let o = orders();
+        let id = place(&o).id;
+        assert_eq!(
+            apply(&o, "inventory", 2, reserved(&id)),
+            Outcome::Gap { last: 0 }
+        );
+        assert_eq!(o.get(&id).unwrap().status, Status::Pending);
+        let missing = uuid::Uuid::now_v7().to_string();
+        assert!(o
+            .apply_event(&Envelope::wrap("inventory", 1, &reserved(&missing)))
+            .is_err());
+        assert_eq!(o.store.inbox_last("inventory").unwrap(), 0);
+    }
+
+    #[test]
+    fn a_customer_cancel_is_announced_and_a_late_capture_ignored() {
+        let o = orders();
+        let id = place(&o).id;
+        let order = o.cancel(&id, &TraceContext::new_root()).unwrap();
+        assert_eq!(
+            order.cancel_reason.as_deref(),
+            Some("cancelled_by_customer")
+        );
+        apply(&o, "billing", 1, captured(&id));
+        assert_eq!(o.get(&id).unwrap().status, Status::Cancelled);
+        assert_eq!(types(&o), vec!["order-created", "order-cancelled"]);
+    }
+
+    #[test]
+    fn lists_page_newest_first_with_a_cursor() {
+        let o = orders();
+        let ids: Vec<String> = (0..5).map(|_| place(&o).id).collect();
+        let mut q = ListQuery {
+            limit: 2,
+            ..ListQuery::default()
+        };
+        let (page, next) = o.list(&q).unwrap();
+        assert_eq!(
+            page.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+            vec![ids[4].clone(), ids[3].clone()]
+        );
+        q.cursor = next;
+        let (page, _) = o.list(&q).unwrap();
+        assert_eq!(page[0].id, ids[2]);
+        q.cursor = Some(ids[0].clone());
+        let (page, next) = o.list(&q).unwrap();
+        assert!(page.is_empty() && next.is_none());
+    }
+}
