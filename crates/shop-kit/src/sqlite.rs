@@ -18,7 +18,8 @@ impl Db {
             Connection::open(label).map_err(|e| anyhow!("opening database {label}: {e:?}"))?;
         let db = Db { conn };
         // Concurrent instances wait for each other's write transactions instead of failing.
-        db.exec("PRAGMA busy_timeout = 5000", &[])?;
+        // A libSQL server refuses connection PRAGMAs; there the server serialises writes.
+        let _ = db.exec("PRAGMA busy_timeout = 5000", &[]);
         migrate(&mut Schema(&db), migrations)?;
         Ok(db)
     }
@@ -64,7 +65,8 @@ impl SchemaDb for Schema<'_> {
         let version = r.rows.first().map(|row| int(row, 0)).unwrap_or(0);
         if version == 0 {
             // A new database: write-ahead logging lets readers proceed during writes.
-            self.0.exec("PRAGMA journal_mode = WAL", &[])?;
+            // Only meaningful for a local file; a libSQL server refuses it, which is harmless.
+            let _ = self.0.exec("PRAGMA journal_mode = WAL", &[]);
         }
         Ok(version)
     }
