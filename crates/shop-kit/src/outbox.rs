@@ -79,27 +79,38 @@ pub fn publish_pending(db: &Db, source: &str, redis_address: &str, log: &Logger)
 }
 
 fn try_publish_pending(db: &Db, source: &str, redis_address: &str) -> anyhow::Result<usize> {
-    let pending = envelopes(
-        db,
-        source,
-        &format!("SELECT {COLUMNS} FROM outbox WHERE published = 0 ORDER BY seq LIMIT 200"),
-        &[],
-    )?;
-    if pending.is_empty() {
+    // Cheap check first, so that handlers with nothing to publish take no write lock.
+    let pending = db.exec("SELECT 1 FROM outbox WHERE published = 0 LIMIT 1", &[])?;
+    if pending.rows.is_empty() {
         return Ok(0);
     }
-    let conn = spin_sdk::redis::Connection::open(redis_address)
-        .map_err(|e| anyhow::anyhow!("redis {redis_address}: {e:?}"))?;
-    let chan = channel(source);
-    for env in &pending {
-        conn.publish(&chan, &serde_json::to_vec(env)?)
-            .map_err(|e| anyhow::anyhow!("publish: {e:?}"))?;
-        db.exec(
-            "UPDATE outbox SET published = 1 WHERE seq = ?",
-            &[i(env.seq)],
+    // Publishing inside a write transaction serialises concurrent publishers of this source:
+    // each row goes out once and in seq order. A failure rolls back the marks; the rows are
+    // published again later (consumers ignore duplicates).
+    db.transaction(|| {
+        let pending = envelopes(
+            db,
+            source,
+            &format!("SELECT {COLUMNS} FROM outbox WHERE published = 0 ORDER BY seq LIMIT 200"),
+            &[],
         )?;
-    }
-    Ok(pending.len())
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let conn = spin_sdk::redis::Connection::open(redis_address)
+            .map_err(|e| anyhow::anyhow!("redis {redis_address}: {e:?}"))?;
+        let chan = channel(source);
+        for env in &pending {
+            conn.publish(&chan, &serde_json::to_vec(env)?)
+                .map_err(|e| anyhow::anyhow!("publish: {e:?}"))?;
+        }
+        let last = pending.last().map_or(0, |e| e.seq);
+        db.exec(
+            "UPDATE outbox SET published = 1 WHERE published = 0 AND seq <= ?",
+            &[i(last)],
+        )?;
+        Ok(pending.len())
+    })
 }
 
 /// Parses `after` and `limit` of `GET /<fn>/events`.
