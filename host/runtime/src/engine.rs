@@ -1,0 +1,127 @@
+//! The Wasmtime engine: configuration (pooling, async, epochs, code cache) and component loading.
+//! Mirrors Spin's `crates/core`: one engine per app, one `InstancePre` per component, and a fresh
+//! `Store` per request or message.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+    UpdateDeadline,
+};
+
+use crate::state::InstanceState;
+
+/// How often the epoch advances; also how often a running guest yields to other tasks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Concurrent instances, as Spin's `SPIN_MAX_INSTANCE_COUNT` default.
+const MAX_INSTANCES: u32 = 1000;
+
+/// Builds the engine. Compiled code is cached under `<state_dir>/cache` so that a restart with
+/// unchanged `.wasm` files skips Cranelift and serves its first request quickly.
+pub fn build_engine(state_dir: &Path) -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+
+    let cache_dir = state_dir.join("cache");
+    std::fs::create_dir_all(&cache_dir)
+        .with_context(|| format!("cannot create the code cache {}", cache_dir.display()))?;
+    let mut cache_config = CacheConfig::new();
+    cache_config.with_directory(&cache_dir);
+    config.cache(Some(Cache::new(cache_config).map_err(anyhow::Error::from)?));
+
+    let mut pooled = config.clone();
+    pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()));
+    match Engine::new(&pooled) {
+        Ok(engine) => Ok(engine),
+        Err(err) => {
+            // Some sandboxes refuse the large virtual reservations pooling needs; run without it.
+            tracing::warn!(error = %err, "pooling allocator unavailable, using on-demand allocation");
+            Engine::new(&config).map_err(Into::into)
+        }
+    }
+}
+
+fn pooling_config() -> PoolingAllocationConfig {
+    let mut pooling = PoolingAllocationConfig::default();
+    pooling
+        .total_component_instances(MAX_INSTANCES)
+        .total_core_instances(MAX_INSTANCES * 4)
+        .total_memories(MAX_INSTANCES * 2)
+        .total_tables(MAX_INSTANCES * 4)
+        .total_stacks(MAX_INSTANCES)
+        .max_memory_size(1 << 30);
+    pooling
+}
+
+/// Advances the engine's epoch on a thread until the returned guard is dropped.
+pub fn start_epoch_ticker(engine: &Engine) -> EpochTicker {
+    let stop = Arc::new(AtomicBool::new(false));
+    let engine = engine.clone();
+    let flag = stop.clone();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawn the epoch thread");
+    EpochTicker { stop }
+}
+
+/// Stops the epoch thread on drop.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Makes a store's guest yield on every epoch tick and trap once `timeout` has passed.
+pub fn set_deadline(store: &mut wasmtime::Store<InstanceState>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+}
+
+/// Compiles (or loads from the cache) one component, naming the file on failure.
+pub fn load_component(engine: &Engine, path: &Path) -> Result<Component> {
+    let bytes = std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read component {}: run `shop-host build` (or cargo build --release --target wasm32-wasip2) first",
+            path.display()
+        )
+    })?;
+    Component::new(engine, &bytes)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))
+}
+
+/// The linker every component shares: WASI, wasi:http and Spin's interfaces.
+pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::key_value::add_to_linker(&mut linker)?;
+    crate::sqlite::add_to_linker(&mut linker)?;
+    crate::redis_outbound::add_to_linker(&mut linker)?;
+    crate::variables::add_to_linker(&mut linker)?;
+    Ok(linker)
+}

@@ -1,0 +1,296 @@
+//! `fermyon:spin/key-value@2.0.0` on SQLite, as Spin's default (`key-value-spin`) store: one file per
+//! label, rows in `spin_key_value(store, key, value)`. Owns the `[key_value_store.<label>]`
+//! runtime-config section and the per-component grant check.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use rusqlite::{Connection, OptionalExtension};
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+
+use crate::bindings::imports::fermyon::spin2_0_0::key_value::{self, Error};
+use crate::state::InstanceState;
+
+/// Spin's default store: label `default` in `<state dir>/sqlite_key_value.db`.
+pub const DEFAULT_LABEL: &str = "default";
+const DEFAULT_FILE: &str = "sqlite_key_value.db";
+
+/// Every key-value store the app can open, by label.
+pub struct KeyValueStores {
+    stores: HashMap<String, Arc<SqliteStore>>,
+}
+
+impl KeyValueStores {
+    /// The `default` store plus every `[key_value_store.<label>]` of the runtime config
+    /// (given as label -> file; only `type = "spin"` is supported by this host).
+    pub fn open(state_dir: &Path, configured: &[(String, PathBuf)]) -> Result<Self> {
+        let mut files: HashMap<String, PathBuf> = HashMap::new();
+        files.insert(DEFAULT_LABEL.into(), state_dir.join(DEFAULT_FILE));
+        for (label, path) in configured {
+            files.insert(label.clone(), path.clone());
+        }
+        let mut stores = HashMap::new();
+        for (label, path) in files {
+            let store = SqliteStore::open(&label, &path)
+                .with_context(|| format!("key-value store `{label}` ({})", path.display()))?;
+            stores.insert(label, Arc::new(store));
+        }
+        Ok(Self { stores })
+    }
+
+    /// Refuses a component granted a label that is not configured, as Spin does at start-up.
+    pub fn check_grants(&self, component: &str, labels: &[String]) -> Result<()> {
+        for label in labels {
+            if !self.stores.contains_key(label) {
+                bail!("component `{component}`: unknown key_value_stores label `{label}` (define it in the runtime config as [key_value_store.{label}])");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One label's SQLite file; a single connection shared by all instances (SQLite serialises writes).
+pub struct SqliteStore {
+    name: String,
+    connection: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    fn open(name: &str, path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.execute_batch(
+            "CREATE TABLE IF NOT EXISTS spin_key_value (
+                store TEXT NOT NULL,
+                key   TEXT NOT NULL,
+                value BLOB NOT NULL,
+                PRIMARY KEY (store, key)
+            );",
+        )?;
+        Ok(Self {
+            name: name.to_string(),
+            connection: Mutex::new(connection),
+        })
+    }
+
+    /// Runs `op` on a blocking thread: SQLite calls must not stall the async executor.
+    async fn with<T: Send + 'static>(
+        self: &Arc<Self>,
+        op: impl FnOnce(&Connection, &str) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, Error> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let connection = store
+                .connection
+                .lock()
+                .map_err(|_| Error::Other("key-value store lock poisoned".into()))?;
+            op(&connection, &store.name).map_err(|e| Error::Other(e.to_string()))
+        })
+        .await
+        .map_err(|e| Error::Other(e.to_string()))?
+    }
+}
+
+/// An opened store handle (the guest's `store` resource).
+pub struct OpenStore(Arc<SqliteStore>);
+
+/// Per-instance state: which labels this component may open and its open handles.
+pub struct KeyValueState {
+    stores: Arc<KeyValueStores>,
+    granted: Arc<HashSet<String>>,
+    table: ResourceTable,
+}
+
+impl KeyValueState {
+    pub fn new(stores: Arc<KeyValueStores>, granted: Arc<HashSet<String>>) -> Self {
+        Self {
+            stores,
+            granted,
+            table: ResourceTable::new(),
+        }
+    }
+
+    fn store(&self, handle: &Resource<OpenStore>) -> Result<Arc<SqliteStore>, Error> {
+        self.table
+            .get(handle)
+            .map(|open| open.0.clone())
+            .map_err(|e| Error::Other(e.to_string()))
+    }
+}
+
+pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
+    key_value::add_to_linker::<_, HasSelf<KeyValueState>>(linker, |state| &mut state.key_value)?;
+    Ok(())
+}
+
+impl key_value::Host for KeyValueState {}
+
+impl key_value::HostStore for KeyValueState {
+    async fn open(
+        &mut self,
+        label: String,
+    ) -> wasmtime::Result<Result<Resource<OpenStore>, Error>> {
+        if !self.granted.contains(&label) {
+            return Ok(Err(Error::AccessDenied));
+        }
+        let Some(store) = self.stores.stores.get(&label).cloned() else {
+            return Ok(Err(Error::NoSuchStore));
+        };
+        Ok(Ok(self.table.push(OpenStore(store))?))
+    }
+
+    async fn get(
+        &mut self,
+        handle: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+        let store = match self.store(&handle) {
+            Ok(store) => store,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(store
+            .with(move |c, name| {
+                c.query_row(
+                    "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                    (name, &key),
+                    |row| row.get::<_, Vec<u8>>(0),
+                )
+                .optional()
+            })
+            .await)
+    }
+
+    async fn set(
+        &mut self,
+        handle: Resource<OpenStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let store = match self.store(&handle) {
+            Ok(store) => store,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(store
+            .with(move |c, name| {
+                c.execute(
+                    "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
+                    (name, &key, &value),
+                )
+                .map(drop)
+            })
+            .await)
+    }
+
+    async fn delete(
+        &mut self,
+        handle: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
+        let store = match self.store(&handle) {
+            Ok(store) => store,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(store
+            .with(move |c, name| {
+                c.execute(
+                    "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                    (name, &key),
+                )
+                .map(drop)
+            })
+            .await)
+    }
+
+    async fn exists(
+        &mut self,
+        handle: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, Error>> {
+        let store = match self.store(&handle) {
+            Ok(store) => store,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(store
+            .with(move |c, name| {
+                c.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)",
+                    (name, &key),
+                    |row| row.get::<_, bool>(0),
+                )
+            })
+            .await)
+    }
+
+    async fn get_keys(
+        &mut self,
+        handle: Resource<OpenStore>,
+    ) -> wasmtime::Result<Result<Vec<String>, Error>> {
+        let store = match self.store(&handle) {
+            Ok(store) => store,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(store
+            .with(|c, name| {
+                let mut statement =
+                    c.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1")?;
+                let keys = statement.query_map([name], |row| row.get::<_, String>(0))?;
+                keys.collect()
+            })
+            .await)
+    }
+
+    async fn drop(&mut self, handle: Resource<OpenStore>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn values_round_trip_and_grants_are_enforced() {
+        let dir = std::env::temp_dir().join(format!("kv-test-{}", std::process::id()));
+        let stores = Arc::new(KeyValueStores::open(&dir, &[]).unwrap());
+        assert!(stores.check_grants("c", &["other".into()]).is_err());
+        let granted = Arc::new(HashSet::from([DEFAULT_LABEL.to_string(), "gone".into()]));
+        let mut state = KeyValueState::new(stores, granted);
+        use key_value::HostStore;
+
+        assert!(matches!(
+            state.open("other".into()).await.unwrap(),
+            Err(Error::AccessDenied)
+        ));
+        assert!(matches!(
+            state.open("gone".into()).await.unwrap(),
+            Err(Error::NoSuchStore)
+        ));
+        let store = state.open(DEFAULT_LABEL.into()).await.unwrap().unwrap();
+        let again = Resource::new_borrow(store.rep());
+        state
+            .set(again, "k".into(), b"v".to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        let value = state
+            .get(Resource::new_borrow(store.rep()), "k".into())
+            .await
+            .unwrap();
+        assert_eq!(value.unwrap(), Some(b"v".to_vec()));
+        let keys = state
+            .get_keys(Resource::new_borrow(store.rep()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(keys.contains(&"k".to_string()));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

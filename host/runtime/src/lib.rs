@@ -1,0 +1,24 @@
+//! `shop-host`: a Spin-compatible local host on Wasmtime. It runs a Spin app's `spin.toml` as
+//! Spin would (see `/work/shared/SPIN-SEMANTICS.md` for the behaviour reproduced), shaped like
+//! Spin's runtime: the manifest and runtime config come from `spin-host-config`; [`engine`] holds
+//! the Wasmtime configuration; one module per host capability; one module per trigger.
+//!
+//! Spin interfaces this host does not implement (llm, mysql, postgres, mqtt, wasi:keyvalue,
+//! wasi:config, spin:postgres, the unversioned fermyon:spin ones) are linked as traps: a
+//! component importing them loads, and fails only if it calls them.
+
+pub mod app;
+pub mod bindings;
+pub mod cli;
+pub mod engine;
+pub mod key_value;
+pub mod logging;
+pub mod metrics;
+pub mod outbound_http;
+pub mod redis_outbound;
+pub mod runtime_config;
+pub mod sqlite;
+pub mod state;
+pub mod stdio;
+pub mod trigger;
+pub mod variables;

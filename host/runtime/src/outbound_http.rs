@@ -1,0 +1,142 @@
+//! Outgoing `wasi:http` through wasmtime-wasi-http's `send_request` hook, as Spin's
+//! `factor-outbound-http`: every request is checked against the component's
+//! `allowed_outbound_hosts`; `http://<component>.spin.internal` is handed to the HTTP trigger in
+//! process (no socket), and only HTTP-triggered instances get that path. A denied request fails
+//! with `ErrorCode::HttpRequestDenied`, the error Spin returns.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::Uri;
+use wasmtime_wasi_http::{default_send_request, Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// The suffix of service-chaining hosts.
+pub const CHAINING_SUFFIX: &str = ".spin.internal";
+
+/// A component's network permissions (its expanded `allowed_outbound_hosts`).
+pub struct OutboundRules {
+    allowed: crate::runtime_config::AllowedHosts,
+}
+
+impl OutboundRules {
+    pub fn new(allowed: crate::runtime_config::AllowedHosts) -> Self {
+        Self { allowed }
+    }
+
+    /// Whether `address` (a URL; `scheme` is its expected scheme) may be reached.
+    pub fn allows_address(&self, address: &str, scheme: &str) -> bool {
+        match url::Url::parse(address) {
+            Ok(url) if url.scheme() == scheme => self.allowed.allows_url(&url),
+            _ => false,
+        }
+    }
+
+    fn allows_uri(&self, uri: &Uri) -> bool {
+        url::Url::parse(&uri.to_string())
+            .map(|url| self.allowed.allows_url(&url))
+            .unwrap_or(false)
+    }
+}
+
+/// Hands a chained request to the HTTP trigger's router.
+pub trait ServiceChaining: Send + Sync {
+    fn call(
+        &self,
+        component: &str,
+        request: http::Request<WasiBody>,
+    ) -> Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, Error>> + Send>>;
+}
+
+/// The `WasiHttpHooks` of one instance.
+pub struct OutboundHttp {
+    component: Arc<str>,
+    rules: Arc<OutboundRules>,
+    /// Present only for HTTP-triggered instances.
+    chaining: Option<Arc<dyn ServiceChaining>>,
+}
+
+impl OutboundHttp {
+    pub fn new(
+        component: Arc<str>,
+        rules: Arc<OutboundRules>,
+        chaining: Option<Arc<dyn ServiceChaining>>,
+    ) -> Self {
+        Self {
+            component,
+            rules,
+            chaining,
+        }
+    }
+}
+
+/// The component a `*.spin.internal` host names.
+pub fn chained_component(uri: &Uri) -> Option<&str> {
+    uri.host()?
+        .strip_suffix(CHAINING_SUFFIX)
+        .filter(|id| !id.is_empty())
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
+>;
+
+fn denied(component: &Arc<str>, uri: &Uri) -> ResponseFuture {
+    tracing::warn!(component = %component, uri = %uri, "outbound request denied by allowed_outbound_hosts");
+    Box::new(async { Err(Error::HttpRequestDenied) })
+}
+
+impl WasiHttpHooks for OutboundHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> ResponseFuture {
+        let uri = request.uri().clone();
+        if !self.rules.allows_uri(&uri) {
+            return denied(&self.component, &uri);
+        }
+        if let Some(target) = chained_component(&uri) {
+            let Some(chaining) = self.chaining.clone() else {
+                return denied(&self.component, &uri);
+            };
+            let target = target.to_string();
+            return Box::new(async move {
+                let response = chaining.call(&target, request).await?;
+                let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                    Box::new(async { Ok(()) });
+                Ok((response, done))
+            });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = default_send_request(request, options).await?;
+            let io: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(io);
+            Ok((response.map(BodyExt::boxed_unsync), io))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chaining_hosts_name_their_component() {
+        let uri: Uri = "http://orders.spin.internal/orders/1".parse().unwrap();
+        assert_eq!(chained_component(&uri), Some("orders"));
+        let uri: Uri = "http://example.com/".parse().unwrap();
+        assert_eq!(chained_component(&uri), None);
+        let uri: Uri = "http://.spin.internal/".parse().unwrap();
+        assert_eq!(chained_component(&uri), None);
+    }
+}

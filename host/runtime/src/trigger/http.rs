@@ -1,0 +1,573 @@
+//! The HTTP trigger, as Spin's `trigger-http`: a hyper server on `--listen`, Spin's route
+//! priority, the `spin-*` request headers, the host's own `/.well-known/spin/*` answers, a fresh
+//! instance per request, in-process service chaining, a request body limit (413), a header read
+//! timeout, and graceful shutdown that lets in-flight requests finish.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::runtime_config::{RouteMatch, Router};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use spin_host_config::manifest::HttpRoute;
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiBody, WasiHttpView};
+
+use crate::app::{App, AppComponent};
+use crate::metrics::Metrics;
+use crate::outbound_http::ServiceChaining;
+use crate::state::InstanceState;
+use crate::stdio::{trace_id_from_traceparent, LogContext};
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+pub struct HttpTriggerConfig {
+    pub listen: SocketAddr,
+    pub max_request_body: usize,
+}
+
+/// The HTTP trigger; cheap to clone, shared by connections and by chained requests.
+#[derive(Clone)]
+pub struct HttpTrigger {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    app: Arc<App>,
+    router: Router,
+    /// Public routes plus each component's route, for chained requests (private ones included).
+    chain_routes: HashMap<String, String>,
+    handlers: HashMap<String, (Arc<AppComponent>, ProxyPre<InstanceState>)>,
+    listen: SocketAddr,
+    max_request_body: usize,
+    metrics: Arc<Metrics>,
+}
+
+/// Where a request came from.
+#[derive(Clone, Copy)]
+enum Origin {
+    Client(SocketAddr),
+    Chained,
+}
+
+impl HttpTrigger {
+    pub fn new(app: Arc<App>, config: HttpTriggerConfig, metrics: Arc<Metrics>) -> Result<Self> {
+        let triggers = &app.manifest.triggers.http;
+        let public: Vec<(String, String)> = triggers
+            .iter()
+            .filter_map(|t| match &t.route {
+                HttpRoute::Path(route) => Some((route.clone(), t.component_id().to_string())),
+                HttpRoute::Private => None,
+            })
+            .collect();
+        let router = Router::build(public.iter().map(|(r, c)| (r.as_str(), c.as_str())))?;
+        let mut chain_routes = HashMap::new();
+        let mut handlers = HashMap::new();
+        for trigger in triggers {
+            let id = trigger.component_id().to_string();
+            let route = match &trigger.route {
+                HttpRoute::Path(route) => route.clone(),
+                HttpRoute::Private => "/...".to_string(),
+            };
+            chain_routes.insert(id.clone(), route);
+            if handlers.contains_key(&id) {
+                continue;
+            }
+            let component = app.component(&id)?.clone();
+            let pre = ProxyPre::new(component.pre.clone())
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                    format!("component `{id}` is bound to an HTTP route but does not export wasi:http/incoming-handler")
+                })?;
+            handlers.insert(id, (component, pre));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                app,
+                router,
+                chain_routes,
+                handlers,
+                listen: config.listen,
+                max_request_body: config.max_request_body,
+                metrics,
+            }),
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then waits for in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, client) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let trigger = self.clone();
+            let service = hyper::service::service_fn(move |request| {
+                let trigger = trigger.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        trigger.handle(request, Origin::Client(client)).await,
+                    )
+                }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, client = %client, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!("shutting down: waiting for in-flight requests");
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "in-flight requests still running after {SHUTDOWN_GRACE:?}; stopping anyway"
+            );
+        }
+        Ok(())
+    }
+
+    async fn handle<B>(&self, request: Request<B>, origin: Origin) -> Response<HyperOutgoingBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = Instant::now();
+        let path = request.uri().path().to_string();
+        if let Some(response) = self.well_known(&path) {
+            return response;
+        }
+        let Some((component, route, path_info, names)) = self.route(&request, origin) else {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                &format!("no route for {path}"),
+            );
+        };
+        let method = request.method().clone();
+        let response = match self.buffer_body(request).await {
+            Ok(request) => {
+                self.execute(request, origin, &component, &route, &path_info, &names)
+                    .await
+            }
+            Err(response) => response,
+        };
+        let status = response.status().as_u16();
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.inner
+            .metrics
+            .http_request(&component, &route, status, duration_ms);
+        tracing::info!(
+            component = %component,
+            trigger = "http",
+            route = %route,
+            method = %method,
+            path = %path,
+            status,
+            duration_ms,
+            chained = matches!(origin, Origin::Chained),
+            "request"
+        );
+        response
+    }
+
+    /// `/.well-known/spin/health` and `/info`, answered by the host before app routes.
+    fn well_known(&self, path: &str) -> Option<Response<HyperOutgoingBody>> {
+        match path {
+            "/.well-known/spin/health" => Some(text_response(StatusCode::OK, "OK", "text/plain")),
+            "/.well-known/spin/info" => {
+                let info = serde_json::json!({
+                    "host": "shop-host",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "app": self.inner.app.manifest.application.name,
+                });
+                Some(text_response(
+                    StatusCode::OK,
+                    &info.to_string(),
+                    "application/json",
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// The component, its route as written, `spin-path-info` and the `:name` matches.
+    #[allow(clippy::type_complexity)]
+    fn route<B>(
+        &self,
+        request: &Request<B>,
+        origin: Origin,
+    ) -> Option<(String, String, String, Vec<(String, String)>)> {
+        match origin {
+            Origin::Client(_) => {
+                let matched: RouteMatch = self.inner.router.route(request.uri().path())?;
+                Some((
+                    matched.component_id().to_string(),
+                    matched.raw_route().to_string(),
+                    matched.path_info().to_string(),
+                    matched
+                        .named_wildcards()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ))
+            }
+            Origin::Chained => {
+                // Spin routes a chained request as if it hit the component's own route, with the
+                // whole path as `spin-path-info`.
+                let component = crate::outbound_http::chained_component(request.uri())?;
+                let route = self.inner.chain_routes.get(component)?;
+                Some((
+                    component.to_string(),
+                    route.clone(),
+                    request.uri().path().to_string(),
+                    Vec::new(),
+                ))
+            }
+        }
+    }
+
+    /// Reads the body up to the limit; a larger body is answered with 413.
+    #[allow(clippy::result_large_err)]
+    async fn buffer_body<B>(
+        &self,
+        request: Request<B>,
+    ) -> Result<Request<Full<Bytes>>, Response<HyperOutgoingBody>>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let limit = self.inner.max_request_body;
+        let too_large = || {
+            error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "INVALID_ARGUMENT",
+                &format!("request body larger than {limit} bytes"),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let (parts, body) = request.into_parts();
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(Request::from_parts(parts, Full::new(collected.to_bytes()))),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Err(e) => Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "INVALID_ARGUMENT",
+                &format!("cannot read request body: {e}"),
+            )),
+        }
+    }
+
+    async fn execute(
+        &self,
+        mut request: Request<Full<Bytes>>,
+        origin: Origin,
+        component_id: &str,
+        route: &str,
+        path_info: &str,
+        names: &[(String, String)],
+    ) -> Response<HyperOutgoingBody> {
+        let Some((component, pre)) = self.inner.handlers.get(component_id) else {
+            return error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such component");
+        };
+        let client = match origin {
+            Origin::Client(addr) => addr.to_string(),
+            Origin::Chained => "127.0.0.1:0".to_string(),
+        };
+        let full_url = full_url(request.uri(), request.headers(), &self.inner.listen, origin);
+        let headers = spin_headers(&full_url, route, path_info, &client, names);
+        prepare_headers(request.headers_mut(), headers, origin);
+        if request.headers().get(http::header::HOST).is_none()
+            && request.uri().authority().is_none()
+        {
+            if let Ok(host) = HeaderValue::from_str(&self.inner.listen.to_string()) {
+                request.headers_mut().insert(http::header::HOST, host);
+            }
+        }
+        let trace_id = request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(trace_id_from_traceparent)
+            .map(Arc::from);
+        let log = LogContext {
+            component: component.id.clone(),
+            trigger: "http",
+            route: route.into(),
+            trace_id,
+        };
+        let chaining: Arc<dyn ServiceChaining> = Arc::new(self.clone());
+        let store = component.new_store(log, Some(chaining));
+        match run_guest(store, pre.clone(), request).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::error!(component = %component_id, error = format!("{e:#}"), "component failed");
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "component failed",
+                )
+            }
+        }
+    }
+}
+
+/// Instantiates the component for one request and waits for its response head; the guest keeps
+/// running in its own task while the response body streams.
+async fn run_guest(
+    mut store: wasmtime::Store<InstanceState>,
+    pre: ProxyPre<InstanceState>,
+    request: Request<Full<Bytes>>,
+) -> Result<Response<HyperOutgoingBody>> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let request = request.map(|body| {
+        body.map_err(
+            |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
+        )
+    });
+    let incoming = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, request)
+        .map_err(anyhow::Error::from)?;
+    let out = store
+        .data_mut()
+        .http()
+        .new_response_outparam(sender)
+        .map_err(anyhow::Error::from)?;
+    let task = tokio::spawn(async move {
+        let proxy = pre.instantiate_async(&mut store).await?;
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, incoming, out)
+            .await
+    });
+    match receiver.await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(code)) => anyhow::bail!("component answered with error code {code:?}"),
+        Err(_) => match task.await {
+            Ok(Ok(())) => anyhow::bail!("component returned without setting a response"),
+            Ok(Err(e)) => Err(anyhow::Error::from(e)),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+impl ServiceChaining for HttpTrigger {
+    fn call(
+        &self,
+        _component: &str,
+        request: Request<WasiBody>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<WasiBody>, wasmtime_wasi_http::Error>> + Send>>
+    {
+        let trigger = self.clone();
+        Box::pin(async move { Ok(trigger.handle(request, Origin::Chained).await) })
+    }
+}
+
+/// `spin-full-url`: scheme, `Host` (or the listen address), path and query.
+fn full_url(uri: &http::Uri, headers: &HeaderMap, listen: &SocketAddr, origin: Origin) -> String {
+    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let host = match origin {
+        Origin::Chained => uri.authority().map(|a| a.to_string()),
+        Origin::Client(_) => headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string),
+    }
+    .unwrap_or_else(|| listen.to_string());
+    format!("http://{host}{path_and_query}")
+}
+
+/// The `spin-*` headers Spin sets on every inbound request (`trigger-http/src/headers.rs`).
+fn spin_headers(
+    full_url: &str,
+    route: &str,
+    path_info: &str,
+    client: &str,
+    names: &[(String, String)],
+) -> Vec<(String, String)> {
+    let component_route = route
+        .strip_suffix("/...")
+        .or_else(|| route.strip_suffix("/*"))
+        .unwrap_or(route);
+    let mut headers = vec![
+        ("spin-full-url".to_string(), full_url.to_string()),
+        ("spin-path-info".to_string(), path_info.to_string()),
+        ("spin-matched-route".to_string(), route.to_string()),
+        ("spin-raw-component-route".to_string(), route.to_string()),
+        (
+            "spin-component-route".to_string(),
+            component_route.to_string(),
+        ),
+        ("spin-base-path".to_string(), "/".to_string()),
+        ("spin-client-addr".to_string(), client.to_string()),
+    ];
+    for (name, value) in names {
+        headers.push((
+            format!("spin-path-match-{}", name.to_lowercase()),
+            value.clone(),
+        ));
+    }
+    headers
+}
+
+/// Sets the `spin-*` headers (replacing any the client sent) and drops `Connection`, and `Host`
+/// on a chained request, as Spin does.
+fn prepare_headers(headers: &mut HeaderMap, spin: Vec<(String, String)>, origin: Origin) {
+    headers.remove(http::header::CONNECTION);
+    if matches!(origin, Origin::Chained) {
+        headers.remove(http::header::HOST);
+    }
+    for (name, value) in spin {
+        let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value))
+        else {
+            continue;
+        };
+        headers.insert(name, value);
+    }
+}
+
+fn text_response(
+    status: StatusCode,
+    body: &str,
+    content_type: &str,
+) -> Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from(body.to_string()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+/// The project's error shape, for answers the host gives itself.
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response<HyperOutgoingBody> {
+    let body = serde_json::json!({
+        "error": { "code": code, "message": message, "service": "shop-host" }
+    });
+    text_response(status, &body.to_string(), "application/json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap()
+    }
+
+    #[test]
+    fn spin_headers_match_spin() {
+        let names = vec![("id".to_string(), "42".to_string())];
+        let headers = spin_headers(
+            "http://localhost:3000/orders/42?x=1",
+            "/orders/...",
+            "/42",
+            "127.0.0.1:5000",
+            &names,
+        );
+        assert_eq!(header(&headers, "spin-matched-route"), "/orders/...");
+        assert_eq!(header(&headers, "spin-raw-component-route"), "/orders/...");
+        assert_eq!(header(&headers, "spin-component-route"), "/orders");
+        assert_eq!(header(&headers, "spin-path-info"), "/42");
+        assert_eq!(header(&headers, "spin-base-path"), "/");
+        assert_eq!(header(&headers, "spin-client-addr"), "127.0.0.1:5000");
+        assert_eq!(header(&headers, "spin-path-match-id"), "42");
+        assert_eq!(
+            header(&headers, "spin-full-url"),
+            "http://localhost:3000/orders/42?x=1"
+        );
+    }
+
+    #[test]
+    fn full_url_uses_host_header_or_listen_address() {
+        let listen: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        let uri: http::Uri = "/a?b=c".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        let client = Origin::Client(listen);
+        assert_eq!(
+            full_url(&uri, &headers, &listen, client),
+            "http://127.0.0.1:3000/a?b=c"
+        );
+        headers.insert(http::header::HOST, HeaderValue::from_static("shop.local"));
+        assert_eq!(
+            full_url(&uri, &headers, &listen, client),
+            "http://shop.local/a?b=c"
+        );
+        let chained: http::Uri = "http://orders.spin.internal/x".parse().unwrap();
+        assert_eq!(
+            full_url(&chained, &HeaderMap::new(), &listen, Origin::Chained),
+            "http://orders.spin.internal/x"
+        );
+    }
+
+    #[test]
+    fn connection_and_chained_host_are_dropped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        headers.insert(
+            http::header::HOST,
+            HeaderValue::from_static("orders.spin.internal"),
+        );
+        headers.insert("spin-path-info", HeaderValue::from_static("/forged"));
+        prepare_headers(
+            &mut headers,
+            vec![("spin-path-info".into(), "/real".into())],
+            Origin::Chained,
+        );
+        assert!(headers.get(http::header::CONNECTION).is_none());
+        assert!(headers.get(http::header::HOST).is_none());
+        assert_eq!(headers.get("spin-path-info").unwrap(), "/real");
+    }
+}

@@ -1,0 +1,4 @@
+//! Triggers: one module per trigger type, as Spin's `trigger-http` and `trigger-redis`.
+
+pub mod http;
+pub mod redis;
