@@ -121,9 +121,7 @@ impl App {
             }
             let wasm = engine::load_component(&engine, &path)?;
             let mut linker = linker.clone();
-            linker
-                .define_unknown_imports_as_traps(&wasm)
-                .map_err(anyhow::Error::from)?;
+            engine::stub_unsupported_imports(&mut linker, &engine, &wasm)?;
             let pre = linker
                 .instantiate_pre(&wasm)
                 .map_err(anyhow::Error::from)

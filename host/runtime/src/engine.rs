@@ -114,6 +114,68 @@ pub fn load_component(engine: &Engine, path: &Path) -> Result<Component> {
         .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))
 }
 
+/// Spin interfaces (and WASI versions) a component may import that this host does not implement:
+/// llm, mysql, postgres, mqtt, wasi:keyvalue, wasi:config, spin:postgres, the unversioned
+/// `fermyon:spin` ones and WASI 0.3 previews. They are linked as functions that trap with a message
+/// naming the import, so a component that imports but never calls them still runs.
+///
+/// (Wasmtime's `define_unknown_imports_as_traps` can't be used: it also shadows WASI imports of
+/// older patch versions, such as `wasi:http/types@0.2.0`, that the linker serves by semver.)
+pub fn stub_unsupported_imports(
+    linker: &mut Linker<InstanceState>,
+    engine: &Engine,
+    component: &Component,
+) -> Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    use wasmtime::component::ResourceType;
+    for (name, item) in component.component_type().imports(engine) {
+        if is_implemented(name) {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        let mut stub = linker.instance(name)?;
+        for (export, item) in instance.exports(engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let import = format!("{name}#{export}");
+                    stub.func_new(export, move |_, _, _, _| {
+                        wasmtime::bail!("`{import}` is not supported by this host (shop-host)")
+                    })?;
+                }
+                ComponentItem::Resource(_) => {
+                    stub.resource(export, ResourceType::host::<()>(), |_, _| Ok(()))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the shared linker serves this import (WASI 0.2.x by semver, and Spin's interfaces).
+fn is_implemented(name: &str) -> bool {
+    const SPIN: [&str; 5] = [
+        "fermyon:spin/key-value@2.0.0",
+        "fermyon:spin/sqlite@2.0.0",
+        "fermyon:spin/redis@2.0.0",
+        "fermyon:spin/variables@2.0.0",
+        "spin:sqlite/sqlite@3.0.0",
+    ];
+    const WASI: [&str; 7] = [
+        "wasi:cli/",
+        "wasi:io/",
+        "wasi:clocks/",
+        "wasi:filesystem/",
+        "wasi:random/",
+        "wasi:sockets/",
+        "wasi:http/",
+    ];
+    SPIN.contains(&name)
+        || (WASI.iter().any(|prefix| name.starts_with(prefix)) && name.contains("@0.2."))
+}
+
 /// The linker every component shares: WASI, wasi:http and Spin's interfaces.
 pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     let mut linker = Linker::new(engine);
@@ -124,4 +186,20 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     crate::redis_outbound::add_to_linker(&mut linker)?;
     crate::variables::add_to_linker(&mut linker)?;
     Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_implemented;
+
+    #[test]
+    fn only_served_interfaces_count_as_implemented() {
+        assert!(is_implemented("wasi:http/types@0.2.0"));
+        assert!(is_implemented("wasi:io/streams@0.2.6"));
+        assert!(is_implemented("fermyon:spin/key-value@2.0.0"));
+        assert!(!is_implemented("fermyon:spin/llm@2.0.0"));
+        assert!(!is_implemented("fermyon:spin/key-value"));
+        assert!(!is_implemented("wasi:http/types@0.3.0-rc-2026-01-06"));
+        assert!(!is_implemented("wasi:keyvalue/store@0.2.0-draft2"));
+    }
 }
