@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use spin_host_config::manifest::{Manifest, TriggerType};
+use spin_host_config::allowed_hosts::{check_service_chaining, AllowedHosts};
+use spin_host_config::manifest::Manifest;
+use spin_host_config::runtime_config::{RuntimeConfig, RuntimeConfigOptions};
+use spin_host_config::variables::Variables;
 use wasmtime::component::InstancePre;
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -20,7 +23,7 @@ use crate::redis_outbound::RedisState;
 use crate::sqlite::{Databases, SqliteState};
 use crate::state::InstanceState;
 use crate::stdio::{LogContext, LogStream};
-use crate::variables::{ComponentVariables, VariablesState};
+use crate::variables::VariablesState;
 
 /// What `shop-host up` was asked to run.
 #[derive(Clone, Debug)]
@@ -39,10 +42,9 @@ pub struct AppOptions {
 pub struct App {
     pub manifest: Manifest,
     pub app_dir: PathBuf,
-    pub state_dir: PathBuf,
     pub engine: Engine,
-    /// Application variables after providers (for trigger addresses and channels).
-    pub variables: HashMap<String, String>,
+    /// Application and component variables after providers.
+    pub variables: Arc<Variables>,
     pub components: HashMap<String, Arc<AppComponent>>,
     _ticker: engine::EpochTicker,
 }
@@ -53,11 +55,12 @@ pub struct AppComponent {
     pub pre: InstancePre<InstanceState>,
     env: Vec<(String, String)>,
     rules: Arc<OutboundRules>,
-    variables: ComponentVariables,
+    variables: Arc<Variables>,
     key_value: Arc<KeyValueStores>,
     kv_granted: Arc<HashSet<String>>,
     databases: Arc<Databases>,
     sqlite_granted: Arc<HashSet<String>>,
+    max_memory: Option<usize>,
     timeout: Duration,
 }
 
@@ -71,50 +74,40 @@ impl App {
             .map(Path::to_path_buf)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
-        let state_dir = options
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| app_dir.join(".spin"));
-        std::fs::create_dir_all(&state_dir)
-            .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
 
-        let variables = resolve_variables(&manifest, &options.variables)?;
+        let variables = Arc::new(Variables::from_env(&manifest, &options.variables)?);
         check_service_chaining(&manifest)?;
 
-        let stores =
-            crate::runtime_config::load(options.runtime_config_file.as_deref(), &state_dir)?;
-        let key_value = Arc::new(KeyValueStores::open(&state_dir, &stores.key_value)?);
-        let databases = Arc::new(Databases::new(&state_dir, &stores.sqlite)?);
+        let mut rc_options = RuntimeConfigOptions::new(&app_dir)?;
+        rc_options.file = options.runtime_config_file.clone();
+        rc_options.state_dir = options.state_dir.clone();
+        let runtime_config = RuntimeConfig::load(&rc_options)?;
+        runtime_config.check_manifest_labels(&manifest)?;
+        for warning in &runtime_config.warnings {
+            tracing::warn!("{warning}");
+        }
+        if let Some(dir) = &runtime_config.state_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        }
+        let key_value = Arc::new(KeyValueStores::open(&runtime_config.key_value_stores)?);
+        let databases = Arc::new(Databases::new(&runtime_config.sqlite_databases)?);
+        let max_memory = runtime_config
+            .max_instance_memory
+            .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
 
-        let engine = engine::build_engine(&state_dir)?;
+        let engine = engine::build_engine(runtime_config.state_dir.as_deref())?;
         let linker = engine::build_linker(&engine)?;
         let mut components = HashMap::new();
         for (id, component) in &manifest.components {
-            let id_str = id.as_str();
-            let kv_labels: Vec<String> = component
-                .key_value_stores
-                .iter()
-                .map(|l| l.to_string())
-                .collect();
-            let sqlite_labels: Vec<String> = component
-                .sqlite_databases
-                .iter()
-                .map(|l| l.to_string())
-                .collect();
-            key_value.check_grants(id_str, &kv_labels)?;
-            databases.check_grants(id_str, &sqlite_labels)?;
-            let rules = Arc::new(OutboundRules::new(crate::runtime_config::allowed_hosts(
-                id_str,
-                &component.allowed_outbound_hosts,
-                &variables,
+            let id = id.as_str();
+            let rules = Arc::new(OutboundRules::new(AllowedHosts::for_component(
+                &manifest, &variables, id,
             )?));
-            let component_variables =
-                expand_component_variables(id_str, &component.variables, &variables)?;
-
             let path = component.source_path(&app_dir);
             if !path.is_file() {
                 bail!(
-                    "component `{id_str}`: {} does not exist; run `shop-host build -f {}` (or cargo build --release --target wasm32-wasip2) first",
+                    "component `{id}`: {} does not exist; run `shop-host build -f {}` (or cargo build --release --target wasm32-wasip2) first",
                     path.display(),
                     options.manifest.display()
                 );
@@ -126,7 +119,7 @@ impl App {
                 .instantiate_pre(&wasm)
                 .map_err(anyhow::Error::from)
                 .with_context(|| {
-                    format!("component `{id_str}` ({}) cannot be linked", path.display())
+                    format!("component `{id}` ({}) cannot be linked", path.display())
                 })?;
             let mut env: Vec<(String, String)> = component
                 .environment
@@ -134,18 +127,22 @@ impl App {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             env.extend(options.env.iter().cloned());
+            let labels = |labels: &[spin_host_config::manifest::StoreLabel]| {
+                Arc::new(labels.iter().map(|l| l.to_string()).collect::<HashSet<_>>())
+            };
             components.insert(
-                id_str.to_string(),
+                id.to_string(),
                 Arc::new(AppComponent {
-                    id: id_str.into(),
+                    id: id.into(),
                     pre,
                     env,
                     rules,
-                    variables: Arc::new(component_variables),
+                    variables: variables.clone(),
                     key_value: key_value.clone(),
-                    kv_granted: Arc::new(kv_labels.into_iter().collect()),
+                    kv_granted: labels(&component.key_value_stores),
                     databases: databases.clone(),
-                    sqlite_granted: Arc::new(sqlite_labels.into_iter().collect()),
+                    sqlite_granted: labels(&component.sqlite_databases),
+                    max_memory,
                     timeout: options.instance_timeout,
                 }),
             );
@@ -154,7 +151,6 @@ impl App {
         Ok(App {
             manifest,
             app_dir,
-            state_dir,
             engine,
             variables,
             components,
@@ -170,11 +166,20 @@ impl App {
 
     /// Expands `{{ variable }}` templates in a trigger setting (Redis address or channel).
     pub fn expand(&self, template: &str) -> Result<String> {
-        crate::runtime_config::expand(template, &self.variables)
+        self.variables.expand(template)
     }
 }
 
 impl AppComponent {
+    /// `max_instance_memory` of the runtime config, if any.
+    fn limits(&self) -> StoreLimits {
+        let mut limits = StoreLimitsBuilder::new();
+        if let Some(bytes) = self.max_memory {
+            limits = limits.memory_size(bytes);
+        }
+        limits.build()
+    }
+
     /// A fresh store for one request or message. `chaining` is given only to HTTP-triggered
     /// instances, the only ones Spin lets reach `*.spin.internal`.
     pub fn new_store(
@@ -195,57 +200,11 @@ impl AppComponent {
             sqlite: SqliteState::new(self.databases.clone(), self.sqlite_granted.clone()),
             redis: RedisState::new(self.rules.clone()),
             variables: VariablesState::new(self.id.clone(), self.variables.clone()),
+            limits: self.limits(),
         };
         let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limits);
         engine::set_deadline(&mut store, self.timeout);
         store
     }
-}
-
-/// Refuses, as Spin does, an app whose non-HTTP-triggered component asks for service chaining.
-fn check_service_chaining(manifest: &Manifest) -> Result<()> {
-    for (id, component) in &manifest.components {
-        let chains = component
-            .allowed_outbound_hosts
-            .iter()
-            .any(|host| host.contains(crate::outbound_http::CHAINING_SUFFIX));
-        let triggers = manifest.trigger_types_of(id.as_str());
-        if let Some(other) = triggers
-            .iter()
-            .find(|t| **t != TriggerType::Http)
-            .filter(|_| chains)
-        {
-            bail!(
-                "component `{id}` allows service chaining (*.spin.internal in allowed_outbound_hosts) but is run by the {} trigger; \
-                 only HTTP-triggered components may use service chaining (Spin refuses this app too)",
-                other.as_str()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Application variables: manifest default < `SPIN_VARIABLE_<NAME>` < `--variable`; a required
-/// variable without a value stops start-up, naming it.
-fn resolve_variables(
-    manifest: &Manifest,
-    cli: &[(String, String)],
-) -> Result<HashMap<String, String>> {
-    let env: HashMap<String, String> = std::env::vars().collect();
-    crate::runtime_config::resolve_variables(manifest, &env, cli)
-}
-
-fn expand_component_variables(
-    component: &str,
-    templates: &indexmap::IndexMap<spin_host_config::manifest::VariableName, String>,
-    values: &HashMap<String, String>,
-) -> Result<HashMap<String, String>> {
-    templates
-        .iter()
-        .map(|(key, template)| {
-            let value = crate::runtime_config::expand(template, values)
-                .with_context(|| format!("component `{component}` variable `{key}`"))?;
-            Ok((key.to_string(), value))
-        })
-        .collect()
 }

@@ -51,7 +51,7 @@ pub struct UpArgs {
     #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
     /// Application variable value (`name=value`, repeatable); beats `SPIN_VARIABLE_<NAME>`.
-    #[arg(long = "variable", value_parser = parse_key_value)]
+    #[arg(long = "variable", value_parser = parse_variable)]
     pub variables: Vec<(String, String)>,
     /// Serve Prometheus metrics on this address.
     #[arg(long)]
@@ -76,6 +76,10 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
         _ => Err(format!("expected KEY=VALUE, found {text:?}")),
     }
+}
+
+fn parse_variable(text: &str) -> Result<(String, String), String> {
+    spin_host_config::variables::parse_assignment(text).map_err(|e| e.to_string())
 }
 
 pub async fn run(cli: Cli) -> Result<()> {

@@ -22,19 +22,22 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Concurrent instances, as Spin's `SPIN_MAX_INSTANCE_COUNT` default.
 const MAX_INSTANCES: u32 = 1000;
 
-/// Builds the engine. Compiled code is cached under `<state_dir>/cache` so that a restart with
-/// unchanged `.wasm` files skips Cranelift and serves its first request quickly.
-pub fn build_engine(state_dir: &Path) -> Result<Engine> {
+/// Builds the engine. Compiled code is cached under `<state_dir>/cache` (when the app keeps
+/// state on disk) so that a restart with unchanged `.wasm` files skips Cranelift and serves its
+/// first request quickly.
+pub fn build_engine(state_dir: Option<&Path>) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
 
-    let cache_dir = state_dir.join("cache");
-    std::fs::create_dir_all(&cache_dir)
-        .with_context(|| format!("cannot create the code cache {}", cache_dir.display()))?;
-    let mut cache_config = CacheConfig::new();
-    cache_config.with_directory(&cache_dir);
-    config.cache(Some(Cache::new(cache_config).map_err(anyhow::Error::from)?));
+    if let Some(state_dir) = state_dir {
+        let cache_dir = state_dir.join("cache");
+        std::fs::create_dir_all(&cache_dir)
+            .with_context(|| format!("cannot create the code cache {}", cache_dir.display()))?;
+        let mut cache_config = CacheConfig::new();
+        cache_config.with_directory(&cache_dir);
+        config.cache(Some(Cache::new(cache_config).map_err(anyhow::Error::from)?));
+    }
 
     let mut pooled = config.clone();
     pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config()));

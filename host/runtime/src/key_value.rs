@@ -1,53 +1,36 @@
 //! `fermyon:spin/key-value@2.0.0` on SQLite, as Spin's default (`key-value-spin`) store: one file per
-//! label, rows in `spin_key_value(store, key, value)`. Owns the `[key_value_store.<label>]`
-//! runtime-config section and the per-component grant check.
+//! label (or memory), rows in `spin_key_value(store, key, value)`. Owns the
+//! `[key_value_store.<label>]` stores of the runtime config and the per-component grant check:
+//! a label not granted is `access-denied`, an unknown one `no-such-store`.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use indexmap::IndexMap;
 use rusqlite::{Connection, OptionalExtension};
+use spin_host_config::runtime_config::StoreLocation;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
 use crate::bindings::imports::fermyon::spin2_0_0::key_value::{self, Error};
 use crate::state::InstanceState;
 
-/// Spin's default store: label `default` in `<state dir>/sqlite_key_value.db`.
-pub const DEFAULT_LABEL: &str = "default";
-const DEFAULT_FILE: &str = "sqlite_key_value.db";
-
-/// Every key-value store the app can open, by label.
+/// Every key-value store the app can open, by label (`default` included).
 pub struct KeyValueStores {
     stores: HashMap<String, Arc<SqliteStore>>,
 }
 
 impl KeyValueStores {
-    /// The `default` store plus every `[key_value_store.<label>]` of the runtime config
-    /// (given as label -> file; only `type = "spin"` is supported by this host).
-    pub fn open(state_dir: &Path, configured: &[(String, PathBuf)]) -> Result<Self> {
-        let mut files: HashMap<String, PathBuf> = HashMap::new();
-        files.insert(DEFAULT_LABEL.into(), state_dir.join(DEFAULT_FILE));
-        for (label, path) in configured {
-            files.insert(label.clone(), path.clone());
-        }
+    /// Opens the runtime config's `[key_value_store.<label>]` stores (all `type = "spin"`;
+    /// label checks against the manifest are `RuntimeConfig::check_manifest_labels`).
+    pub fn open(configured: &IndexMap<String, StoreLocation>) -> Result<Self> {
         let mut stores = HashMap::new();
-        for (label, path) in files {
-            let store = SqliteStore::open(&label, &path)
-                .with_context(|| format!("key-value store `{label}` ({})", path.display()))?;
-            stores.insert(label, Arc::new(store));
+        for (label, location) in configured {
+            let store = SqliteStore::open(label, location)
+                .with_context(|| format!("key-value store `{label}` ({location:?})"))?;
+            stores.insert(label.clone(), Arc::new(store));
         }
         Ok(Self { stores })
-    }
-
-    /// Refuses a component granted a label that is not configured, as Spin does at start-up.
-    pub fn check_grants(&self, component: &str, labels: &[String]) -> Result<()> {
-        for label in labels {
-            if !self.stores.contains_key(label) {
-                bail!("component `{component}`: unknown key_value_stores label `{label}` (define it in the runtime config as [key_value_store.{label}])");
-            }
-        }
-        Ok(())
     }
 }
 
@@ -58,11 +41,16 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    fn open(name: &str, path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let connection = Connection::open(path)?;
+    fn open(name: &str, location: &StoreLocation) -> Result<Self> {
+        let connection = match location {
+            StoreLocation::File(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                Connection::open(path)?
+            }
+            StoreLocation::InMemory => Connection::open_in_memory()?,
+        };
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.execute_batch(
@@ -256,41 +244,43 @@ impl key_value::HostStore for KeyValueState {
 mod tests {
     use super::*;
 
+    fn borrow(handle: &Resource<OpenStore>) -> Resource<OpenStore> {
+        Resource::new_borrow(handle.rep())
+    }
+
     #[tokio::test]
     async fn values_round_trip_and_grants_are_enforced() {
-        let dir = std::env::temp_dir().join(format!("kv-test-{}", std::process::id()));
-        let stores = Arc::new(KeyValueStores::open(&dir, &[]).unwrap());
-        assert!(stores.check_grants("c", &["other".into()]).is_err());
-        let granted = Arc::new(HashSet::from([DEFAULT_LABEL.to_string(), "gone".into()]));
+        let configured = IndexMap::from([("default".to_string(), StoreLocation::InMemory)]);
+        let stores = Arc::new(KeyValueStores::open(&configured).unwrap());
+        let granted = Arc::new(HashSet::from(["default".to_string(), "gone".into()]));
         let mut state = KeyValueState::new(stores, granted);
         use key_value::HostStore;
 
-        assert!(matches!(
-            state.open("other".into()).await.unwrap(),
-            Err(Error::AccessDenied)
-        ));
-        assert!(matches!(
-            state.open("gone".into()).await.unwrap(),
-            Err(Error::NoSuchStore)
-        ));
-        let store = state.open(DEFAULT_LABEL.into()).await.unwrap().unwrap();
-        let again = Resource::new_borrow(store.rep());
-        state
-            .set(again, "k".into(), b"v".to_vec())
-            .await
-            .unwrap()
-            .unwrap();
-        let value = state
-            .get(Resource::new_borrow(store.rep()), "k".into())
-            .await
-            .unwrap();
+        let denied = state.open("other".into()).await.unwrap();
+        assert!(matches!(denied, Err(Error::AccessDenied)));
+        let unknown = state.open("gone".into()).await.unwrap();
+        assert!(matches!(unknown, Err(Error::NoSuchStore)));
+        let store = state.open("default".into()).await.unwrap().unwrap();
+        let set = state.set(borrow(&store), "k".into(), b"v".to_vec()).await;
+        set.unwrap().unwrap();
+        let value = state.get(borrow(&store), "k".into()).await.unwrap();
         assert_eq!(value.unwrap(), Some(b"v".to_vec()));
-        let keys = state
-            .get_keys(Resource::new_borrow(store.rep()))
+        assert!(state
+            .exists(borrow(&store), "k".into())
+            .await
+            .unwrap()
+            .unwrap());
+        let keys = state.get_keys(borrow(&store)).await.unwrap().unwrap();
+        assert_eq!(keys, vec!["k".to_string()]);
+        state
+            .delete(borrow(&store), "k".into())
             .await
             .unwrap()
             .unwrap();
-        assert!(keys.contains(&"k".to_string()));
-        std::fs::remove_dir_all(&dir).ok();
+        assert!(!state
+            .exists(borrow(&store), "k".into())
+            .await
+            .unwrap()
+            .unwrap());
     }
 }

@@ -16,7 +16,6 @@ pub mod logging;
 pub mod metrics;
 pub mod outbound_http;
 pub mod redis_outbound;
-pub mod runtime_config;
 pub mod sqlite;
 pub mod state;
 pub mod stdio;

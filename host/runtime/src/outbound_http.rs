@@ -9,33 +9,29 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use http::Uri;
+use spin_host_config::allowed_hosts::{chaining_target, AllowedHosts};
 use wasmtime_wasi_http::{default_send_request, Error, RequestOptions, WasiBody, WasiHttpHooks};
-
-/// The suffix of service-chaining hosts.
-pub const CHAINING_SUFFIX: &str = ".spin.internal";
 
 /// A component's network permissions (its expanded `allowed_outbound_hosts`).
 pub struct OutboundRules {
-    allowed: crate::runtime_config::AllowedHosts,
+    allowed: AllowedHosts,
 }
 
 impl OutboundRules {
-    pub fn new(allowed: crate::runtime_config::AllowedHosts) -> Self {
+    pub fn new(allowed: AllowedHosts) -> Self {
         Self { allowed }
     }
 
-    /// Whether `address` (a URL; `scheme` is its expected scheme) may be reached.
+    /// Whether `address` (a URL; `scheme` when it has none) may be reached.
     pub fn allows_address(&self, address: &str, scheme: &str) -> bool {
-        match url::Url::parse(address) {
-            Ok(url) if url.scheme() == scheme => self.allowed.allows_url(&url),
-            _ => false,
-        }
+        self.allowed.allows_url(address, scheme)
     }
 
     fn allows_uri(&self, uri: &Uri) -> bool {
-        url::Url::parse(&uri.to_string())
-            .map(|url| self.allowed.allows_url(&url))
-            .unwrap_or(false)
+        match chained_component(uri) {
+            Some(target) => self.allowed.allows_chaining_to(target),
+            None => self.allowed.allows_url(&uri.to_string(), "https"),
+        }
     }
 }
 
@@ -70,11 +66,9 @@ impl OutboundHttp {
     }
 }
 
-/// The component a `*.spin.internal` host names.
+/// The component a `<id>.spin.internal` host names.
 pub fn chained_component(uri: &Uri) -> Option<&str> {
-    uri.host()?
-        .strip_suffix(CHAINING_SUFFIX)
-        .filter(|id| !id.is_empty())
+    chaining_target(uri.host()?).filter(|id| !id.is_empty())
 }
 
 type ResponseFuture = Box<

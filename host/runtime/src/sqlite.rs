@@ -1,78 +1,105 @@
 //! `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.0.0` on rusqlite. Owns the
-//! `[sqlite_database.<label>]` runtime-config section and the per-component grant check.
+//! `[sqlite_database.<label>]` databases of the runtime config and the per-component grant check:
+//! a label not granted is `access-denied`, an unknown one `no-such-database`.
+//! (`allow_attach_file` is not enforced: this host does not restrict `ATTACH`.)
 //!
 //! Each `open` gets its own SQLite connection, so a `BEGIN` ... `COMMIT` spread over several
 //! `execute` calls is one transaction, and instances running concurrently wait on each other
 //! (busy timeout, WAL) instead of failing.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use indexmap::IndexMap;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
+use spin_host_config::runtime_config::{SqliteDatabase, StoreLocation};
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
 use crate::bindings::imports::fermyon::spin2_0_0::sqlite as v2;
 use crate::bindings::imports::spin::sqlite::sqlite as v3;
 use crate::state::InstanceState;
 
-/// Spin's default database: label `default` in `<state dir>/sqlite_db.db`.
-pub const DEFAULT_LABEL: &str = "default";
-const DEFAULT_FILE: &str = "sqlite_db.db";
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Every database the app can open: label -> file.
+/// Every database the app can open: label -> where it lives.
 pub struct Databases {
-    files: HashMap<String, PathBuf>,
+    databases: HashMap<String, Target>,
+}
+
+/// Where connections of one label go. An in-memory database is a named shared-cache one, kept
+/// alive by `_anchor`, so all connections (and instances) see the same data, as in Spin.
+enum Target {
+    File(PathBuf),
+    Memory {
+        uri: String,
+        _anchor: Mutex<Connection>,
+    },
 }
 
 impl Databases {
-    /// The `default` database plus every `[sqlite_database.<label>]` of the runtime config
-    /// (label -> file; only `type = "spin"` is supported by this host).
-    pub fn new(state_dir: &Path, configured: &[(String, PathBuf)]) -> Result<Self> {
-        let mut files = HashMap::new();
-        files.insert(DEFAULT_LABEL.to_string(), state_dir.join(DEFAULT_FILE));
-        for (label, path) in configured {
-            files.insert(label.clone(), path.clone());
+    /// The runtime config's `[sqlite_database.<label>]` databases (all `type = "spin"`; label
+    /// checks against the manifest are `RuntimeConfig::check_manifest_labels`).
+    pub fn new(configured: &IndexMap<String, SqliteDatabase>) -> Result<Self> {
+        let mut databases = HashMap::new();
+        for (index, (label, database)) in configured.iter().enumerate() {
+            let target = match &database.location {
+                StoreLocation::File(path) => {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    Target::File(path.clone())
+                }
+                StoreLocation::InMemory => {
+                    let uri = format!(
+                        "file:shop-host-{}-{index}?mode=memory&cache=shared",
+                        std::process::id()
+                    );
+                    let anchor = open_uri(&uri)?;
+                    Target::Memory {
+                        uri,
+                        _anchor: Mutex::new(anchor),
+                    }
+                }
+            };
+            databases.insert(label.clone(), target);
         }
-        for path in files.values() {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-        }
-        Ok(Self { files })
-    }
-
-    /// Refuses a component granted a label that is not configured, as Spin does at start-up.
-    pub fn check_grants(&self, component: &str, labels: &[String]) -> Result<()> {
-        for label in labels {
-            if !self.files.contains_key(label) {
-                bail!("component `{component}`: unknown sqlite_databases label `{label}` (define it in the runtime config as [sqlite_database.{label}])");
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs SQL statements (`spin up --sqlite` style) against a database before start.
-    pub fn run_statements(&self, label: &str, sql: &str) -> Result<()> {
-        let Some(path) = self.files.get(label) else {
-            bail!("unknown sqlite database `{label}`");
-        };
-        connect(path)?.execute_batch(sql)?;
-        Ok(())
+        Ok(Self { databases })
     }
 }
 
-fn connect(path: &Path) -> rusqlite::Result<Connection> {
-    let connection = Connection::open(path)?;
-    connection.busy_timeout(BUSY_TIMEOUT)?;
-    connection.pragma_update(None, "journal_mode", "WAL")?;
-    connection.pragma_update(None, "foreign_keys", "ON")?;
+impl Target {
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        match self {
+            Target::File(path) => {
+                let connection = Connection::open(path)?;
+                configure(&connection)?;
+                connection.pragma_update(None, "journal_mode", "WAL")?;
+                Ok(connection)
+            }
+            Target::Memory { uri, .. } => open_uri(uri),
+        }
+    }
+}
+
+fn open_uri(uri: &str) -> rusqlite::Result<Connection> {
+    use rusqlite::OpenFlags;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(uri, flags)?;
+    configure(&connection)?;
     Ok(connection)
+}
+
+fn configure(connection: &Connection) -> rusqlite::Result<()> {
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.pragma_update(None, "foreign_keys", "ON")
 }
 
 /// An opened connection (the guest's `connection` resource, both interface versions).
@@ -100,16 +127,17 @@ impl SqliteState {
         if !self.granted.contains(&label) {
             return Err(OpenError::AccessDenied);
         }
-        let path = self
-            .databases
-            .files
-            .get(&label)
-            .cloned()
-            .ok_or(OpenError::NoSuchDatabase)?;
-        let connection = tokio::task::spawn_blocking(move || connect(&path))
+        let databases = self.databases.clone();
+        if !databases.databases.contains_key(&label) {
+            return Err(OpenError::NoSuchDatabase);
+        }
+        let connection =
+            tokio::task::spawn_blocking(move || match databases.databases.get(&label) {
+                Some(target) => target.connect().map_err(|e| OpenError::Io(e.to_string())),
+                None => Err(OpenError::NoSuchDatabase),
+            })
             .await
-            .map_err(|e| OpenError::Io(e.to_string()))?
-            .map_err(|e| OpenError::Io(e.to_string()))?;
+            .map_err(|e| OpenError::Io(e.to_string()))??;
         self.table
             .push(OpenDatabase {
                 connection: Arc::new(Mutex::new(connection)),
@@ -340,17 +368,22 @@ mod tests {
 
     #[tokio::test]
     async fn transactions_span_execute_calls_and_grants_are_enforced() {
-        let dir = std::env::temp_dir().join(format!("sqlite-test-{}", std::process::id()));
-        let databases = Arc::new(Databases::new(&dir, &[]).unwrap());
-        assert!(databases.check_grants("c", &["nope".into()]).is_err());
-        let granted = Arc::new(HashSet::from([DEFAULT_LABEL.to_string()]));
+        let configured = IndexMap::from([(
+            "default".to_string(),
+            SqliteDatabase {
+                location: StoreLocation::InMemory,
+                allow_attach_file: false,
+            },
+        )]);
+        let databases = Arc::new(Databases::new(&configured).unwrap());
+        let granted = Arc::new(HashSet::from(["default".to_string()]));
         let mut state = SqliteState::new(databases, granted);
 
         let denied = HostConnection::open(&mut state, "other".into())
             .await
             .unwrap();
         assert!(matches!(denied, Err(v3::Error::AccessDenied)));
-        let db = HostConnection::open(&mut state, DEFAULT_LABEL.into())
+        let db = HostConnection::open(&mut state, "default".into())
             .await
             .unwrap()
             .unwrap();
@@ -385,6 +418,19 @@ mod tests {
                 .unwrap()
                 .unwrap();
         assert_eq!(all.rows.len(), 1, "the rolled back row is gone");
-        std::fs::remove_dir_all(&dir).ok();
+        let other = HostConnection::open(&mut state, "default".into())
+            .await
+            .unwrap()
+            .unwrap();
+        let shared =
+            HostConnection::execute(&mut state, borrow(&other), "SELECT * FROM t".into(), vec![])
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            shared.rows.len(),
+            1,
+            "a second connection sees the same in-memory database"
+        );
     }
 }

@@ -21,6 +21,8 @@ pub struct InstanceState {
     pub sqlite: SqliteState,
     pub redis: RedisState,
     pub variables: VariablesState,
+    /// Memory limit (`max_instance_memory`).
+    pub limits: wasmtime::StoreLimits,
 }
 
 impl WasiView for InstanceState {

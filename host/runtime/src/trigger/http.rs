@@ -10,14 +10,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::runtime_config::{RouteMatch, Router};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use spin_host_config::manifest::HttpRoute;
+use spin_host_config::routes::{is_well_known, RouteMatch, Router};
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -49,8 +48,6 @@ pub struct HttpTrigger {
 struct Inner {
     app: Arc<App>,
     router: Router,
-    /// Public routes plus each component's route, for chained requests (private ones included).
-    chain_routes: HashMap<String, String>,
     handlers: HashMap<String, (Arc<AppComponent>, ProxyPre<InstanceState>)>,
     listen: SocketAddr,
     max_request_body: usize,
@@ -66,24 +63,16 @@ enum Origin {
 
 impl HttpTrigger {
     pub fn new(app: Arc<App>, config: HttpTriggerConfig, metrics: Arc<Metrics>) -> Result<Self> {
-        let triggers = &app.manifest.triggers.http;
-        let public: Vec<(String, String)> = triggers
-            .iter()
-            .filter_map(|t| match &t.route {
-                HttpRoute::Path(route) => Some((route.clone(), t.component_id().to_string())),
-                HttpRoute::Private => None,
-            })
-            .collect();
-        let router = Router::build(public.iter().map(|(r, c)| (r.as_str(), c.as_str())))?;
-        let mut chain_routes = HashMap::new();
+        let (router, duplicates) = Router::from_manifest(&app.manifest)?;
+        for duplicate in duplicates {
+            tracing::warn!("{duplicate}");
+        }
+        if router.contains_reserved_route() {
+            tracing::error!("routes under /.well-known/spin/ are reserved for the host and never reach a component");
+        }
         let mut handlers = HashMap::new();
-        for trigger in triggers {
+        for trigger in &app.manifest.triggers.http {
             let id = trigger.component_id().to_string();
-            let route = match &trigger.route {
-                HttpRoute::Path(route) => route.clone(),
-                HttpRoute::Private => "/...".to_string(),
-            };
-            chain_routes.insert(id.clone(), route);
             if handlers.contains_key(&id) {
                 continue;
             }
@@ -99,7 +88,6 @@ impl HttpTrigger {
             inner: Arc::new(Inner {
                 app,
                 router,
-                chain_routes,
                 handlers,
                 listen: config.listen,
                 max_request_body: config.max_request_body,
@@ -171,7 +159,7 @@ impl HttpTrigger {
         if let Some(response) = self.well_known(&path) {
             return response;
         }
-        let Some((component, route, path_info, names)) = self.route(&request, origin) else {
+        let Some(matched) = self.route(&request, origin) else {
             return error_response(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
@@ -180,12 +168,10 @@ impl HttpTrigger {
         };
         let method = request.method().clone();
         let response = match self.buffer_body(request).await {
-            Ok(request) => {
-                self.execute(request, origin, &component, &route, &path_info, &names)
-                    .await
-            }
+            Ok(request) => self.execute(request, origin, &matched).await,
             Err(response) => response,
         };
+        let (component, route) = (&matched.component_id, &matched.raw_route);
         let status = response.status().as_u16();
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.inner
@@ -221,42 +207,24 @@ impl HttpTrigger {
                     "application/json",
                 ))
             }
+            _ if is_well_known(path) => Some(error_response(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                &format!("no such host endpoint {path}"),
+            )),
             _ => None,
         }
     }
 
-    /// The component, its route as written, `spin-path-info` and the `:name` matches.
-    #[allow(clippy::type_complexity)]
-    fn route<B>(
-        &self,
-        request: &Request<B>,
-        origin: Origin,
-    ) -> Option<(String, String, String, Vec<(String, String)>)> {
+    /// Routes a request; a chained one as if it hit the component's own route (`/...`), with
+    /// the whole path as `spin-path-info`, as Spin does.
+    fn route<B>(&self, request: &Request<B>, origin: Origin) -> Option<RouteMatch> {
+        let path = request.uri().path();
         match origin {
-            Origin::Client(_) => {
-                let matched: RouteMatch = self.inner.router.route(request.uri().path())?;
-                Some((
-                    matched.component_id().to_string(),
-                    matched.raw_route().to_string(),
-                    matched.path_info().to_string(),
-                    matched
-                        .named_wildcards()
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ))
-            }
+            Origin::Client(_) => self.inner.router.route(path),
             Origin::Chained => {
-                // Spin routes a chained request as if it hit the component's own route, with the
-                // whole path as `spin-path-info`.
                 let component = crate::outbound_http::chained_component(request.uri())?;
-                let route = self.inner.chain_routes.get(component)?;
-                Some((
-                    component.to_string(),
-                    route.clone(),
-                    request.uri().path().to_string(),
-                    Vec::new(),
-                ))
+                self.inner.router.chained(component, path)
             }
         }
     }
@@ -303,11 +271,9 @@ impl HttpTrigger {
         &self,
         mut request: Request<Full<Bytes>>,
         origin: Origin,
-        component_id: &str,
-        route: &str,
-        path_info: &str,
-        names: &[(String, String)],
+        matched: &RouteMatch,
     ) -> Response<HyperOutgoingBody> {
+        let component_id = matched.component_id.as_str();
         let Some((component, pre)) = self.inner.handlers.get(component_id) else {
             return error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such component");
         };
@@ -316,7 +282,7 @@ impl HttpTrigger {
             Origin::Chained => "127.0.0.1:0".to_string(),
         };
         let full_url = full_url(request.uri(), request.headers(), &self.inner.listen, origin);
-        let headers = spin_headers(&full_url, route, path_info, &client, names);
+        let headers = spin_headers(&full_url, matched, &client);
         prepare_headers(request.headers_mut(), headers, origin);
         if request.headers().get(http::header::HOST).is_none()
             && request.uri().authority().is_none()
@@ -334,7 +300,7 @@ impl HttpTrigger {
         let log = LogContext {
             component: component.id.clone(),
             trigger: "http",
-            route: route.into(),
+            route: matched.raw_route.as_str().into(),
             trace_id,
         };
         let chaining: Arc<dyn ServiceChaining> = Arc::new(self.clone());
@@ -421,30 +387,26 @@ fn full_url(uri: &http::Uri, headers: &HeaderMap, listen: &SocketAddr, origin: O
 }
 
 /// The `spin-*` headers Spin sets on every inbound request (`trigger-http/src/headers.rs`).
-fn spin_headers(
-    full_url: &str,
-    route: &str,
-    path_info: &str,
-    client: &str,
-    names: &[(String, String)],
-) -> Vec<(String, String)> {
-    let component_route = route
-        .strip_suffix("/...")
-        .or_else(|| route.strip_suffix("/*"))
-        .unwrap_or(route);
+fn spin_headers(full_url: &str, matched: &RouteMatch, client: &str) -> Vec<(String, String)> {
     let mut headers = vec![
         ("spin-full-url".to_string(), full_url.to_string()),
-        ("spin-path-info".to_string(), path_info.to_string()),
-        ("spin-matched-route".to_string(), route.to_string()),
-        ("spin-raw-component-route".to_string(), route.to_string()),
+        ("spin-path-info".to_string(), matched.path_info.clone()),
+        (
+            "spin-matched-route".to_string(),
+            matched.matched_route.clone(),
+        ),
+        (
+            "spin-raw-component-route".to_string(),
+            matched.raw_route.clone(),
+        ),
         (
             "spin-component-route".to_string(),
-            component_route.to_string(),
+            matched.component_route.clone(),
         ),
         ("spin-base-path".to_string(), "/".to_string()),
         ("spin-client-addr".to_string(), client.to_string()),
     ];
-    for (name, value) in names {
+    for (name, value) in &matched.params {
         headers.push((
             format!("spin-path-match-{}", name.to_lowercase()),
             value.clone(),
@@ -509,13 +471,18 @@ mod tests {
 
     #[test]
     fn spin_headers_match_spin() {
-        let names = vec![("id".to_string(), "42".to_string())];
+        let matched = RouteMatch {
+            component_id: "orders".into(),
+            matched_route: "/orders/...".into(),
+            raw_route: "/orders/...".into(),
+            component_route: "/orders".into(),
+            path_info: "/42".into(),
+            params: vec![("id".to_string(), "42".to_string())],
+        };
         let headers = spin_headers(
             "http://localhost:3000/orders/42?x=1",
-            "/orders/...",
-            "/42",
+            &matched,
             "127.0.0.1:5000",
-            &names,
         );
         assert_eq!(header(&headers, "spin-matched-route"), "/orders/...");
         assert_eq!(header(&headers, "spin-raw-component-route"), "/orders/...");
