@@ -24,10 +24,10 @@ pub(crate) fn redis(query: &Query, payload: &[u8]) -> Value {
     let result = Connection::open(query.get("address")).and_then(|connection| {
         match query.get("op") {
             "publish" => connection
-                .publish(query.get("channel"), &payload.to_vec())
+                .publish(query.get("channel"), payload)
                 .map(|()| json!({ "ok": true })),
             "set" => connection
-                .set(query.get("key"), &payload.to_vec())
+                .set(query.get("key"), payload)
                 .map(|()| json!({ "ok": true })),
             "get" => connection.get(query.get("key")).map(|value| {
                 json!({ "value": value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()) })

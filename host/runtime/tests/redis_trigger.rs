@@ -1,0 +1,118 @@
+//! Redis trigger: delivery, fan-out to every component on a channel, failing handlers, reconnect.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use testkit::{eventually, Host, RedisServer};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn start(redis: &RedisServer, fixture: &str) -> Host {
+    let host = Host::start(support::options(fixture).variable("redis_address", &redis.address()));
+    wait_subscribed(&host, redis, "events");
+    host
+}
+
+/// Health says HTTP is up; the subscription may come a moment later.
+fn wait_subscribed(host: &Host, redis: &RedisServer, channel: &str) {
+    let subscribed = eventually(WAIT, || (redis.subscribers(channel) > 0).then_some(()));
+    assert!(
+        subscribed.is_some(),
+        "the host never subscribed to {channel}; its output:\n{}",
+        host.logs()
+    );
+}
+
+/// What sink `key` has recorded, read through the probe's key-value route.
+fn received(host: &Host, key: &str) -> Value {
+    let reply = host.get(&format!("/kv/default/get?key={key}")).json();
+    match reply["value"].as_str() {
+        Some(list) => serde_json::from_str(list).expect("sink stores a JSON list"),
+        None => json!([]),
+    }
+}
+
+fn wait_received(host: &Host, key: &str, expected: Value) {
+    let got = eventually(WAIT, || {
+        let got = received(host, key);
+        (got == expected).then_some(got)
+    });
+    assert!(
+        got.is_some(),
+        "{key}: expected {expected}, got {}; host output:\n{}",
+        received(host, key),
+        host.logs()
+    );
+}
+
+#[test]
+fn every_component_on_a_channel_gets_each_message_in_order() {
+    let redis = RedisServer::start();
+    let host = start(&redis, "redis.toml");
+    wait_subscribed(&host, &redis, "other");
+    for message in ["m1", "m2", "m3"] {
+        redis.publish("events", message);
+    }
+    redis.publish("other", "elsewhere");
+    wait_received(&host, "sink-a", json!(["m1", "m2", "m3"]));
+    wait_received(&host, "sink-b", json!(["m1", "m2", "m3"]));
+    wait_received(&host, "sink-c", json!(["elsewhere"]));
+}
+
+#[test]
+fn a_failing_handler_is_logged_and_the_subscriber_goes_on() {
+    let redis = RedisServer::start();
+    let host = start(&redis, "redis.toml");
+    redis.publish("events", "before");
+    redis.publish("events", "fail");
+    redis.publish("events", "after");
+    wait_received(&host, "sink-a", json!(["before", "after"]));
+    wait_received(&host, "sink-b", json!(["before", "after"]));
+    let logged = eventually(WAIT, || {
+        host.logs()
+            .contains("redis-sink asked to fail")
+            .then_some(())
+    });
+    assert!(
+        logged.is_some(),
+        "the handler's error output must be forwarded:\n{}",
+        host.logs()
+    );
+}
+
+#[test]
+fn the_trigger_reconnects_after_a_redis_restart() {
+    let mut redis = RedisServer::start();
+    let host = start(&redis, "redis.toml");
+    redis.publish("events", "before-restart");
+    wait_received(&host, "sink-a", json!(["before-restart"]));
+
+    redis.restart();
+    wait_subscribed(&host, &redis, "events");
+    redis.publish("events", "after-restart");
+    wait_received(&host, "sink-a", json!(["before-restart", "after-restart"]));
+    wait_received(&host, "sink-b", json!(["before-restart", "after-restart"]));
+    assert!(
+        host.logs().to_lowercase().contains("reconnect"),
+        "the host must say it reconnects:\n{}",
+        host.logs()
+    );
+}
+
+#[test]
+fn a_component_with_redis_and_http_triggers_serves_both() {
+    let redis = RedisServer::start();
+    let host = start(&redis, "redis-http.toml");
+    redis.publish("events", "hello");
+    let got = eventually(WAIT, || {
+        let reply = host.get("/sink").json();
+        (reply["received"] == json!(["hello"])).then_some(reply)
+    });
+    assert!(
+        got.is_some(),
+        "GET /sink never listed the message; host output:\n{}",
+        host.logs()
+    );
+}

@@ -1,0 +1,183 @@
+//! fermyon:spin/sqlite@2.0.0 and spin:sqlite/sqlite@3.0.0: statements, types, transactions,
+//! databases per label and access checks.
+
+mod storage_config;
+mod support;
+
+use serde_json::{json, Value};
+use testkit::Host;
+
+/// Runs `statements` in order on one connection through the probe; returns one result each.
+fn sql(host: &Host, route: &str, statements: &[&str]) -> Vec<Value> {
+    let body = serde_json::to_vec(statements).expect("statements as JSON");
+    let response = host.post(route, &body);
+    assert_eq!(response.status, 200, "POST {route}: {}", response.body);
+    let reply = response.json();
+    let results = reply["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results from {route}: {reply}"))
+        .clone();
+    assert_eq!(results.len(), statements.len(), "{reply}");
+    results
+}
+
+fn rows(result: &Value) -> &Value {
+    assert!(result.get("error").is_none(), "statement failed: {result}");
+    &result["rows"]
+}
+
+fn start() -> (Host, testkit::tempfile::TempDir) {
+    let (config_dir, config) = storage_config::storage_runtime_config();
+    let host = Host::start(support::options("storage.toml").runtime_config(config));
+    (host, config_dir)
+}
+
+#[test]
+fn statements_return_typed_rows() {
+    let (mut host, _config) = start();
+    let results = sql(
+        &host,
+        "/sqlite/default",
+        &[
+            "CREATE TABLE t (i INTEGER, r REAL, s TEXT, n TEXT)",
+            "INSERT INTO t VALUES (1, 2.5, 'x', NULL), (2, -1.0, 'y', 'z')",
+            "SELECT i, r, s, n FROM t ORDER BY i",
+        ],
+    );
+    assert_eq!(results[2]["columns"], json!(["i", "r", "s", "n"]));
+    assert_eq!(
+        rows(&results[2]),
+        &json!([[1, 2.5, "x", null], [2, -1.0, "y", "z"]])
+    );
+    let file = host.state_dir().join("sqlite_db.db");
+    assert!(
+        file.is_file(),
+        "Spin keeps the default database in {}",
+        file.display()
+    );
+
+    host.restart();
+    let results = sql(&host, "/sqlite/default", &["SELECT count(*) FROM t"]);
+    assert_eq!(rows(&results[0]), &json!([[2]]), "data survives a restart");
+}
+
+#[test]
+fn transactions_span_calls_within_a_request() {
+    let (host, _config) = start();
+    sql(&host, "/sqlite/default", &["CREATE TABLE t (v TEXT)"]);
+
+    let results = sql(
+        &host,
+        "/sqlite/default",
+        &[
+            "BEGIN",
+            "INSERT INTO t VALUES ('rolled back')",
+            "SELECT count(*) FROM t",
+            "ROLLBACK",
+            "SELECT count(*) FROM t",
+        ],
+    );
+    assert_eq!(
+        rows(&results[2]),
+        &json!([[1]]),
+        "visible inside the transaction"
+    );
+    assert_eq!(rows(&results[4]), &json!([[0]]), "gone after ROLLBACK");
+
+    sql(
+        &host,
+        "/sqlite/default",
+        &["BEGIN", "INSERT INTO t VALUES ('committed')", "COMMIT"],
+    );
+    sql(
+        &host,
+        "/sqlite/default",
+        &["BEGIN", "INSERT INTO t VALUES ('never committed')"],
+    );
+    let results = sql(&host, "/sqlite/default", &["SELECT v FROM t"]);
+    assert_eq!(
+        rows(&results[0]),
+        &json!([["committed"]]),
+        "a commit persists; a transaction left open when the instance ends does not"
+    );
+}
+
+#[test]
+fn errors_and_access_checks() {
+    let (host, _config) = start();
+    let results = sql(&host, "/sqlite/default", &["SELEC nonsense"]);
+    assert_eq!(results[0]["error"], "io", "{}", results[0]);
+    assert!(
+        !results[0]["detail"].as_str().unwrap_or_default().is_empty(),
+        "the io error carries SQLite's message: {}",
+        results[0]
+    );
+
+    for route in [
+        "/other/sqlite/extra",
+        "/sqlite/ungranted",
+        "/sqlite/never_defined",
+    ] {
+        let response = host.post(route, b"[\"SELECT 1\"]");
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(
+            response.json()["error"],
+            "access-denied",
+            "{route}: {}",
+            response.body
+        );
+    }
+}
+
+#[test]
+fn databases_are_isolated_by_label() {
+    let (host, config) = start();
+    sql(
+        &host,
+        "/sqlite/extra",
+        &[
+            "CREATE TABLE only_extra (v TEXT)",
+            "INSERT INTO only_extra VALUES ('e')",
+        ],
+    );
+    let results = sql(&host, "/sqlite/default", &["SELECT v FROM only_extra"]);
+    assert_eq!(
+        results[0]["error"], "io",
+        "default must not see extra's table: {}",
+        results[0]
+    );
+    let results = sql(&host, "/sqlite/extra", &["SELECT v FROM only_extra"]);
+    assert_eq!(rows(&results[0]), &json!([["e"]]));
+    assert!(
+        config.path().join("extra.db").is_file(),
+        "runtime config path of extra is used"
+    );
+}
+
+#[test]
+fn sqlite_v3_interface_shares_the_database() {
+    let (host, _config) = start();
+    let results = sql(
+        &host,
+        "/sqlite3/default",
+        &[
+            "CREATE TABLE v3 (i INTEGER, s TEXT)",
+            "INSERT INTO v3 VALUES (7, 'seven')",
+            "SELECT i, s FROM v3",
+        ],
+    );
+    assert_eq!(rows(&results[2]), &json!([[7, "seven"]]));
+    let results = sql(&host, "/sqlite/default", &["SELECT s FROM v3"]);
+    assert_eq!(
+        rows(&results[0]),
+        &json!([["seven"]]),
+        "v2 sees what v3 wrote"
+    );
+    let response = host.post("/other/sqlite3/extra", b"[\"SELECT 1\"]");
+    assert_eq!(
+        response.json()["error"],
+        "access-denied",
+        "{}",
+        response.body
+    );
+}
