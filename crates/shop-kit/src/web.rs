@@ -5,6 +5,7 @@ use serde::Serialize;
 use spin_sdk::http::{Method, Request, Response};
 
 use crate::log::Logger;
+use crate::routes::{Params, Resolved, Route};
 use crate::{ApiError, Failure, TraceContext};
 
 /// What a request handler knows besides the request itself.
@@ -94,6 +95,31 @@ pub fn query(req: &Request) -> Vec<(String, String)> {
     form_urlencoded::parse(req.query().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
+}
+
+/// Resolves `req` against the component's route table: the operation and its path
+/// parameters, or the 404 / 405 answer.
+pub fn resolve<Op: Copy>(
+    service: &str,
+    routes: &[Route<Op>],
+    req: &Request,
+) -> Result<(Op, Params), Response> {
+    let segments = segments(req);
+    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match crate::routes::resolve(routes, &req.method().to_string(), &parts) {
+        Resolved::Found(op, params) => Ok((op, params)),
+        Resolved::MethodNotAllowed(allow) => Err(method_not_allowed(service, &allow)),
+        Resolved::NotFound => Err(no_route(service)),
+    }
+}
+
+/// Answers `GET /<fn>/openapi.json` with the component's OpenAPI document.
+pub fn openapi(document: &'static str) -> Response {
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(document.as_bytes().to_vec())
+        .build()
 }
 
 /// Answers `GET /<fn>/health`.

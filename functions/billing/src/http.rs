@@ -3,7 +3,8 @@
 use shop_kit::body::check_order_id;
 use shop_kit::web::{self, Ctx};
 use shop_kit::Failure;
-use spin_sdk::http::{Method, Request, Response};
+use shop_kit::routes::Route;
+use spin_sdk::http::{Request, Response};
 
 use crate::{events, open, store::SqlBilling, SERVICE};
 
@@ -16,23 +17,53 @@ pub async fn handle(req: Request) -> Response {
     }
 }
 
+/// What each route does.
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    Health,
+    Events,
+    Sweep,
+    OpenApi,
+    Payment,
+}
+
+/// Every route billing serves: drives the router, and the unit tests hold `openapi.json` to it.
+pub const ROUTES: &[Route<Op>] = &[
+    Route::new("GET", "/billing/health", Op::Health),
+    Route::new("GET", "/billing/events", Op::Events),
+    Route::new("POST", "/billing/sweep", Op::Sweep),
+    Route::new("GET", "/billing/openapi.json", Op::OpenApi),
+    Route::new("GET", "/billing/payments/{order_id}", Op::Payment),
+];
+
+/// The API contract of billing (OpenAPI 3.1), served at `GET /billing/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
 async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-    let segments = web::segments(req);
-    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match (parts.as_slice(), req.method().clone()) {
-        (["billing", "health"], Method::Get) => Ok(web::health(SERVICE)),
-        (["billing", "events"], Method::Get) => web::serve_feed(ctx, req, &SqlBilling::open()?.db),
-        (["billing", "sweep"], Method::Post) => {
+    let (op, params) = match web::resolve(SERVICE, ROUTES, req) {
+        Ok(found) => found,
+        Err(response) => return Ok(response),
+    };
+    match op {
+        Op::Health => Ok(web::health(SERVICE)),
+        Op::Events => web::serve_feed(ctx, req, &SqlBilling::open()?.db),
+        Op::Sweep => {
             ctx.require_admin(req)?;
             Ok(web::json(200, &events::sweep(ctx).await?))
         }
-        (["billing", "payments", order_id], Method::Get) => {
+        Op::OpenApi => Ok(web::openapi(OPENAPI)),
+        Op::Payment => {
+            let order_id = params.get("order_id");
             check_order_id("order_id", order_id)?;
             Ok(web::json(200, &open(&ctx.trace)?.payment(order_id)?))
         }
-        (["billing", "health" | "events"], _) => Ok(web::method_not_allowed(SERVICE, "GET")),
-        (["billing", "sweep"], _) => Ok(web::method_not_allowed(SERVICE, "POST")),
-        (["billing", "payments", _], _) => Ok(web::method_not_allowed(SERVICE, "GET")),
-        _ => Ok(web::no_route(SERVICE)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_describes_exactly_the_served_routes() {
+        shop_kit::openapi::check_document(super::OPENAPI, super::ROUTES).unwrap();
     }
 }

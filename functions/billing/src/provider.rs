@@ -14,8 +14,12 @@ pub struct HttpProvider {
 impl HttpProvider {
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let url = format!("{}/{path}", self.base_url.trim_end_matches('/'));
-        let request = Request::post(&url, body.to_string())
+        let body = body.to_string();
+        // An explicit length spares the provider a chunked body.
+        let length = body.len().to_string();
+        let request = Request::post(&url, body)
             .header("content-type", "application/json")
+            .header("content-length", length)
             .header("traceparent", &self.traceparent)
             .build();
         let response: Response = spin_sdk::http::send(request)

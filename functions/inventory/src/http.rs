@@ -4,7 +4,8 @@ use serde_json::json;
 use shop_kit::body::{check_sku, parse_object};
 use shop_kit::web::{self, Ctx};
 use shop_kit::Failure;
-use spin_sdk::http::{Method, Request, Response};
+use shop_kit::routes::Route;
+use spin_sdk::http::{Request, Response};
 
 use crate::domain::ProductUpdate;
 use crate::{events, store::SqlInventory, Service, SERVICE};
@@ -22,28 +23,57 @@ fn service() -> anyhow::Result<Service> {
     Ok(Service::new(SqlInventory::open()?))
 }
 
+/// What each route does.
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    Health,
+    Events,
+    Sweep,
+    OpenApi,
+    Products,
+    Product,
+    PutProduct,
+}
+
+/// Every route inventory serves: drives the router, and the unit tests hold `openapi.json` to it.
+pub const ROUTES: &[Route<Op>] = &[
+    Route::new("GET", "/inventory/health", Op::Health),
+    Route::new("GET", "/inventory/events", Op::Events),
+    Route::new("POST", "/inventory/sweep", Op::Sweep),
+    Route::new("GET", "/inventory/openapi.json", Op::OpenApi),
+    Route::new("GET", "/inventory/products", Op::Products),
+    Route::new("GET", "/inventory/products/{sku}", Op::Product),
+    Route::new("PUT", "/inventory/products/{sku}", Op::PutProduct),
+];
+
+/// The API contract of inventory (OpenAPI 3.1), served at `GET /inventory/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
 async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-    let segments = web::segments(req);
-    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match (parts.as_slice(), req.method().clone()) {
-        (["inventory", "health"], Method::Get) => Ok(web::health(SERVICE)),
-        (["inventory", "events"], Method::Get) => {
-            web::serve_feed(ctx, req, &SqlInventory::open()?.db)
-        }
-        (["inventory", "sweep"], Method::Post) => {
+    let (op, params) = match web::resolve(SERVICE, ROUTES, req) {
+        Ok(found) => found,
+        Err(response) => return Ok(response),
+    };
+    match op {
+        Op::Health => Ok(web::health(SERVICE)),
+        Op::Events => web::serve_feed(ctx, req, &SqlInventory::open()?.db),
+        Op::Sweep => {
             ctx.require_admin(req)?;
             Ok(web::json(200, &events::sweep(ctx).await?))
         }
-        (["inventory", "products"], Method::Get) => {
+        Op::OpenApi => Ok(web::openapi(OPENAPI)),
+        Op::Products => {
             let products = service()?.products()?;
             Ok(web::json(200, &json!({ "products": products })))
         }
-        (["inventory", "products", sku], Method::Get) => {
+        Op::Product => {
+            let sku = params.get("sku");
             check_sku("sku", sku)?;
             Ok(web::json(200, &service()?.product(sku)?))
         }
-        (["inventory", "products", sku], Method::Put) => {
+        Op::PutProduct => {
             ctx.require_admin(req)?;
+            let sku = params.get("sku");
             check_sku("sku", sku)?;
             let update = ProductUpdate::parse(&parse_object(req.body())?)?;
             let (product, created) = service()?.put_product(sku, update)?;
@@ -53,11 +83,13 @@ async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
             );
             Ok(web::json(if created { 201 } else { 200 }, &product))
         }
-        (["inventory", "health" | "events" | "products"], _) => {
-            Ok(web::method_not_allowed(SERVICE, "GET"))
-        }
-        (["inventory", "sweep"], _) => Ok(web::method_not_allowed(SERVICE, "POST")),
-        (["inventory", "products", _], _) => Ok(web::method_not_allowed(SERVICE, "GET, PUT")),
-        _ => Ok(web::no_route(SERVICE)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_describes_exactly_the_served_routes() {
+        shop_kit::openapi::check_document(super::OPENAPI, super::ROUTES).unwrap();
     }
 }

@@ -2,9 +2,10 @@
 
 use serde_json::json;
 use shop_kit::body::{check_order_id, is_plain_id};
+use shop_kit::routes::Route;
 use shop_kit::web::{self, Ctx};
 use shop_kit::{ApiError, Failure};
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{Request, Response};
 
 use crate::{events, open, SERVICE};
 
@@ -17,28 +18,50 @@ pub async fn handle(req: Request) -> Response {
     }
 }
 
+/// What each route does.
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    Health,
+    Events,
+    Sweep,
+    OpenApi,
+    List,
+}
+
+/// Every route notifications serves: drives the router, and the unit tests hold
+/// `openapi.json` to it.
+pub const ROUTES: &[Route<Op>] = &[
+    Route::new("GET", "/notifications/health", Op::Health),
+    Route::new("GET", "/notifications/events", Op::Events),
+    Route::new("POST", "/notifications/sweep", Op::Sweep),
+    Route::new("GET", "/notifications/openapi.json", Op::OpenApi),
+    Route::new("GET", "/notifications", Op::List),
+];
+
+/// The API contract of notifications (OpenAPI 3.1), served at
+/// `GET /notifications/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
 async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-    let segments = web::segments(req);
-    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match (parts.as_slice(), req.method().clone()) {
-        (["notifications", "health"], Method::Get) => Ok(web::health(SERVICE)),
-        (["notifications", "events"], Method::Get) => {
+    let (op, _) = match web::resolve(SERVICE, ROUTES, req) {
+        Ok(found) => found,
+        Err(response) => return Ok(response),
+    };
+    match op {
+        Op::Health => Ok(web::health(SERVICE)),
+        Op::Events => {
             // Notifications publish no events; the feed is always empty.
             let (after, _) = shop_kit::outbox::feed_params(&web::query(req))?;
             Ok(web::json(200, &shop_kit::outbox::feed_json(&[], after)))
         }
-        (["notifications", "sweep"], Method::Post) => {
+        Op::Sweep => {
             ctx.require_admin(req)?;
             Ok(web::json(200, &events::sweep(ctx).await?))
         }
-        (["notifications"], Method::Get) => list(ctx, req),
-        (["notifications"], _) => Ok(web::method_not_allowed(SERVICE, "GET")),
-        (["notifications", "health" | "events"], _) => Ok(web::method_not_allowed(SERVICE, "GET")),
-        (["notifications", "sweep"], _) => Ok(web::method_not_allowed(SERVICE, "POST")),
-        _ => Ok(web::no_route(SERVICE)),
+        Op::OpenApi => Ok(web::openapi(OPENAPI)),
+        Op::List => list(ctx, req),
     }
 }
-
 fn list(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
     let mut order_id = None;
     let mut customer_id = None;
@@ -59,4 +82,12 @@ fn list(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
     }
     let notifications = open(&ctx.trace)?.list(order_id.as_deref(), customer_id.as_deref())?;
     Ok(web::json(200, &json!({ "notifications": notifications })))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_describes_exactly_the_served_routes() {
+        shop_kit::openapi::check_document(super::OPENAPI, super::ROUTES).unwrap();
+    }
 }

@@ -77,7 +77,7 @@ impl<S: NotificationStore, W: Webhook> Notifications<S, W> {
             return Ok(n);
         }
         let mut breaker = self.store.breaker()?;
-        n.status = Delivery::Failed;
+        let mut delivered = false;
         for _ in 0..ATTEMPTS {
             let now = shop_kit::time::now_millis();
             if !breaker.allows(now) {
@@ -87,22 +87,25 @@ impl<S: NotificationStore, W: Webhook> Notifications<S, W> {
             }
             n.attempts += 1;
             let result = self.webhook.deliver(&n).await;
+            delivered = result.is_ok();
             breaker.record(
-                result.is_ok(),
+                delivered,
                 shop_kit::time::now_millis(),
                 self.policy.threshold,
                 self.policy.open_ms,
             );
             match result {
-                Ok(()) => {
-                    n.status = Delivery::Delivered;
-                    break;
-                }
+                Ok(()) => break,
                 Err(e) => self
                     .log
                     .warn(&format!("webhook failed: {e:#}"), Some(&n.order_id)),
             }
         }
+        n.status = if delivered {
+            Delivery::Delivered
+        } else {
+            Delivery::Failed
+        };
         self.store.set_breaker(&breaker)?;
         self.store.put(&n)?;
         Ok(n)

@@ -17,8 +17,12 @@ impl Webhook for HttpWebhook {
     }
 
     async fn deliver(&self, n: &Notification) -> anyhow::Result<()> {
-        let request = Request::post(&self.url, serde_json::to_vec(n)?)
+        let body = serde_json::to_vec(n)?;
+        // An explicit length spares receivers a chunked body.
+        let length = body.len().to_string();
+        let request = Request::post(&self.url, body)
             .header("content-type", "application/json")
+            .header("content-length", length)
             .header("traceparent", &self.traceparent)
             .build();
         let response: Response = spin_sdk::http::send(request)

@@ -4,7 +4,8 @@ use serde_json::json;
 use shop_kit::body::{check_order_id, is_plain_id, parse_object};
 use shop_kit::web::{self, Ctx};
 use shop_kit::{ApiError, Failure};
-use spin_sdk::http::{Method, Request, Response};
+use shop_kit::routes::Route;
+use spin_sdk::http::{Request, Response};
 
 use crate::domain::{NewOrder, Status, MAX_ID_LEN};
 use crate::service::{ListQuery, Placed, MAX_PAGE};
@@ -19,34 +20,55 @@ pub async fn handle(req: Request) -> Response {
     }
 }
 
+/// What each route does.
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    Health,
+    Events,
+    Sweep,
+    OpenApi,
+    Place,
+    List,
+    Get,
+    Cancel,
+}
+
+/// Every route orders serves: drives the router, and the unit tests hold `openapi.json` to it.
+pub const ROUTES: &[Route<Op>] = &[
+    Route::new("GET", "/orders/health", Op::Health),
+    Route::new("GET", "/orders/events", Op::Events),
+    Route::new("POST", "/orders/sweep", Op::Sweep),
+    Route::new("GET", "/orders/openapi.json", Op::OpenApi),
+    Route::new("POST", "/orders", Op::Place),
+    Route::new("GET", "/orders", Op::List),
+    Route::new("GET", "/orders/{id}", Op::Get),
+    Route::new("POST", "/orders/{id}/cancel", Op::Cancel),
+];
+
+/// The API contract of orders (OpenAPI 3.1), served at `GET /orders/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
 async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-    let segments = web::segments(req);
-    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let method = req.method().clone();
-    match (parts.as_slice(), method) {
-        (["orders", "health"], Method::Get) => Ok(web::health(SERVICE)),
-        (["orders", "events"], Method::Get) => web::serve_feed(ctx, req, &SqlOrders::open()?.db),
-        (["orders", "sweep"], Method::Post) => {
+    let (op, params) = match web::resolve(SERVICE, ROUTES, req) {
+        Ok(found) => found,
+        Err(response) => return Ok(response),
+    };
+    match op {
+        Op::Health => Ok(web::health(SERVICE)),
+        Op::Events => web::serve_feed(ctx, req, &SqlOrders::open()?.db),
+        Op::Sweep => {
             ctx.require_admin(req)?;
             Ok(web::json(200, &events::sweep(ctx).await?))
         }
-        (["orders"], Method::Post) => place(ctx, req),
-        (["orders"], Method::Get) => list(req),
-        (["orders", id], Method::Get) if !is_reserved(id) => {
-            Ok(web::json(200, &service()?.get(&order_id(id)?)?.view()))
-        }
-        (["orders", id, "cancel"], Method::Post) => cancel(ctx, id),
-        (["orders"], _) => Ok(web::method_not_allowed(SERVICE, "GET, POST")),
-        (["orders", "health" | "events"], _) => Ok(web::method_not_allowed(SERVICE, "GET")),
-        (["orders", "sweep"], _) => Ok(web::method_not_allowed(SERVICE, "POST")),
-        (["orders", _], _) => Ok(web::method_not_allowed(SERVICE, "GET")),
-        (["orders", _, "cancel"], _) => Ok(web::method_not_allowed(SERVICE, "POST")),
-        _ => Ok(web::no_route(SERVICE)),
+        Op::OpenApi => Ok(web::openapi(OPENAPI)),
+        Op::Place => place(ctx, req),
+        Op::List => list(req),
+        Op::Get => Ok(web::json(
+            200,
+            &service()?.get(&order_id(params.get("id"))?)?.view(),
+        )),
+        Op::Cancel => cancel(ctx, params.get("id")),
     }
-}
-
-fn is_reserved(segment: &str) -> bool {
-    matches!(segment, "health" | "events" | "sweep")
 }
 
 fn service() -> anyhow::Result<Service> {
@@ -136,4 +158,12 @@ fn cancel(ctx: &Ctx, raw_id: &str) -> Result<Response, Failure> {
     ctx.log.info("order cancelled by customer", Some(&order.id));
     events::publish(ctx, &service.store);
     Ok(web::json(200, &order.view()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_describes_exactly_the_served_routes() {
+        shop_kit::openapi::check_document(super::OPENAPI, super::ROUTES).unwrap();
+    }
 }

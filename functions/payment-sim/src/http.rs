@@ -3,7 +3,8 @@
 use shop_kit::body::parse_object;
 use shop_kit::web::{self, Ctx};
 use shop_kit::Failure;
-use spin_sdk::http::{Method, Request, Response};
+use shop_kit::routes::Route;
+use spin_sdk::http::{Request, Response};
 
 use crate::domain::{ChargeRequest, Faults, RefundRequest};
 use crate::service::ProviderStore;
@@ -38,17 +39,49 @@ fn faulty(service: &Service) -> Result<(), Failure> {
     Ok(service.check_faults(&faults, roll())?)
 }
 
+/// What each route does.
+#[derive(Debug, Clone, Copy)]
+pub enum Op {
+    Health,
+    Events,
+    OpenApi,
+    Charge,
+    GetCharge,
+    Refund,
+    Faults,
+    SetFaults,
+}
+
+/// Every route payment-sim serves: drives the router, and the unit tests hold
+/// `openapi.json` to it.
+pub const ROUTES: &[Route<Op>] = &[
+    Route::new("GET", "/payment-sim/health", Op::Health),
+    Route::new("GET", "/payment-sim/events", Op::Events),
+    Route::new("GET", "/payment-sim/openapi.json", Op::OpenApi),
+    Route::new("POST", "/payment-sim/charges", Op::Charge),
+    Route::new("GET", "/payment-sim/charges/{key}", Op::GetCharge),
+    Route::new("POST", "/payment-sim/refunds", Op::Refund),
+    Route::new("GET", "/payment-sim/faults", Op::Faults),
+    Route::new("PUT", "/payment-sim/faults", Op::SetFaults),
+];
+
+/// The API contract of payment-sim (OpenAPI 3.1), served at `GET /payment-sim/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
 fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-    let segments = web::segments(req);
-    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match (parts.as_slice(), req.method().clone()) {
-        (["payment-sim", "health"], Method::Get) => Ok(web::health(SERVICE)),
-        (["payment-sim", "events"], Method::Get) => {
+    let (op, params) = match web::resolve(SERVICE, ROUTES, req) {
+        Ok(found) => found,
+        Err(response) => return Ok(response),
+    };
+    match op {
+        Op::Health => Ok(web::health(SERVICE)),
+        Op::Events => {
             // The simulator publishes no events; its feed is always empty.
             let (after, _) = shop_kit::outbox::feed_params(&web::query(req))?;
             Ok(web::json(200, &shop_kit::outbox::feed_json(&[], after)))
         }
-        (["payment-sim", "charges"], Method::Post) => {
+        Op::OpenApi => Ok(web::openapi(OPENAPI)),
+        Op::Charge => {
             let charge = ChargeRequest::parse(&parse_object(req.body())?)?;
             let service = service()?;
             faulty(&service)?;
@@ -61,17 +94,15 @@ fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
             }
             Ok(web::json(if new { 201 } else { 200 }, &charge))
         }
-        (["payment-sim", "charges", key], Method::Get) => {
-            Ok(web::json(200, &service()?.get_charge(key)?))
-        }
-        (["payment-sim", "refunds"], Method::Post) => {
+        Op::GetCharge => Ok(web::json(200, &service()?.get_charge(params.get("key"))?)),
+        Op::Refund => {
             let refund = RefundRequest::parse(&parse_object(req.body())?)?;
             let service = service()?;
             faulty(&service)?;
             Ok(web::json(200, &service.refund(refund)?))
         }
-        (["payment-sim", "faults"], Method::Get) => Ok(web::json(200, &service()?.store.faults()?)),
-        (["payment-sim", "faults"], Method::Put) => {
+        Op::Faults => Ok(web::json(200, &service()?.store.faults()?)),
+        Op::SetFaults => {
             ctx.require_admin(req)?;
             let body = parse_object(req.body())?;
             let service = service()?;
@@ -80,10 +111,13 @@ fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
             ctx.log.info(&format!("faults set: {faults:?}"), None);
             Ok(web::json(200, &faults))
         }
-        (["payment-sim", "health" | "events"], _) => Ok(web::method_not_allowed(SERVICE, "GET")),
-        (["payment-sim", "charges" | "refunds"], _) => Ok(web::method_not_allowed(SERVICE, "POST")),
-        (["payment-sim", "charges", _], _) => Ok(web::method_not_allowed(SERVICE, "GET")),
-        (["payment-sim", "faults"], _) => Ok(web::method_not_allowed(SERVICE, "GET, PUT")),
-        _ => Ok(web::no_route(SERVICE)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_describes_exactly_the_served_routes() {
+        shop_kit::openapi::check_document(super::OPENAPI, super::ROUTES).unwrap();
     }
 }
