@@ -128,7 +128,10 @@ mod tests {
             resolve(ROUTES, "POST", &["orders", "health"]),
             Resolved::MethodNotAllowed("GET".into())
         );
-        assert_eq!(resolve(ROUTES, "GET", &["orders", "a", "b"]), Resolved::NotFound);
+        assert_eq!(
+            resolve(ROUTES, "GET", &["orders", "a", "b"]),
+            Resolved::NotFound
+        );
         assert_eq!(resolve(ROUTES, "GET", &[]), Resolved::NotFound);
     }
 }

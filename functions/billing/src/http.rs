@@ -1,9 +1,9 @@
 //! HTTP transport of billing: `/billing/...` routes.
 
 use shop_kit::body::check_order_id;
+use shop_kit::routes::Route;
 use shop_kit::web::{self, Ctx};
 use shop_kit::Failure;
-use shop_kit::routes::Route;
 use spin_sdk::http::{Request, Response};
 
 use crate::{events, open, store::SqlBilling, SERVICE};

@@ -2,9 +2,9 @@
 
 use serde_json::json;
 use shop_kit::body::{check_sku, parse_object};
+use shop_kit::routes::Route;
 use shop_kit::web::{self, Ctx};
 use shop_kit::Failure;
-use shop_kit::routes::Route;
 use spin_sdk::http::{Request, Response};
 
 use crate::domain::ProductUpdate;

@@ -2,9 +2,9 @@
 
 use serde_json::json;
 use shop_kit::body::{check_order_id, is_plain_id, parse_object};
+use shop_kit::routes::Route;
 use shop_kit::web::{self, Ctx};
 use shop_kit::{ApiError, Failure};
-use shop_kit::routes::Route;
 use spin_sdk::http::{Request, Response};
 
 use crate::domain::{NewOrder, Status, MAX_ID_LEN};

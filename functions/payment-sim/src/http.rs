@@ -1,9 +1,9 @@
 //! HTTP transport of the payment simulator: `/payment-sim/...` routes.
 
 use shop_kit::body::parse_object;
+use shop_kit::routes::Route;
 use shop_kit::web::{self, Ctx};
 use shop_kit::Failure;
-use shop_kit::routes::Route;
 use spin_sdk::http::{Request, Response};
 
 use crate::domain::{ChargeRequest, Faults, RefundRequest};
