@@ -32,6 +32,9 @@ pub struct HostOptions {
     pub args: Vec<String>,
     /// How long to wait for the health endpoint.
     pub startup_timeout: Duration,
+    /// `--listen` port; a free one when `None`. Apps that call themselves (their own origin in
+    /// a variable) need to know it before the host starts.
+    pub port: Option<u16>,
 }
 
 impl HostOptions {
@@ -47,7 +50,14 @@ impl HostOptions {
             process_env: Vec::new(),
             args: Vec::new(),
             startup_timeout: Duration::from_secs(120),
+            port: None,
         }
+    }
+
+    /// Listens on `port` instead of a free one.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
     }
 
     /// Adds `--variable name=value`.
@@ -132,9 +142,10 @@ impl Host {
             .state_dir
             .clone()
             .unwrap_or_else(|| workdir.path().join("state"));
+        let port = options.port.unwrap_or_else(free_port);
         let mut host = Host {
             options,
-            port: free_port(),
+            port,
             workdir,
             state_dir,
             child: None,
