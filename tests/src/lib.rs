@@ -1,1 +1,494 @@
 //! Fixtures for the end-to-end tests in `tests/tests/`: the whole shop started on the real host.
+//!
+//! [`Shop::start`] runs a real `redis-server` and `shop-host up` with the repository's
+//! `spin.toml` and the released components, every store in a temporary directory. Tests drive
+//! it through the public HTTP API only, and [`Shop::check_invariants`] verifies the saga's
+//! promises (ARCHITECTURE.md §4) for the orders a test touched, through that same API.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testkit::tempfile::TempDir;
+use testkit::{eventually, free_port, workspace_root, Host, HostOptions, HttpResponse, RedisServer};
+
+/// The admin bearer token the fixture gives the app.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+/// How long any saga may take to settle before a test fails (the suite's bounded wait).
+pub const SETTLE: Duration = Duration::from_secs(30);
+/// The functions that produce or consume events, each with `/events` and `/sweep` routes.
+pub const FUNCTIONS: [&str; 4] = ["orders", "inventory", "billing", "notifications"];
+/// The components the manifest loads.
+const COMPONENTS: [&str; 5] = ["orders", "inventory", "billing", "notifications", "payment_sim"];
+
+/// The shop running on a real host with a real Redis; both processes die with it.
+pub struct Shop {
+    /// The Redis the app's triggers subscribe to (stop/restart it to inject faults).
+    pub redis: RedisServer,
+    /// The running `shop-host` (kill and restart it to inject faults).
+    pub host: Host,
+    /// Stock each SKU was seeded with, for the conservation check.
+    seeded: Mutex<BTreeMap<String, i64>>,
+    _dir: TempDir,
+}
+
+/// A final order as the orders API reports it.
+pub type Order = Value;
+
+impl Shop {
+    /// Starts Redis and the host for the real app; panics naming what is missing.
+    pub fn start() -> Shop {
+        let binary = workspace_root().join("target/debug/shop-host");
+        assert!(
+            binary.is_file(),
+            "host binary missing: {} (build it: cargo build -p shop-host)",
+            binary.display()
+        );
+        let wasm_dir = workspace_root().join("target/wasm32-wasip2/release");
+        let missing: Vec<String> = COMPONENTS
+            .iter()
+            .map(|name| wasm_dir.join(format!("{name}.wasm")))
+            .filter(|path| !path.is_file())
+            .map(|path| path.display().to_string())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "app components missing: {} (build them: cargo build --release --target \
+             wasm32-wasip2 -p orders -p inventory -p billing -p notifications -p payment-sim)",
+            missing.join(", ")
+        );
+        let dir = testkit::tempfile::Builder::new()
+            .prefix("shop-e2e")
+            .tempdir()
+            .expect("create temp dir");
+        let runtime_config = write_runtime_config(dir.path());
+        let redis = RedisServer::start();
+        let port = free_port();
+        let origin = format!("http://127.0.0.1:{port}");
+        let options = HostOptions::new(binary, workspace_root().join("spin.toml"))
+            .port(port)
+            .state_dir(dir.path().join("state"))
+            .runtime_config(runtime_config)
+            .process_env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .variable("redis_address", &redis.address())
+            .variable("app_base_url", &origin)
+            .variable("payment_provider_url", &format!("{origin}/payment-sim"))
+            .variable("payment_provider_origin", &origin)
+            .variable("notification_webhook_origin", &origin);
+        let host = Host::start(options);
+        let shop = Shop {
+            redis,
+            host,
+            seeded: Mutex::new(BTreeMap::new()),
+            _dir: dir,
+        };
+        shop.wait_subscribed();
+        shop
+    }
+
+    /// Waits until every channel the app consumes has its subscribers (after a (re)start).
+    pub fn wait_subscribed(&self) {
+        let channels = ["shop.orders", "shop.inventory", "shop.billing"];
+        let ready = eventually(SETTLE, || {
+            channels
+                .iter()
+                .all(|channel| self.redis.subscribers(channel) > 0)
+                .then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "the app never subscribed to its channels\n{}",
+            self.logs_tail()
+        );
+    }
+
+    /// The last lines of the host's output, for failure messages.
+    pub fn logs_tail(&self) -> String {
+        let logs = self.host.logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        let start = lines.len().saturating_sub(60);
+        format!("host output (tail):\n{}", lines[start..].join("\n"))
+    }
+
+    /// A request with a JSON body (or none when `body` is `Null`).
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> HttpResponse {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.host.request(method, path, &all, &bytes)
+    }
+
+    /// A request carrying the admin bearer token.
+    pub fn admin(&self, method: &str, path: &str, body: &Value) -> HttpResponse {
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        self.send(method, path, &[("authorization", &bearer)], body)
+    }
+
+    /// GET `path` and its JSON body, asserting `expected` status.
+    pub fn get_json(&self, path: &str, expected: u16) -> Value {
+        let response = self.host.get(path);
+        assert_eq!(response.status, expected, "GET {path}: {}", response.body);
+        response.json()
+    }
+
+    /// Creates or updates a product with `available` units; remembers the stock for the checks.
+    pub fn put_product(&self, sku: &str, price_cents: i64, available: i64) {
+        let body = json!({"name": format!("Product {sku}"), "price_cents": price_cents, "available": available});
+        let response = self.admin("PUT", &format!("/inventory/products/{sku}"), &body);
+        assert!(
+            response.status == 200 || response.status == 201,
+            "PUT product {sku}: {} {}",
+            response.status,
+            response.body
+        );
+        self.seeded.lock().unwrap().insert(sku.to_string(), available);
+    }
+
+    /// The product as inventory reports it.
+    pub fn product(&self, sku: &str) -> Value {
+        self.get_json(&format!("/inventory/products/{sku}"), 200)
+    }
+
+    /// POST /orders with an optional idempotency key; the raw response.
+    pub fn post_order(&self, body: &Value, key: Option<&str>) -> HttpResponse {
+        match key {
+            Some(key) => self.send("POST", "/orders", &[("idempotency-key", key)], body),
+            None => self.send("POST", "/orders", &[], body),
+        }
+    }
+
+    /// Places an order (asserting 201 and `pending`) and returns its id.
+    pub fn place_order(&self, customer: &str, items: &[(&str, i64)], token: &str) -> String {
+        let response = self.post_order(&order_body(customer, items, token), Some(&unique_key()));
+        assert_eq!(response.status, 201, "POST /orders: {}", response.body);
+        let order = response.json();
+        assert_eq!(order["status"], "pending", "a new order is pending: {order}");
+        order["id"].as_str().expect("order id").to_string()
+    }
+
+    /// The order as the orders API reports it.
+    pub fn order(&self, id: &str) -> Order {
+        self.get_json(&format!("/orders/{id}"), 200)
+    }
+
+    /// Waits (bounded) until the order is confirmed or cancelled; panics with the logs otherwise.
+    pub fn wait_final(&self, id: &str) -> Order {
+        self.wait_final_all(&[id.to_string()]).remove(0)
+    }
+
+    /// Waits (bounded) until every order is final, relying on event delivery alone.
+    pub fn wait_final_all(&self, ids: &[String]) -> Vec<Order> {
+        self.settle(ids, false)
+    }
+
+    /// Waits (bounded) until every order is final, calling every function's catch-up sweep
+    /// meanwhile, as the deployment's timer would (ADR 0001): recovery after injected faults.
+    pub fn recover_all(&self, ids: &[String]) -> Vec<Order> {
+        self.settle(ids, true)
+    }
+
+    fn settle(&self, ids: &[String], sweep: bool) -> Vec<Order> {
+        let mut last_sweep: Option<Instant> = None;
+        let orders = eventually(SETTLE, || {
+            if sweep && last_sweep.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                self.sweep_all();
+                last_sweep = Some(Instant::now());
+            }
+            let orders: Vec<Order> = ids.iter().map(|id| self.order(id)).collect();
+            orders.iter().all(is_final).then_some(orders)
+        });
+        orders.unwrap_or_else(|| {
+            let states: Vec<String> = ids
+                .iter()
+                .map(|id| format!("{id}: {}", self.order(id)["status"]))
+                .collect();
+            panic!(
+                "orders not final within {SETTLE:?}:\n{}\n{}",
+                states.join("\n"),
+                self.logs_tail()
+            )
+        })
+    }
+
+    /// Calls `POST /<function>/sweep` on every consumer; tolerates failures (faults may be on).
+    pub fn sweep_all(&self) {
+        for function in FUNCTIONS {
+            let _ = self
+                .host
+                .client()
+                .send(
+                    "POST",
+                    &self.host.url(&format!("/{function}/sweep")),
+                    &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+                    &[],
+                );
+        }
+    }
+
+    /// Sets the payment simulator's faults (`{"down": true}`, `{"latency_ms": 2000}`, ...).
+    pub fn set_faults(&self, faults: Value) {
+        let response = self.admin("PUT", "/payment-sim/faults", &faults);
+        assert_eq!(response.status, 200, "PUT faults: {}", response.body);
+    }
+
+    /// The billing payment of an order, `None` on 404.
+    pub fn payment(&self, order_id: &str) -> Option<Value> {
+        self.optional(&format!("/billing/payments/{order_id}"))
+    }
+
+    /// The provider's charge for an order (billing's idempotency key is the order id).
+    pub fn provider_charge(&self, order_id: &str) -> Option<Value> {
+        self.optional(&format!("/payment-sim/charges/{order_id}"))
+    }
+
+    /// The notifications recorded for an order.
+    pub fn notifications(&self, order_id: &str) -> Vec<Value> {
+        let list = self.get_json(&format!("/notifications?order_id={order_id}"), 200);
+        list["notifications"]
+            .as_array()
+            .unwrap_or_else(|| panic!("notification list without an array: {list}"))
+            .clone()
+    }
+
+    /// Every event in `function`'s feed, oldest first (paged through `after`).
+    pub fn events(&self, function: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.get_json(&format!("/{function}/events?after={after}&limit=100"), 200);
+            let batch = page["events"].as_array().cloned().unwrap_or_default();
+            if batch.is_empty() {
+                return events;
+            }
+            after = batch.last().and_then(|e| e["seq"].as_i64()).expect("event seq");
+            events.extend(batch);
+        }
+    }
+
+    fn optional(&self, path: &str) -> Option<Value> {
+        let response = self.host.get(path);
+        match response.status {
+            200 => Some(response.json()),
+            404 => None,
+            other => panic!("GET {path}: {other} {}", response.body),
+        }
+    }
+
+    /// Asserts every §4 invariant for `ids` (all orders that touched their SKUs), waiting a
+    /// bounded time for the asynchronous tail (compensations, notifications) to settle.
+    pub fn check_invariants(&self, ids: &[String]) {
+        let mut violations = Vec::new();
+        let clean = eventually(SETTLE, || {
+            violations = self.violations(ids);
+            violations.is_empty().then_some(())
+        });
+        assert!(
+            clean.is_some(),
+            "§4 invariants violated for {} orders:\n  {}\n{}",
+            ids.len(),
+            violations.join("\n  "),
+            self.logs_tail()
+        );
+    }
+
+    /// Every broken invariant, as text; empty when all hold.
+    pub fn violations(&self, ids: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut sold: BTreeMap<String, i64> = BTreeMap::new();
+        for id in ids {
+            let order = self.order(id);
+            match order["status"].as_str() {
+                Some("confirmed") => {
+                    for item in order["items"].as_array().into_iter().flatten() {
+                        let sku = item["sku"].as_str().unwrap_or_default().to_string();
+                        *sold.entry(sku).or_default() += item["quantity"].as_i64().unwrap_or(0);
+                    }
+                    self.check_confirmed(&order, &mut out);
+                }
+                Some("cancelled") => self.check_cancelled(&order, &mut out),
+                other => out.push(format!("{id}: status {other:?}, not final")),
+            }
+            self.check_notifications(&order, &mut out);
+        }
+        let touched = skus(self, ids);
+        let seeded = self.seeded.lock().unwrap().clone();
+        for sku in touched {
+            let product = self.product(&sku);
+            let available = product["available"].as_i64().unwrap_or(-1);
+            let reserved = product["reserved"].as_i64().unwrap_or(-1);
+            if available < 0 || reserved < 0 {
+                out.push(format!("{sku}: negative or missing stock: {product}"));
+            }
+            if reserved != 0 {
+                out.push(format!("{sku}: {reserved} units still reserved with every order final"));
+            }
+            if let Some(initial) = seeded.get(&sku) {
+                let expected = initial - sold.get(&sku).copied().unwrap_or(0);
+                if available != expected {
+                    out.push(format!(
+                        "{sku}: available {available}, expected {expected} (seeded {initial} minus confirmed units)"
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn check_confirmed(&self, order: &Value, out: &mut Vec<String>) {
+        let id = order["id"].as_str().unwrap_or_default();
+        let total = order["total_cents"].as_i64();
+        let lines: Option<i64> = order["items"].as_array().and_then(|items| {
+            items
+                .iter()
+                .map(|item| Some(item["quantity"].as_i64()? * item["unit_price_cents"].as_i64()?))
+                .sum()
+        });
+        if total.is_none() || total != lines {
+            out.push(format!("{id}: total {total:?} is not the sum of its priced lines {lines:?}"));
+        }
+        match self.payment(id) {
+            Some(payment) if payment["status"] == "captured" && payment["amount_cents"].as_i64() == total => {
+                match self.provider_charge(id) {
+                    Some(charge)
+                        if charge["status"] == "captured"
+                            && charge["amount_cents"] == payment["amount_cents"]
+                            && charge["provider_ref"] == payment["provider_ref"] => {}
+                    other => out.push(format!(
+                        "{id}: confirmed, billing says {payment} but the provider has {other:?}"
+                    )),
+                }
+            }
+            other => out.push(format!("{id}: confirmed with total {total:?} but payment is {other:?}")),
+        }
+    }
+
+    fn check_cancelled(&self, order: &Value, out: &mut Vec<String>) {
+        let id = order["id"].as_str().unwrap_or_default();
+        if order["cancel_reason"].as_str().is_none_or(str::is_empty) {
+            out.push(format!("{id}: cancelled without a reason"));
+        }
+        if let Some(payment) = self.payment(id) {
+            if !matches!(payment["status"].as_str(), Some("declined" | "refunded")) {
+                out.push(format!("{id}: cancelled but its payment is {payment}"));
+            }
+        }
+        if let Some(charge) = self.provider_charge(id) {
+            if charge["status"] == "captured" {
+                out.push(format!("{id}: cancelled but the provider still holds a capture: {charge}"));
+            }
+        }
+    }
+
+    fn check_notifications(&self, order: &Value, out: &mut Vec<String>) {
+        let id = order["id"].as_str().unwrap_or_default();
+        let kind = match order["status"].as_str() {
+            Some("confirmed") => "order_confirmed",
+            Some("cancelled") => "order_cancelled",
+            _ => return,
+        };
+        let notes = self.notifications(id);
+        let matching = notes.iter().filter(|n| n["kind"] == kind).count();
+        if matching != 1 || notes.len() != 1 {
+            out.push(format!("{id}: expected exactly one {kind} notification, got {notes:?}"));
+        } else if notes[0]["customer_id"] != order["customer_id"] {
+            out.push(format!("{id}: notification for another customer: {}", notes[0]));
+        }
+    }
+}
+
+/// Whether an order reached a final state.
+pub fn is_final(order: &Order) -> bool {
+    matches!(order["status"].as_str(), Some("confirmed" | "cancelled"))
+}
+
+/// The JSON body of `POST /orders`.
+pub fn order_body(customer: &str, items: &[(&str, i64)], token: &str) -> Value {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(sku, quantity)| json!({"sku": sku, "quantity": quantity}))
+        .collect();
+    json!({"customer_id": customer, "items": items, "payment_token": token})
+}
+
+/// A key or SKU suffix no other test (or run) uses.
+pub fn unique_key() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("k{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh SKU named after `prefix`.
+pub fn unique_sku(prefix: &str) -> String {
+    format!("{prefix}-{}", NEXT_SKU.fetch_add(1, Ordering::Relaxed))
+}
+
+static NEXT_SKU: AtomicU64 = AtomicU64::new(1);
+
+/// Asserts the one error shape of §3 with `code` and `status`.
+pub fn assert_error(response: &HttpResponse, status: u16, code: &str) -> Value {
+    assert_eq!(response.status, status, "expected {status} {code}: {}", response.body);
+    let body = response.json();
+    let error = &body["error"];
+    assert_eq!(error["code"], code, "error code in {body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "error without a message: {body}"
+    );
+    assert!(error["service"].is_string(), "error without its service: {body}");
+    body
+}
+
+/// Every SKU the orders name.
+fn skus(shop: &Shop, ids: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = ids
+        .iter()
+        .flat_map(|id| {
+            shop.order(id)["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|item| item["sku"].as_str().map(str::to_string))
+        })
+        .collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// Copies the repository's runtime config with every store path made absolute under `dir`, so
+/// the test never touches the working tree's `.spin/`.
+fn write_runtime_config(dir: &Path) -> PathBuf {
+    let source = workspace_root().join("runtime-config.toml");
+    let text = fs::read_to_string(&source)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", source.display()));
+    let stores = dir.join("stores");
+    fs::create_dir_all(&stores).expect("create stores dir");
+    let rewritten: Vec<String> = text
+        .lines()
+        .map(|line| match line.trim_start().strip_prefix("path") {
+            Some(rest) if rest.trim_start().starts_with('=') => {
+                let value = rest.trim_start()[1..].trim().trim_matches('"');
+                let name = Path::new(value)
+                    .file_name()
+                    .unwrap_or_else(|| panic!("store path without a file name: {line}"));
+                format!("path = {:?}", stores.join(name).display().to_string())
+            }
+            _ => line.to_string(),
+        })
+        .collect();
+    let path = dir.join("runtime-config.toml");
+    fs::write(&path, rewritten.join("\n")).expect("write runtime config");
+    path
+}
