@@ -33,14 +33,14 @@ fn main() {
 /// Asks cargo where the workspace's `spin-sdk` 5.2.0 package lives.
 fn locate_with_cargo_metadata(workspace: &Path) -> Option<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Offline and for one platform: every package this build needs is already downloaded (all
+    // platforms would need Windows-only crates too), and nothing waits on the network.
+    let platform = std::env::var("TARGET").unwrap_or_else(|_| "x86_64-unknown-linux-gnu".into());
     let output = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--manifest-path",
-        ])
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .arg("--filter-platform")
+        .arg(platform)
+        .arg("--manifest-path")
         .arg(workspace.join("Cargo.toml"))
         .output()
         .ok()?;

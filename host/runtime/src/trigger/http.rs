@@ -176,7 +176,7 @@ impl HttpTrigger {
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.inner
             .metrics
-            .http_request(&component, &route, status, duration_ms);
+            .http_request(component, route, status, duration_ms);
         tracing::info!(
             component = %component,
             trigger = "http",

@@ -8,7 +8,6 @@
 //! worse. Messages published while disconnected are lost either way (pub/sub is at-most-once).
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -145,10 +144,8 @@ async fn subscribe(
     }
 }
 
-fn wait_for(shutdown: &mut watch::Receiver<bool>) -> impl Future<Output = ()> + '_ {
-    async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    }
+async fn wait_for(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 async fn connect(
