@@ -32,14 +32,19 @@ pub async fn on_message(
     let env = Envelope::from_bytes(payload)?;
     let trace = TraceContext::from_header(Some(&env.traceparent));
     let log = Logger::new(service, &trace.trace_id);
-    if let Err(e) = deliver(consumer, &feed(&trace), &env).await {
-        log.error(
+    let order_id = env.data.get("order_id").and_then(|v| v.as_str());
+    match deliver(consumer, &feed(&trace), &env).await {
+        Ok(()) => log.info(
+            &format!("{} #{} from {} handled", env.type_name, env.seq, env.source),
+            order_id,
+        ),
+        Err(e) => log.error(
             &format!(
                 "{} #{} from {} not applied: {e:#}",
                 env.type_name, env.seq, env.source
             ),
-            None,
-        );
+            order_id,
+        ),
     }
     if let Some(db) = outbox_db {
         publish(service, db, &log);
