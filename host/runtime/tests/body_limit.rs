@@ -6,7 +6,7 @@ use testkit::Host;
 
 #[test]
 fn bodies_over_the_limit_get_413() {
-    let host = Host::start(support::options("storage.toml").args(["--max-request-body", "1024"]));
+    let host = Host::start(support::options("catch-all.toml").args(["--max-request-body", "1024"]));
 
     let response = host.post("/echo", &[b'a'; 1024]);
     assert_eq!(response.status, 200, "{}", response.body);

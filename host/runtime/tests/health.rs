@@ -6,7 +6,7 @@ use testkit::Host;
 
 #[test]
 fn well_known_endpoints_come_before_app_routes() {
-    let host = Host::start(support::options("storage.toml"));
+    let host = Host::start(support::options("catch-all.toml"));
 
     let health = host.get("/.well-known/spin/health");
     assert_eq!(health.status, 200, "{}", health.body);
