@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use testkit::tempfile::TempDir;
-use testkit::{eventually, free_port, workspace_root, Host, HostOptions, HttpResponse, RedisServer};
+use testkit::{
+    eventually, free_port, workspace_root, Host, HostOptions, HttpResponse, RedisServer,
+};
 
 /// The admin bearer token the fixture gives the app.
 pub const ADMIN_TOKEN: &str = "e2e-admin-token";
@@ -23,7 +25,13 @@ pub const SETTLE: Duration = Duration::from_secs(30);
 /// The functions that produce or consume events, each with `/events` and `/sweep` routes.
 pub const FUNCTIONS: [&str; 4] = ["orders", "inventory", "billing", "notifications"];
 /// The components the manifest loads.
-const COMPONENTS: [&str; 5] = ["orders", "inventory", "billing", "notifications", "payment_sim"];
+const COMPONENTS: [&str; 5] = [
+    "orders",
+    "inventory",
+    "billing",
+    "notifications",
+    "payment_sim",
+];
 
 /// The shop running on a real host with a real Redis; both processes die with it.
 pub struct Shop {
@@ -71,7 +79,7 @@ impl Shop {
         let origin = format!("http://127.0.0.1:{port}");
         let options = HostOptions::new(binary, workspace_root().join("spin.toml"))
             .port(port)
-            .state_dir(dir.path().join("state"))
+            .state_dir(shared_state_dir())
             .runtime_config(runtime_config)
             .process_env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
             .variable("redis_address", &redis.address())
@@ -115,7 +123,13 @@ impl Shop {
     }
 
     /// A request with a JSON body (or none when `body` is `Null`).
-    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &Value) -> HttpResponse {
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> HttpResponse {
         let bytes = if body.is_null() {
             Vec::new()
         } else {
@@ -149,7 +163,10 @@ impl Shop {
             response.status,
             response.body
         );
-        self.seeded.lock().unwrap().insert(sku.to_string(), available);
+        self.seeded
+            .lock()
+            .unwrap()
+            .insert(sku.to_string(), available);
     }
 
     /// The product as inventory reports it.
@@ -170,7 +187,10 @@ impl Shop {
         let response = self.post_order(&order_body(customer, items, token), Some(&unique_key()));
         assert_eq!(response.status, 201, "POST /orders: {}", response.body);
         let order = response.json();
-        assert_eq!(order["status"], "pending", "a new order is pending: {order}");
+        assert_eq!(
+            order["status"], "pending",
+            "a new order is pending: {order}"
+        );
         order["id"].as_str().expect("order id").to_string()
     }
 
@@ -221,15 +241,12 @@ impl Shop {
     /// Calls `POST /<function>/sweep` on every consumer; tolerates failures (faults may be on).
     pub fn sweep_all(&self) {
         for function in FUNCTIONS {
-            let _ = self
-                .host
-                .client()
-                .send(
-                    "POST",
-                    &self.host.url(&format!("/{function}/sweep")),
-                    &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
-                    &[],
-                );
+            let _ = self.host.client().send(
+                "POST",
+                &self.host.url(&format!("/{function}/sweep")),
+                &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+                &[],
+            );
         }
     }
 
@@ -268,7 +285,10 @@ impl Shop {
             if batch.is_empty() {
                 return events;
             }
-            after = batch.last().and_then(|e| e["seq"].as_i64()).expect("event seq");
+            after = batch
+                .last()
+                .and_then(|e| e["seq"].as_i64())
+                .expect("event seq");
             events.extend(batch);
         }
     }
@@ -328,7 +348,9 @@ impl Shop {
                 out.push(format!("{sku}: negative or missing stock: {product}"));
             }
             if reserved != 0 {
-                out.push(format!("{sku}: {reserved} units still reserved with every order final"));
+                out.push(format!(
+                    "{sku}: {reserved} units still reserved with every order final"
+                ));
             }
             if let Some(initial) = seeded.get(&sku) {
                 let expected = initial - sold.get(&sku).copied().unwrap_or(0);
@@ -352,10 +374,14 @@ impl Shop {
                 .sum()
         });
         if total.is_none() || total != lines {
-            out.push(format!("{id}: total {total:?} is not the sum of its priced lines {lines:?}"));
+            out.push(format!(
+                "{id}: total {total:?} is not the sum of its priced lines {lines:?}"
+            ));
         }
         match self.payment(id) {
-            Some(payment) if payment["status"] == "captured" && payment["amount_cents"].as_i64() == total => {
+            Some(payment)
+                if payment["status"] == "captured" && payment["amount_cents"].as_i64() == total =>
+            {
                 match self.provider_charge(id) {
                     Some(charge)
                         if charge["status"] == "captured"
@@ -366,7 +392,9 @@ impl Shop {
                     )),
                 }
             }
-            other => out.push(format!("{id}: confirmed with total {total:?} but payment is {other:?}")),
+            other => out.push(format!(
+                "{id}: confirmed with total {total:?} but payment is {other:?}"
+            )),
         }
     }
 
@@ -382,7 +410,9 @@ impl Shop {
         }
         if let Some(charge) = self.provider_charge(id) {
             if charge["status"] == "captured" {
-                out.push(format!("{id}: cancelled but the provider still holds a capture: {charge}"));
+                out.push(format!(
+                    "{id}: cancelled but the provider still holds a capture: {charge}"
+                ));
             }
         }
     }
@@ -397,9 +427,14 @@ impl Shop {
         let notes = self.notifications(id);
         let matching = notes.iter().filter(|n| n["kind"] == kind).count();
         if matching != 1 || notes.len() != 1 {
-            out.push(format!("{id}: expected exactly one {kind} notification, got {notes:?}"));
+            out.push(format!(
+                "{id}: expected exactly one {kind} notification, got {notes:?}"
+            ));
         } else if notes[0]["customer_id"] != order["customer_id"] {
-            out.push(format!("{id}: notification for another customer: {}", notes[0]));
+            out.push(format!(
+                "{id}: notification for another customer: {}",
+                notes[0]
+            ));
         }
     }
 }
@@ -425,7 +460,11 @@ pub fn unique_key() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("k{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "k{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A fresh SKU named after `prefix`.
@@ -437,7 +476,11 @@ static NEXT_SKU: AtomicU64 = AtomicU64::new(1);
 
 /// Asserts the one error shape of §3 with `code` and `status`.
 pub fn assert_error(response: &HttpResponse, status: u16, code: &str) -> Value {
-    assert_eq!(response.status, status, "expected {status} {code}: {}", response.body);
+    assert_eq!(
+        response.status, status,
+        "expected {status} {code}: {}",
+        response.body
+    );
     let body = response.json();
     let error = &body["error"];
     assert_eq!(error["code"], code, "error code in {body}");
@@ -445,7 +488,10 @@ pub fn assert_error(response: &HttpResponse, status: u16, code: &str) -> Value {
         error["message"].as_str().is_some_and(|m| !m.is_empty()),
         "error without a message: {body}"
     );
-    assert!(error["service"].is_string(), "error without its service: {body}");
+    assert!(
+        error["service"].is_string(),
+        "error without its service: {body}"
+    );
     body
 }
 
@@ -465,6 +511,13 @@ fn skus(shop: &Shop, ids: &[String]) -> Vec<String> {
     all.sort();
     all.dedup();
     all
+}
+
+/// The host's state directory, shared by every test: with all stores placed in the test's own
+/// directory by the runtime config, it holds only Wasmtime's code cache, so the components are
+/// compiled once per build instead of once per test.
+fn shared_state_dir() -> PathBuf {
+    workspace_root().join("target/shop-e2e-state")
 }
 
 /// Copies the repository's runtime config with every store path made absolute under `dir`, so

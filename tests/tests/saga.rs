@@ -1,8 +1,27 @@
 //! The saga of ARCHITECTURE.md §4 end to end: real host, real Redis, real components, real
 //! SQLite files; each test checks the §4 invariants for every order it touched.
 
-use serde_json::json;
-use shop_e2e::{assert_error, order_body, unique_key, unique_sku, Shop};
+use std::thread;
+
+use serde_json::{json, Value};
+use shop_e2e::{assert_error, order_body, unique_key, unique_sku, Shop, SETTLE};
+use testkit::eventually;
+
+fn statuses(order: &Value) -> Vec<String> {
+    order["history"]
+        .as_array()
+        .expect("order history")
+        .iter()
+        .filter_map(|step| step["status"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn stock(shop: &Shop, sku: &str) -> (i64, i64) {
+    let product = shop.product(sku);
+    let available = product["available"].as_i64().expect("available");
+    let reserved = product["reserved"].as_i64().expect("reserved");
+    (available, reserved)
+}
 
 #[test]
 fn happy_path_confirms_charges_and_notifies() {
@@ -17,17 +36,288 @@ fn happy_path_confirms_charges_and_notifies() {
     assert_eq!(order["total_cents"], 3750);
     assert_eq!(order["items"][0]["unit_price_cents"], 1250);
     assert!(order["cancel_reason"].is_null(), "{order}");
-    let history: Vec<&str> = order["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .filter_map(|step| step["status"].as_str())
-        .collect();
-    assert_eq!(history, ["pending", "reserved", "confirmed"]);
+    assert_eq!(statuses(&order), ["pending", "reserved", "confirmed"]);
     let payment = shop.payment(&id).expect("payment of a confirmed order");
     assert_eq!(payment["status"], "captured");
     assert_eq!(payment["amount_cents"], 3750);
-    let product = shop.product(&sku);
-    assert_eq!((product["available"].as_i64(), product["reserved"].as_i64()), (Some(7), Some(0)));
+    assert_eq!(stock(&shop, &sku), (7, 0));
     shop.check_invariants(&[id]);
+}
+
+#[test]
+fn out_of_stock_cancels_and_reserves_nothing_of_any_line() {
+    let shop = Shop::start();
+    let plenty = unique_sku("PLENTY");
+    let scarce = unique_sku("SCARCE");
+    shop.put_product(&plenty, 500, 10);
+    shop.put_product(&scarce, 700, 2);
+
+    let id = shop.place_order("bob", &[(&plenty, 1), (&scarce, 3)], "tok_visa");
+    let order = shop.wait_final(&id);
+
+    assert_eq!(order["status"], "cancelled", "{order}");
+    assert_eq!(order["cancel_reason"], "out_of_stock");
+    assert_eq!(statuses(&order), ["pending", "cancelled"]);
+    assert_eq!(
+        shop.payment(&id),
+        None,
+        "no charge for an order never reserved"
+    );
+    assert_eq!(shop.provider_charge(&id), None);
+    // All or nothing: the line that was in stock is not held either.
+    assert_eq!(stock(&shop, &plenty), (10, 0));
+    assert_eq!(stock(&shop, &scarce), (2, 0));
+    shop.check_invariants(&[id]);
+}
+
+#[test]
+fn declined_payment_cancels_and_releases_the_reservation() {
+    let shop = Shop::start();
+    let sku = unique_sku("DECLINE");
+    shop.put_product(&sku, 900, 4);
+
+    let id = shop.place_order("carol", &[(&sku, 4)], "tok_decline");
+    let order = shop.wait_final(&id);
+
+    assert_eq!(order["status"], "cancelled", "{order}");
+    assert_eq!(order["cancel_reason"], "payment_declined");
+    assert_eq!(statuses(&order), ["pending", "reserved", "cancelled"]);
+    assert_eq!(order["total_cents"], 3600);
+    let payment = shop.payment(&id).expect("a declined payment is recorded");
+    assert_eq!(payment["status"], "declined");
+    shop.check_invariants(std::slice::from_ref(&id));
+    assert_eq!(stock(&shop, &sku), (4, 0));
+
+    // The released units can be sold again.
+    let again = shop.place_order("carol", &[(&sku, 4)], "tok_visa");
+    assert_eq!(shop.wait_final(&again)["status"], "confirmed");
+    shop.check_invariants(&[id, again]);
+    assert_eq!(stock(&shop, &sku), (0, 0));
+}
+
+#[test]
+fn customer_cancel_before_confirmation_compensates() {
+    let shop = Shop::start();
+    let sku = unique_sku("CANCEL");
+    shop.put_product(&sku, 2000, 5);
+
+    // Right after placing: the saga is still in flight and must be compensated wherever it is.
+    let early = shop.place_order("dave", &[(&sku, 2)], "tok_visa");
+    let response = shop.send(
+        "POST",
+        &format!("/orders/{early}/cancel"),
+        &[],
+        &Value::Null,
+    );
+    assert_eq!(
+        response.status, 200,
+        "cancel a pending order: {}",
+        response.body
+    );
+    assert_eq!(response.json()["status"], "cancelled");
+
+    // While billing waits on a slow provider: the order is reserved, not yet confirmed.
+    shop.set_faults(json!({"latency_ms": 3000}));
+    let slow = shop.place_order("dave", &[(&sku, 1)], "tok_visa");
+    let reserved = eventually(SETTLE, || {
+        let order = shop.order(&slow);
+        (order["status"] != "pending").then_some(order)
+    })
+    .expect("the order leaves pending");
+    assert_eq!(reserved["status"], "reserved", "{reserved}");
+    let response = shop.send("POST", &format!("/orders/{slow}/cancel"), &[], &Value::Null);
+    assert_eq!(
+        response.status, 200,
+        "cancel a reserved order: {}",
+        response.body
+    );
+    shop.set_faults(json!({"latency_ms": 0}));
+
+    let orders = shop.wait_final_all(&[early.clone(), slow.clone()]);
+    for order in &orders {
+        assert_eq!(order["status"], "cancelled", "{order}");
+        assert_eq!(order["cancel_reason"], "cancelled_by_customer", "{order}");
+    }
+    // The charge that was in flight when the customer cancelled ends refunded (or never happens).
+    shop.check_invariants(&[early, slow]);
+    assert_eq!(stock(&shop, &sku), (5, 0));
+}
+
+#[test]
+fn customer_cancel_after_confirmation_is_a_conflict() {
+    let shop = Shop::start();
+    let sku = unique_sku("LATE");
+    shop.put_product(&sku, 100, 3);
+    let id = shop.place_order("erin", &[(&sku, 1)], "tok_visa");
+    assert_eq!(shop.wait_final(&id)["status"], "confirmed");
+
+    let response = shop.send("POST", &format!("/orders/{id}/cancel"), &[], &Value::Null);
+    let body = assert_error(&response, 409, "CONFLICT");
+    assert_eq!(body["error"]["service"], "orders");
+    let order = shop.order(&id);
+    assert_eq!(
+        order["status"], "confirmed",
+        "a refused cancel changes nothing"
+    );
+    assert!(order["cancel_reason"].is_null());
+    shop.check_invariants(&[id]);
+    assert_eq!(stock(&shop, &sku), (2, 0));
+
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let response = shop.send(
+        "POST",
+        &format!("/orders/{unknown}/cancel"),
+        &[],
+        &Value::Null,
+    );
+    assert_error(&response, 404, "NOT_FOUND");
+}
+
+#[test]
+fn idempotent_replay_returns_the_same_order_and_refuses_another_body() {
+    let shop = Shop::start();
+    let sku = unique_sku("IDEM");
+    shop.put_product(&sku, 300, 10);
+    let key = unique_key();
+    let body = order_body("frank", &[(&sku, 2)], "tok_visa");
+
+    let first = shop.post_order(&body, Some(&key));
+    assert_eq!(first.status, 201, "{}", first.body);
+    let id = first.json()["id"].as_str().expect("id").to_string();
+    let replay = shop.post_order(&body, Some(&key));
+    assert!(
+        matches!(replay.status, 200 | 201),
+        "replay: {} {}",
+        replay.status,
+        replay.body
+    );
+    assert_eq!(
+        replay.json()["id"],
+        id.as_str(),
+        "same key and body give the same order"
+    );
+
+    let other = order_body("frank", &[(&sku, 3)], "tok_visa");
+    assert_error(&shop.post_order(&other, Some(&key)), 409, "CONFLICT");
+
+    let order = shop.wait_final(&id);
+    assert_eq!(order["status"], "confirmed");
+    // A replay after the saga finished still answers the same order, and charges nothing more.
+    let late = shop.post_order(&body, Some(&key));
+    assert_eq!(late.json()["id"], id.as_str(), "{}", late.body);
+    let listed = shop.get_json("/orders?customer_id=frank", 200);
+    let ids: Vec<&str> = listed["orders"]
+        .as_array()
+        .expect("orders list")
+        .iter()
+        .filter_map(|o| o["id"].as_str())
+        .collect();
+    assert_eq!(ids, [id.as_str()], "one order for one key");
+    shop.check_invariants(&[id]);
+    assert_eq!(stock(&shop, &sku), (8, 0));
+}
+
+#[test]
+fn twenty_concurrent_orders_for_the_last_five_units_sell_exactly_five() {
+    let shop = Shop::start();
+    let sku = unique_sku("LAST5");
+    shop.put_product(&sku, 4200, 5);
+
+    let ids: Vec<String> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|n| {
+                let (shop, sku) = (&shop, &sku);
+                scope
+                    .spawn(move || shop.place_order(&format!("racer-{n}"), &[(sku, 1)], "tok_visa"))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("order thread"))
+            .collect()
+    });
+    let orders = shop.wait_final_all(&ids);
+
+    let confirmed = orders.iter().filter(|o| o["status"] == "confirmed").count();
+    let out_of_stock = orders
+        .iter()
+        .filter(|o| o["status"] == "cancelled" && o["cancel_reason"] == "out_of_stock")
+        .count();
+    assert_eq!((confirmed, out_of_stock), (5, 15), "{orders:#?}");
+    shop.check_invariants(&ids);
+    assert_eq!(stock(&shop, &sku), (0, 0));
+}
+
+#[test]
+fn bad_input_is_rejected_with_the_field_named_and_writes_nothing() {
+    let shop = Shop::start();
+    let sku = unique_sku("BAD");
+    shop.put_product(&sku, 100, 5);
+    let before = (shop.events("orders").len(), shop.events("inventory").len());
+
+    let bad_orders = [
+        (
+            json!({"customer_id": "zed", "items": [], "payment_token": "tok_visa"}),
+            "items",
+        ),
+        (
+            json!({"customer_id": "zed", "items": [{"sku": sku, "quantity": 0}], "payment_token": "tok_visa"}),
+            "quantity",
+        ),
+        (
+            json!({"customer_id": "zed", "items": [{"sku": sku, "quantity": "2"}], "payment_token": "tok_visa"}),
+            "quantity",
+        ),
+        (
+            json!({"customer_id": "", "items": [{"sku": sku, "quantity": 1}], "payment_token": "tok_visa"}),
+            "customer_id",
+        ),
+        (
+            json!({"customer_id": "zed", "items": [{"sku": sku, "quantity": 1}]}),
+            "payment_token",
+        ),
+        (
+            json!({"customer_id": "zed", "items": [{"sku": sku, "quantity": 1}], "payment_token": "tok_visa", "extra": 1}),
+            "extra",
+        ),
+        (json!(["not", "an", "object"]), ""),
+    ];
+    for (body, field) in bad_orders {
+        let response = shop.post_order(&body, Some(&unique_key()));
+        let error = assert_error(&response, 400, "INVALID_ARGUMENT");
+        let message = error["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(field),
+            "message {message:?} should name {field:?} for {body}"
+        );
+    }
+    let garbage = shop.host.request(
+        "POST",
+        "/orders",
+        &[("content-type", "application/json")],
+        b"{not json",
+    );
+    assert_error(&garbage, 400, "INVALID_ARGUMENT");
+    let response = shop.send("GET", "/orders/not-a-uuid", &[], &Value::Null);
+    assert_error(&response, 400, "INVALID_ARGUMENT");
+
+    let bad_product = json!({"name": "x", "price_cents": -1, "available": 3});
+    let response = shop.admin("PUT", &format!("/inventory/products/{sku}"), &bad_product);
+    assert_error(&response, 400, "INVALID_ARGUMENT");
+    let good_product = json!({"name": "x", "price_cents": 1, "available": 99});
+    let response = shop.send(
+        "PUT",
+        &format!("/inventory/products/{sku}"),
+        &[],
+        &good_product,
+    );
+    assert_error(&response, 401, "UNAUTHENTICATED");
+
+    // Nothing was written: no order, no event, the product as seeded.
+    let listed = shop.get_json("/orders?customer_id=zed", 200);
+    assert_eq!(listed["orders"], json!([]), "{listed}");
+    let after = (shop.events("orders").len(), shop.events("inventory").len());
+    assert_eq!(after, before, "a rejected request emits no event");
+    assert_eq!(stock(&shop, &sku), (5, 0));
+    assert_eq!(shop.product(&sku)["price_cents"], 100);
 }
