@@ -50,6 +50,12 @@ pub type Order = Value;
 impl Shop {
     /// Starts Redis and the host for the real app; panics naming what is missing.
     pub fn start() -> Shop {
+        Shop::start_with(&[])
+    }
+
+    /// [`Shop::start`] with further app variables (`--variable name=value`), e.g. shorter
+    /// breaker timeouts for fault tests.
+    pub fn start_with(variables: &[(&str, &str)]) -> Shop {
         let binary = workspace_root().join("target/debug/shop-host");
         assert!(
             binary.is_file(),
@@ -87,6 +93,9 @@ impl Shop {
             .variable("payment_provider_url", &format!("{origin}/payment-sim"))
             .variable("payment_provider_origin", &origin)
             .variable("notification_webhook_origin", &origin);
+        let options = variables.iter().fold(options, |options, (name, value)| {
+            options.variable(name, value)
+        });
         let host = Host::start(options);
         let shop = Shop {
             redis,

@@ -1,0 +1,207 @@
+//! Fault injection end to end (issue 4): Redis dies mid-saga, every event arrives twice, the
+//! payment provider goes down or flakes, the host is SIGKILLed. After each, within a bounded
+//! time (and with the catch-up sweep a deployment runs on a timer), the §4 invariants hold for
+//! every order: nothing lost, nothing done twice.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shop_e2e::{unique_sku, Shop};
+
+/// The channels events travel on, by producing function.
+const PRODUCERS: [&str; 3] = ["orders", "inventory", "billing"];
+
+/// Places `count` orders of one unit each, alternating accepted and declined cards.
+fn place_mix(shop: &Shop, sku: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|n| {
+            let token = if n % 3 == 2 {
+                "tok_decline"
+            } else {
+                "tok_visa"
+            };
+            shop.place_order(&format!("fault-{n}"), &[(sku, 1)], token)
+        })
+        .collect()
+}
+
+/// Statuses of the orders, for outcome comparisons.
+fn outcomes(shop: &Shop, ids: &[String]) -> Vec<(String, String)> {
+    ids.iter()
+        .map(|id| {
+            let order = shop.order(id);
+            let status = order["status"].as_str().unwrap_or_default().to_string();
+            let reason = order["cancel_reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (status, reason)
+        })
+        .collect()
+}
+
+#[test]
+fn redis_stopped_and_restarted_mid_saga_loses_nothing() {
+    let mut shop = Shop::start();
+    let sku = unique_sku("REDIS");
+    shop.put_product(&sku, 1000, 4);
+    let mut ids = place_mix(&shop, &sku, 3);
+
+    shop.redis.stop();
+    // Orders are still accepted while the bus is down: the outbox keeps their events.
+    ids.extend(place_mix(&shop, &sku, 3));
+    thread::sleep(Duration::from_millis(500));
+    shop.redis.restart();
+    shop.wait_subscribed();
+
+    let orders = shop.recover_all(&ids);
+    let confirmed = orders.iter().filter(|o| o["status"] == "confirmed").count();
+    assert!(confirmed <= 4, "more units sold than stocked: {orders:#?}");
+    shop.check_invariants(&ids);
+}
+
+/// Republishes every event of the producers' feeds that it has not republished yet.
+fn duplicate_new_events(shop: &Shop, seen: &mut BTreeMap<&'static str, i64>) -> usize {
+    let mut copied = 0;
+    for producer in PRODUCERS {
+        let last = seen.entry(producer).or_insert(0);
+        for event in shop.events(producer) {
+            let seq = event["seq"].as_i64().expect("event seq");
+            if seq > *last {
+                shop.redis
+                    .publish(&format!("shop.{producer}"), &event.to_string());
+                *last = seq;
+                copied += 1;
+            }
+        }
+    }
+    copied
+}
+
+#[test]
+fn every_event_delivered_twice_is_applied_once() {
+    let shop = Shop::start();
+    let sku = unique_sku("TWICE");
+    let scarce = unique_sku("TWICE-SCARCE");
+    shop.put_product(&sku, 800, 6);
+    shop.put_product(&scarce, 800, 1);
+
+    let stop = AtomicBool::new(false);
+    let (ids, mut seen) = thread::scope(|scope| {
+        // A second publisher echoes every event while the sagas run.
+        let echo = scope.spawn(|| {
+            let mut seen = BTreeMap::new();
+            while !stop.load(Ordering::Relaxed) {
+                duplicate_new_events(&shop, &mut seen);
+                thread::sleep(Duration::from_millis(20));
+            }
+            seen
+        });
+        let mut ids = place_mix(&shop, &sku, 6);
+        ids.push(shop.place_order("fault-oos", &[(&scarce, 2)], "tok_visa"));
+        ids.push(shop.place_order("fault-cancel", &[(&sku, 1)], "tok_visa"));
+        let cancel = shop.send(
+            "POST",
+            &format!("/orders/{}/cancel", ids[7]),
+            &[],
+            &Value::Null,
+        );
+        assert_eq!(cancel.status, 200, "{}", cancel.body);
+        shop.wait_final_all(&ids);
+        shop.check_invariants(&ids);
+        stop.store(true, Ordering::Relaxed);
+        (ids, echo.join().expect("echo thread"))
+    });
+    // Any event the echo missed at the end is duplicated now, after the fact.
+    duplicate_new_events(&shop, &mut seen);
+    let before = outcomes(&shop, &ids);
+    let stock_before = shop.product(&sku);
+    // And everything once more, long after the sagas ended.
+    let mut replay = BTreeMap::new();
+    let replayed = duplicate_new_events(&shop, &mut replay);
+    assert!(
+        replayed >= ids.len() * 2,
+        "only {replayed} events to replay"
+    );
+    thread::sleep(Duration::from_secs(1));
+
+    assert_eq!(
+        outcomes(&shop, &ids),
+        before,
+        "a duplicate changed an order"
+    );
+    assert_eq!(shop.product(&sku), stock_before, "a duplicate moved stock");
+    shop.check_invariants(&ids);
+}
+
+#[test]
+fn payment_provider_down_then_back_completes_every_order() {
+    let shop = Shop::start_with(&[("breaker_open_ms", "500")]);
+    let sku = unique_sku("DOWN");
+    shop.put_product(&sku, 1500, 10);
+
+    shop.set_faults(json!({"down": true}));
+    let ids = place_mix(&shop, &sku, 4);
+    // The orders get reserved but cannot be paid while the provider is down.
+    thread::sleep(Duration::from_secs(2));
+    for id in &ids {
+        let order = shop.order(id);
+        assert_ne!(
+            order["status"], "confirmed",
+            "confirmed without a provider: {order}"
+        );
+        let payment = shop.payment(id);
+        assert!(
+            payment.as_ref().is_none_or(|p| p["status"] != "captured"),
+            "captured while the provider was down: {payment:?}"
+        );
+    }
+
+    shop.set_faults(json!({"down": false}));
+    let orders = shop.recover_all(&ids);
+    let confirmed = orders.iter().filter(|o| o["status"] == "confirmed").count();
+    assert_eq!(
+        confirmed, 3,
+        "every accepted card is charged once back: {orders:#?}"
+    );
+    shop.check_invariants(&ids);
+}
+
+#[test]
+fn payment_provider_failing_half_the_calls_still_settles_every_order() {
+    let shop = Shop::start_with(&[("breaker_open_ms", "500")]);
+    let sku = unique_sku("FLAKY");
+    shop.put_product(&sku, 700, 10);
+
+    shop.set_faults(json!({"fail_rate": 0.5}));
+    let ids = place_mix(&shop, &sku, 6);
+    let orders = shop.recover_all(&ids);
+    shop.set_faults(json!({"fail_rate": 0.0}));
+    let confirmed = orders.iter().filter(|o| o["status"] == "confirmed").count();
+    assert_eq!(confirmed, 4, "{orders:#?}");
+    shop.check_invariants(&ids);
+}
+
+#[test]
+fn host_killed_mid_saga_and_restarted_finishes_every_order() {
+    let mut shop = Shop::start();
+    let sku = unique_sku("KILL");
+    shop.put_product(&sku, 2500, 5);
+    // A slow provider keeps sagas in flight when the host dies.
+    shop.set_faults(json!({"latency_ms": 400}));
+    let ids = place_mix(&shop, &sku, 6);
+    thread::sleep(Duration::from_millis(300));
+
+    shop.host.kill9();
+    shop.host.restart();
+    shop.wait_subscribed();
+    shop.set_faults(json!({"latency_ms": 0}));
+
+    let orders = shop.recover_all(&ids);
+    let confirmed = orders.iter().filter(|o| o["status"] == "confirmed").count();
+    assert_eq!(confirmed, 4, "{orders:#?}");
+    shop.check_invariants(&ids);
+}
