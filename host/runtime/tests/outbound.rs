@@ -128,6 +128,25 @@ fn service_chaining_follows_allowed_hosts() {
 }
 
 #[test]
+fn relative_urls_reach_the_app_only_with_self() {
+    let setup = start();
+    let host = &setup.host;
+
+    let reply = fetch(host, "/selfish", "/public-callee/from-self");
+    assert_eq!(
+        reply["status"], 200,
+        "http://self allows relative URLs: {reply}"
+    );
+    let echo: Value = serde_json::from_str(reply["body"].as_str().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("relative request did not reach the probe: {reply}"));
+    assert_eq!(echo["env"]["COMPONENT"], "public-callee", "{echo}");
+    assert_eq!(echo["headers"]["spin-path-info"], "/from-self", "{echo}");
+
+    let reply = fetch(host, "/closed", "/public-callee/from-closed");
+    assert_denied(&reply, "a relative URL without http://self");
+}
+
+#[test]
 fn outbound_redis_is_checked_against_allowed_hosts() {
     let setup = start();
     let host = &setup.host;
