@@ -1,10 +1,13 @@
 //! Component stdout/stderr, forwarded line by line as structured log events tagged with the
 //! component, trigger and route that produced them.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
 
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -69,17 +72,15 @@ impl LineWriter {
 
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
-        let text = text.trim_end_matches('\r');
-        let ctx = &self.stream.context;
-        tracing::info!(
-            target: "component",
-            component = %ctx.component,
-            stream = self.stream.stream,
-            trigger = ctx.trigger,
-            route = %ctx.route,
-            trace_id = ctx.trace_id.as_deref().unwrap_or(""),
-            "{text}"
+        let record = log_record(
+            &self.stream.context,
+            self.stream.stream,
+            &text,
+            SystemTime::now(),
         );
+        // One write per line, so lines from concurrent instances and host logs never interleave.
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(stderr, "{record}");
     }
 }
 
@@ -112,6 +113,64 @@ impl Drop for LineWriter {
     }
 }
 
+/// One component output line as a JSON log record. A line that is itself a JSON object (the
+/// functions log that way) is kept whole under `fields`, and its `level`, `msg`/`message` and
+/// `trace_id` are lifted; any other line becomes `message`.
+fn log_record(ctx: &LogContext, stream: &str, line: &str, now: SystemTime) -> Value {
+    let line = line.trim_end_matches('\r');
+    let parsed = serde_json::from_str::<Map<String, Value>>(line).ok();
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|fields| fields.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let level = field("level").map_or_else(|| "INFO".to_string(), |l| l.to_uppercase());
+    let message = field("msg")
+        .or_else(|| field("message"))
+        .unwrap_or_else(|| line.to_string());
+    let trace_id = field("trace_id").or_else(|| ctx.trace_id.as_deref().map(str::to_string));
+    let mut record = json!({
+        "timestamp": rfc3339(now),
+        "level": level,
+        "message": message,
+        "target": "component",
+        "component": ctx.component.as_ref(),
+        "stream": stream,
+        "trigger": ctx.trigger,
+        "route": ctx.route.as_ref(),
+        "trace_id": trace_id,
+    });
+    if let Some(fields) = parsed {
+        record["fields"] = Value::Object(fields);
+    }
+    record
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC (civil-from-days, H. Hinnant), to match the host's logs.
+fn rfc3339(now: SystemTime) -> String {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
 /// The trace id of a W3C `traceparent` header (`00-<trace id>-<span id>-<flags>`).
 pub fn trace_id_from_traceparent(value: &str) -> Option<&str> {
     let mut parts = value.split('-');
@@ -123,6 +182,41 @@ pub fn trace_id_from_traceparent(value: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn context() -> LogContext {
+        LogContext {
+            component: "orders".into(),
+            trigger: "http",
+            route: "/orders/...".into(),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        }
+    }
+
+    #[test]
+    fn plain_lines_become_messages_tagged_with_their_origin() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_764_129_600_123);
+        let record = log_record(&context(), "stdout", "hello\r", at);
+        assert_eq!(record["message"], "hello");
+        assert_eq!(record["component"], "orders");
+        assert_eq!(record["trigger"], "http");
+        assert_eq!(record["route"], "/orders/...");
+        assert_eq!(record["stream"], "stdout");
+        assert_eq!(record["level"], "INFO");
+        assert_eq!(record["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(record["timestamp"], "2025-11-26T04:00:00.123Z");
+        assert!(record.get("fields").is_none());
+    }
+
+    #[test]
+    fn json_lines_keep_their_fields() {
+        let line = r#"{"level":"warn","msg":"slow","trace_id":"abc","order_id":"o1"}"#;
+        let record = log_record(&context(), "stderr", line, SystemTime::now());
+        assert_eq!(record["level"], "WARN");
+        assert_eq!(record["message"], "slow");
+        assert_eq!(record["trace_id"], "abc");
+        assert_eq!(record["fields"]["order_id"], "o1");
+    }
 
     #[test]
     fn traceparent_gives_its_trace_id() {
