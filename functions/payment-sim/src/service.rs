@@ -19,8 +19,11 @@ pub struct Provider<S> {
     pub store: S,
 }
 
-fn new_ref(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+/// A provider reference derived from the idempotency key: two concurrent first attempts with
+/// the same key (the key-value store has no transactions) record the very same charge.
+fn new_ref(prefix: &str, idempotency_key: &str) -> String {
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, idempotency_key.as_bytes());
+    format!("{prefix}_{}", id.simple())
 }
 
 impl<S: ProviderStore> Provider<S> {
@@ -50,7 +53,8 @@ impl<S: ProviderStore> Provider<S> {
             }
             return Ok((existing, false));
         }
-        let charge = Charge::decide(req, new_ref("ch"));
+        let provider_ref = new_ref("ch", &req.idempotency_key);
+        let charge = Charge::decide(req, provider_ref);
         self.store.put_charge(&charge)?;
         Ok((charge, true))
     }
@@ -64,7 +68,7 @@ impl<S: ProviderStore> Provider<S> {
             .store
             .charge_by_ref(&req.provider_ref)?
             .ok_or_else(|| ApiError::not_found(format!("charge {} not found", req.provider_ref)))?;
-        let refund = refund(&mut charge, &req, new_ref("re"))?;
+        let refund = refund(&mut charge, &req, new_ref("re", &req.idempotency_key))?;
         self.store.put_charge(&charge)?;
         self.store.put_refund(&req.idempotency_key, &refund)?;
         Ok(refund)
@@ -144,6 +148,20 @@ mod tests {
         assert_eq!(first.provider_ref, again.provider_ref);
         assert_eq!(p.store.charges.borrow().len(), 1);
         assert!(matches!(p.charge(req("o1", 501)), Err(Failure::Api(e)) if e.code.status() == 409));
+    }
+
+    #[test]
+    fn racing_first_attempts_record_the_same_charge() {
+        let p = Provider::new(Mem::default());
+        let (first, _) = p.charge(req("o1", 500)).unwrap();
+        p.store.charges.borrow_mut().clear(); // as if both attempts had read before either wrote
+        let (second, new) = p.charge(req("o1", 500)).unwrap();
+        assert!(new);
+        assert_eq!(first, second);
+        assert_ne!(
+            p.charge(req("o2", 500)).unwrap().0.provider_ref,
+            first.provider_ref
+        );
     }
 
     #[test]
