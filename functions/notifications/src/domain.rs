@@ -46,6 +46,11 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// The id of the notification of `kind` for an order.
+    pub fn id_for(order_id: &str, kind: Kind) -> String {
+        format!("{order_id}:{}", kind.as_str())
+    }
+
     /// The notification a final order state calls for; its id is derived from the order and
     /// the kind, so handling the same event twice can never make two.
     pub fn for_event(event: &ShopEvent, now: &str) -> Option<Self> {
@@ -55,7 +60,7 @@ impl Notification {
             _ => return None,
         };
         Some(Self {
-            id: format!("{order_id}:{}", kind.as_str()),
+            id: Self::id_for(order_id, kind),
             order_id: order_id.clone(),
             customer_id: customer_id.clone(),
             kind,

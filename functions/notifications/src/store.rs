@@ -1,13 +1,14 @@
 //! Key-value adapter of the `NotificationStore` port (store label `notifications`).
 //!
-//! Keys: `n:<id>` a notification; `order:<id>` and `customer:<id>` lists of notification ids;
-//! `undelivered` ids still to deliver; `inbox:<source>` last applied seq; `breaker`.
+//! Keys: `n:<id>` a notification; `customer:<id>` a list of notification ids; `undelivered`
+//! ids still to deliver; `inbox:<source>` last applied seq; `breaker`. An order's
+//! notifications need no index: their ids derive from the order id and the kind.
 
 use serde::{de::DeserializeOwned, Serialize};
 use shop_kit::inbox::InboxPort;
 use spin_sdk::key_value::Store;
 
-use crate::domain::{Breaker, Delivery, Notification};
+use crate::domain::{Breaker, Delivery, Kind, Notification};
 use crate::service::NotificationStore;
 
 pub struct KvNotifications {
@@ -75,14 +76,19 @@ impl NotificationStore for KvNotifications {
 
     fn put(&self, n: &Notification) -> anyhow::Result<()> {
         self.set(&format!("n:{}", n.id), n)?;
-        self.index(&format!("order:{}", n.order_id), &n.id, true)?;
         self.index(&format!("customer:{}", n.customer_id), &n.id, true)?;
         let undelivered = matches!(n.status, Delivery::Pending | Delivery::Failed);
         self.index("undelivered", &n.id, undelivered)
     }
 
     fn by_order(&self, order_id: &str) -> anyhow::Result<Vec<Notification>> {
-        self.load(&format!("order:{order_id}"))
+        let mut out = Vec::new();
+        for kind in [Kind::OrderConfirmed, Kind::OrderCancelled] {
+            if let Some(n) = NotificationStore::get(self, &Notification::id_for(order_id, kind))? {
+                out.push(n);
+            }
+        }
+        Ok(out)
     }
 
     fn by_customer(&self, customer_id: &str) -> anyhow::Result<Vec<Notification>> {
