@@ -1,8 +1,9 @@
 //! Outgoing `wasi:http` through wasmtime-wasi-http's `send_request` hook, as Spin's
 //! `factor-outbound-http`: every request is checked against the component's
-//! `allowed_outbound_hosts`; `http://<component>.spin.internal` is handed to the HTTP trigger in
-//! process (no socket), and only HTTP-triggered instances get that path. A denied request fails
-//! with `ErrorCode::HttpRequestDenied`, the error Spin returns.
+//! `allowed_outbound_hosts`; `http://<component>.spin.internal` and relative URLs (the app itself,
+//! allowed by `self`) are handed to the HTTP trigger in process (no socket), and only
+//! HTTP-triggered instances get that path. A denied request fails with
+//! `ErrorCode::HttpRequestDenied`, the error Spin returns.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +29,9 @@ impl OutboundRules {
     }
 
     fn allows_uri(&self, uri: &Uri) -> bool {
+        if is_relative(uri) {
+            return self.allowed.allows_relative(&["http", "https"]);
+        }
         match chained_component(uri) {
             Some(target) => self.allowed.allows_chaining_to(target),
             None => self.allowed.allows_url(&uri.to_string(), "https"),
@@ -35,11 +39,20 @@ impl OutboundRules {
     }
 }
 
-/// Hands a chained request to the HTTP trigger's router.
+/// Which in-process destination a request has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainTarget {
+    /// `http://<component>.spin.internal/...`: that component, whatever its route.
+    Component,
+    /// A relative URL: the app itself, routed like an inbound request.
+    App,
+}
+
+/// Hands an in-process request to the HTTP trigger's router.
 pub trait ServiceChaining: Send + Sync {
     fn call(
         &self,
-        component: &str,
+        target: ChainTarget,
         request: http::Request<WasiBody>,
     ) -> Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, Error>> + Send>>;
 }
@@ -71,6 +84,11 @@ pub fn chained_component(uri: &Uri) -> Option<&str> {
     chaining_target(uri.host()?).filter(|id| !id.is_empty())
 }
 
+/// A request without a host: a relative URL, which Spin sends to the app itself.
+fn is_relative(uri: &Uri) -> bool {
+    uri.host().is_none_or(str::is_empty)
+}
+
 type ResponseFuture = Box<
     dyn Future<
             Output = Result<
@@ -99,13 +117,18 @@ impl WasiHttpHooks for OutboundHttp {
         if !self.rules.allows_uri(&uri) {
             return denied(&self.component, &uri);
         }
-        if let Some(target) = chained_component(&uri) {
+        let target = if is_relative(&uri) {
+            Some(ChainTarget::App)
+        } else {
+            chained_component(&uri).map(|_| ChainTarget::Component)
+        };
+        if let Some(target) = target {
+            // Only HTTP-triggered instances get a router to chain through, as in Spin.
             let Some(chaining) = self.chaining.clone() else {
                 return denied(&self.component, &uri);
             };
-            let target = target.to_string();
             return Box::new(async move {
-                let response = chaining.call(&target, request).await?;
+                let response = chaining.call(target, request).await?;
                 let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                     Box::new(async { Ok(()) });
                 Ok((response, done))
@@ -132,5 +155,7 @@ mod tests {
         assert_eq!(chained_component(&uri), None);
         let uri: Uri = "http://.spin.internal/".parse().unwrap();
         assert_eq!(chained_component(&uri), None);
+        assert!(is_relative(&"/orders".parse().unwrap()));
+        assert!(!is_relative(&"http://example.com/".parse().unwrap()));
     }
 }

@@ -25,7 +25,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
 use crate::app::{App, AppComponent};
 use crate::metrics::Metrics;
-use crate::outbound_http::ServiceChaining;
+use crate::outbound_http::{ChainTarget, ServiceChaining};
 use crate::state::InstanceState;
 use crate::stdio::{trace_id_from_traceparent, LogContext};
 
@@ -58,7 +58,10 @@ struct Inner {
 #[derive(Clone, Copy)]
 enum Origin {
     Client(SocketAddr),
+    /// `http://<component>.spin.internal`, from a component of this app.
     Chained,
+    /// A relative URL (`self` in `allowed_outbound_hosts`), from a component of this app.
+    App,
 }
 
 impl HttpTrigger {
@@ -185,7 +188,7 @@ impl HttpTrigger {
             path = %path,
             status,
             duration_ms,
-            chained = matches!(origin, Origin::Chained),
+            internal = !matches!(origin, Origin::Client(_)),
             "request"
         );
         response
@@ -221,7 +224,7 @@ impl HttpTrigger {
     fn route<B>(&self, request: &Request<B>, origin: Origin) -> Option<RouteMatch> {
         let path = request.uri().path();
         match origin {
-            Origin::Client(_) => self.inner.router.route(path),
+            Origin::Client(_) | Origin::App => self.inner.router.route(path),
             Origin::Chained => {
                 let component = crate::outbound_http::chained_component(request.uri())?;
                 self.inner.router.chained(component, path)
@@ -279,7 +282,7 @@ impl HttpTrigger {
         };
         let client = match origin {
             Origin::Client(addr) => addr.to_string(),
-            Origin::Chained => "127.0.0.1:0".to_string(),
+            Origin::Chained | Origin::App => "127.0.0.1:0".to_string(),
         };
         let full_url = full_url(request.uri(), request.headers(), &self.inner.listen, origin);
         let headers = spin_headers(&full_url, matched, &client);
@@ -363,12 +366,26 @@ async fn run_guest(
 impl ServiceChaining for HttpTrigger {
     fn call(
         &self,
-        _component: &str,
-        request: Request<WasiBody>,
+        target: ChainTarget,
+        mut request: Request<WasiBody>,
     ) -> Pin<Box<dyn Future<Output = Result<Response<WasiBody>, wasmtime_wasi_http::Error>> + Send>>
     {
         let trigger = self.clone();
-        Box::pin(async move { Ok(trigger.handle(request, Origin::Chained).await) })
+        Box::pin(async move {
+            let origin = match target {
+                ChainTarget::Component => Origin::Chained,
+                ChainTarget::App => {
+                    // A relative URL addresses the app itself, as if sent to its listen address.
+                    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                    let uri = format!("http://{}{path}", trigger.inner.listen);
+                    *request.uri_mut() = uri
+                        .parse()
+                        .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
+                    Origin::App
+                }
+            };
+            Ok(trigger.handle(request, origin).await)
+        })
     }
 }
 
@@ -376,7 +393,7 @@ impl ServiceChaining for HttpTrigger {
 fn full_url(uri: &http::Uri, headers: &HeaderMap, listen: &SocketAddr, origin: Origin) -> String {
     let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let host = match origin {
-        Origin::Chained => uri.authority().map(|a| a.to_string()),
+        Origin::Chained | Origin::App => uri.authority().map(|a| a.to_string()),
         Origin::Client(_) => headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
