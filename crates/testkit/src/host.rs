@@ -163,6 +163,25 @@ impl Host {
         }
     }
 
+    /// Sends SIGTERM (graceful shutdown) and waits up to `timeout` for the exit status;
+    /// `None` if it did not exit in time (it is then killed).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) only sends a signal; `pid` is our own child, not yet reaped.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// Kills the host if running, then starts it again with the same port, state and options.
     pub fn restart(&mut self) {
         self.kill9();

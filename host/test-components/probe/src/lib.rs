@@ -9,6 +9,9 @@
 //! - `/var/<name>`: a variable of this component
 //! - `/outbound-http?url=U`: a GET to `U` (chaining when `U` is `http://<id>.spin.internal/...`)
 //! - `/outbound-redis?address=A&op=<publish|set|get>&channel=C&key=K` (payload = body)
+//! - `/sleep?ms=N`: answers after N milliseconds (in-flight requests during shutdown)
+//! - `/counter`: increments a global of this instance (a fresh instance always answers 1)
+//! - `/panic`: traps
 //! - anything else: the method, path, query, headers, environment and body length of the request
 //!
 //! Paths are taken below the component's route (`spin-path-info`).
@@ -16,6 +19,9 @@
 mod kv;
 mod outbound;
 mod sqlite;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use spin_sdk::http::{IntoResponse, Request, Response};
@@ -41,9 +47,21 @@ async fn handle(request: Request) -> Response {
         ["var", name] => variable(name),
         ["outbound-http"] => outbound::http(query.get("url")).await,
         ["outbound-redis"] => outbound::redis(&query, request.body()),
+        ["sleep"] => sleep(query.get("ms")),
+        ["counter"] => json!({ "count": COUNTER.fetch_add(1, Ordering::SeqCst) + 1 }),
+        ["panic"] => panic!("probe asked to panic"),
         _ => echo(&request),
     };
     json_response(body)
+}
+
+/// Lives as long as the instance: the host must never reuse one across requests.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn sleep(ms: &str) -> Value {
+    let ms: u64 = ms.parse().unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(ms));
+    json!({ "slept_ms": ms })
 }
 
 /// The request as the component saw it.
