@@ -105,8 +105,7 @@ impl<'a> Fields<'a> {
         let Some(value) = self.value(field) else {
             return Ok(None);
         };
-        let n = value
-            .as_i64()
+        let n = as_integer(value)
             .ok_or_else(|| ApiError::invalid(&self.name(field), "must be an integer"))?;
         if n < min || n > max {
             return Err(ApiError::invalid(
@@ -169,6 +168,17 @@ impl<'a> Fields<'a> {
             .map(|(i, v)| item(v, format!("{name}[{i}]")))
             .collect()
     }
+}
+
+/// An integer, also when written with a zero fraction (`2.0`): JSON and JSON Schema make no
+/// difference, and clients generated from the OpenAPI documents may send either.
+fn as_integer(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        let f = value.as_f64()?;
+        // 2^63 is the first float beyond i64; `as` would saturate to i64::MAX.
+        (f.fract() == 0.0 && f >= i64::MIN as f64 && f < 9_223_372_036_854_775_808.0)
+            .then_some(f as i64)
+    })
 }
 
 /// True for identifiers made of ASCII letters, digits, `_` and `-` (customer ids, tokens).
@@ -261,6 +271,11 @@ mod tests {
         let f = Fields::new(&m);
         assert_eq!(f.string("a", 3, 3).unwrap(), "abc");
         assert_eq!(f.int("n", 1, 1000).unwrap(), 1000);
+        let floats = obj(json!({"whole": 2.0, "half": 2.5, "huge": 1e19}));
+        let floats = Fields::new(&floats);
+        assert_eq!(floats.int("whole", 1, 3).unwrap(), 2);
+        assert!(floats.int("half", 1, 3).is_err());
+        assert!(floats.int("huge", 1, i64::MAX).is_err());
         assert_eq!(f.opt_number("r", 0.0, 1.0).unwrap(), Some(1.0));
         assert!(f.array("e", 1, 2, |_, _| Ok(())).is_err());
     }

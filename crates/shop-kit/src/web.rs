@@ -81,12 +81,17 @@ pub fn no_route(service: &str) -> Response {
     error_response(service, &ApiError::not_found("no such route"))
 }
 
-/// The path split into segments, ignoring empty ones (`/orders/1/` gives `["orders", "1"]`).
+/// The path split into percent-decoded segments, ignoring empty ones (`/orders/1/` gives
+/// `["orders", "1"]`; `/payment-sim/charges/a%2Fb` gives `[.., "a/b"]`).
 pub fn segments(req: &Request) -> Vec<String> {
     req.path()
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(str::to_string)
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect()
 }
 
@@ -144,4 +149,18 @@ pub fn serve_feed(ctx: &Ctx, req: &Request, db: &crate::sqlite::Db) -> Result<Re
     let (after, limit) = crate::outbox::feed_params(&query(req))?;
     let events = crate::outbox::page(db, ctx.service, after, limit)?;
     Ok(json(200, &crate::outbox::feed_json(&events, after)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_decoded_one_by_one() {
+        let req = Request::builder()
+            .method(Method::Get)
+            .uri("/payment-sim//charges/a%2Fb%2A/")
+            .build();
+        assert_eq!(segments(&req), ["payment-sim", "charges", "a/b*"]);
+    }
 }

@@ -82,7 +82,10 @@ fn order_id(raw: &str) -> Result<String, ApiError> {
 }
 
 fn place(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-    let key = web::header(req, "idempotency-key")
+    // A key that is not text is rejected, not ignored: ignoring it would place a second order.
+    let key = req
+        .header("idempotency-key")
+        .map(|v| v.as_str().unwrap_or_default())
         .map(|k| {
             let ok = (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic());
             ok.then_some(k).ok_or_else(|| {
