@@ -14,6 +14,8 @@ log "building the host and the test binaries"
 cargo test --workspace --no-run
 log "running the tests"
 cargo test --workspace
+log "contract tests: schemathesis against the running app from each OpenAPI document"
+CONTRACT_SKIP_BUILD=1 "$ROOT/scripts/contract-test.sh"
 
 log "checking formatting and lints"
 cargo fmt --all -- --check
