@@ -1,7 +1,9 @@
 //! The saga of ARCHITECTURE.md §4 end to end: real host, real Redis, real components, real
 //! SQLite files; each test checks the §4 invariants for every order it touched.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use shop_e2e::{assert_error, order_body, unique_key, unique_sku, Shop, SETTLE};
@@ -223,7 +225,17 @@ fn twenty_concurrent_orders_for_the_last_five_units_sell_exactly_five() {
     let sku = unique_sku("LAST5");
     shop.put_product(&sku, 4200, 5);
 
+    let done = AtomicBool::new(false);
     let ids: Vec<String> = thread::scope(|scope| {
+        // Stock is sampled throughout: never negative, never more than was seeded.
+        let monitor = scope.spawn(|| {
+            let mut samples = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                samples.push(stock(&shop, &sku));
+                thread::sleep(Duration::from_millis(10));
+            }
+            samples
+        });
         let handles: Vec<_> = (0..20)
             .map(|n| {
                 let (shop, sku) = (&shop, &sku);
@@ -231,10 +243,21 @@ fn twenty_concurrent_orders_for_the_last_five_units_sell_exactly_five() {
                     .spawn(move || shop.place_order(&format!("racer-{n}"), &[(sku, 1)], "tok_visa"))
             })
             .collect();
-        handles
+        let ids: Vec<String> = handles
             .into_iter()
             .map(|h| h.join().expect("order thread"))
-            .collect()
+            .collect();
+        shop.wait_final_all(&ids);
+        done.store(true, Ordering::Relaxed);
+        let samples = monitor.join().expect("stock monitor");
+        assert!(!samples.is_empty(), "the monitor took no sample");
+        for (available, reserved) in samples {
+            assert!(
+                available >= 0 && reserved >= 0 && available + reserved <= 5,
+                "stock out of bounds during the race: available {available}, reserved {reserved}"
+            );
+        }
+        ids
     });
     let orders = shop.wait_final_all(&ids);
 
@@ -320,4 +343,29 @@ fn bad_input_is_rejected_with_the_field_named_and_writes_nothing() {
     assert_eq!(after, before, "a rejected request emits no event");
     assert_eq!(stock(&shop, &sku), (5, 0));
     assert_eq!(shop.product(&sku)["price_cents"], 100);
+}
+
+#[test]
+fn the_invariant_check_catches_stock_changed_behind_the_sagas_back() {
+    let shop = Shop::start();
+    let sku = unique_sku("TAMPER");
+    shop.put_product(&sku, 100, 5);
+    let id = shop.place_order("gina", &[(&sku, 2)], "tok_visa");
+    assert_eq!(shop.wait_final(&id)["status"], "confirmed");
+    assert_eq!(
+        shop.violations(std::slice::from_ref(&id)),
+        Vec::<String>::new()
+    );
+
+    // As if one unit were sold twice: stock no longer equals seeded minus confirmed units.
+    let body = json!({"name": "t", "price_cents": 100, "available": 2});
+    let response = shop.admin("PUT", &format!("/inventory/products/{sku}"), &body);
+    assert!(matches!(response.status, 200 | 201), "{}", response.body);
+    let violations = shop.violations(&[id]);
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.contains(&sku) && v.contains("expected 3")),
+        "{violations:?}"
+    );
 }
