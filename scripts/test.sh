@@ -17,6 +17,10 @@ cargo test --workspace
 log "contract tests: schemathesis against the running app from each OpenAPI document"
 CONTRACT_SKIP_BUILD=1 "$ROOT/scripts/contract-test.sh"
 
+log "checking that deploy/ matches spin.toml"
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyyaml
+python3 deploy/check.py
+
 log "checking formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
