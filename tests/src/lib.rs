@@ -39,6 +39,8 @@ pub struct Shop {
     pub redis: RedisServer,
     /// The running `shop-host` (kill and restart it to inject faults).
     pub host: Host,
+    /// Port of the host's admin listener (`--metrics-listen`), which serves Prometheus text.
+    pub metrics_port: u16,
     /// Stock each SKU was seeded with, for the conservation check.
     seeded: Mutex<BTreeMap<String, i64>>,
     _dir: TempDir,
@@ -82,6 +84,7 @@ impl Shop {
         let runtime_config = write_runtime_config(dir.path());
         let redis = RedisServer::start();
         let port = free_port();
+        let metrics_port = free_port();
         let origin = format!("http://127.0.0.1:{port}");
         let options = HostOptions::new(binary, workspace_root().join("spin.toml"))
             .port(port)
@@ -92,7 +95,11 @@ impl Shop {
             .variable("app_base_url", &origin)
             .variable("payment_provider_url", &format!("{origin}/payment-sim"))
             .variable("payment_provider_origin", &origin)
-            .variable("notification_webhook_origin", &origin);
+            .variable("notification_webhook_origin", &origin)
+            .args([
+                "--metrics-listen".to_string(),
+                format!("127.0.0.1:{metrics_port}"),
+            ]);
         let options = variables.iter().fold(options, |options, (name, value)| {
             options.variable(name, value)
         });
@@ -100,6 +107,7 @@ impl Shop {
         let shop = Shop {
             redis,
             host,
+            metrics_port,
             seeded: Mutex::new(BTreeMap::new()),
             _dir: dir,
         };
@@ -121,6 +129,14 @@ impl Shop {
             "the app never subscribed to its channels\n{}",
             self.logs_tail()
         );
+    }
+
+    /// The host's Prometheus text, scraped from its admin listener.
+    pub fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        let response = self.host.client().get(&url);
+        assert_eq!(response.status, 200, "GET {url}: {}", response.body);
+        response.body
     }
 
     /// The last lines of the host's output, for failure messages.

@@ -1,0 +1,99 @@
+//! Observability end to end: one order followed through the host's logs by its trace id, and the
+//! host's Prometheus metrics moving as the traffic sent says they must.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use shop_e2e::{order_body, unique_key, unique_sku, Shop, SETTLE};
+use testkit::eventually;
+
+/// The trace id the test's client starts; every step of the saga must continue it.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+/// The host's log records (JSON lines) that carry `trace_id`.
+fn records_of_trace(logs: &str, trace_id: &str) -> Vec<Value> {
+    logs.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|record| record["trace_id"] == trace_id)
+        .collect()
+}
+
+/// Whether a component's log record names the order (as a field or in its message).
+fn mentions_order(record: &Value, order_id: &str) -> bool {
+    record["fields"]["order_id"] == order_id
+        || record["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(order_id))
+}
+
+#[test]
+fn one_order_is_followed_through_every_function_by_its_trace_id() {
+    let shop = Shop::start();
+    let sku = unique_sku("TRACE");
+    shop.put_product(&sku, 990, 5);
+
+    let traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
+    let key = unique_key();
+    let response = shop.send(
+        "POST",
+        "/orders",
+        &[("idempotency-key", &key), ("traceparent", &traceparent)],
+        &order_body("trace-customer", &[(&sku, 2)], "tok_visa"),
+    );
+    assert_eq!(response.status, 201, "POST /orders: {}", response.body);
+    let id = response.json()["id"]
+        .as_str()
+        .expect("order id")
+        .to_string();
+
+    let order = shop.wait_final(&id);
+    assert_eq!(order["status"], "confirmed", "{order}");
+    let notified = eventually(SETTLE, || {
+        (!shop.notifications(&id).is_empty()).then_some(())
+    });
+    assert!(notified.is_some(), "no notification for {id}");
+
+    // Every function that took part logged this order under the client's trace id.
+    let expected = ["orders", "inventory", "billing", "notifications"];
+    let followed = eventually(SETTLE, || {
+        let records = records_of_trace(&shop.host.logs(), TRACE_ID);
+        let components: BTreeSet<String> = records
+            .iter()
+            .filter(|r| mentions_order(r, &id))
+            .filter_map(|r| r["component"].as_str().map(str::to_string))
+            .collect();
+        expected
+            .iter()
+            .all(|c| components.contains(*c))
+            .then_some(records)
+    });
+    let Some(records) = followed else {
+        panic!(
+            "not every function logged order {id} with trace {TRACE_ID}\n{}",
+            shop.logs_tail()
+        );
+    };
+    // The functions' own JSON lines carry the same trace id, not just the host's tag.
+    for component in expected {
+        let own = records
+            .iter()
+            .filter(|r| r["component"] == component)
+            .any(|r| r["fields"]["trace_id"] == TRACE_ID && r["fields"]["service"] == component);
+        assert!(own, "{component} never logged trace {TRACE_ID} itself");
+    }
+    // The host's forwarded lines name the trigger that ran the component.
+    let triggers: BTreeSet<&str> = records
+        .iter()
+        .filter_map(|r| r["trigger"].as_str())
+        .collect();
+    assert!(
+        triggers.contains("http") && triggers.contains("redis"),
+        "{triggers:?}"
+    );
+    // No record of another order's trace leaks into this one.
+    let other = records
+        .iter()
+        .filter_map(|r| r["fields"]["order_id"].as_str())
+        .find(|o| *o != id);
+    assert_eq!(other, None, "a foreign order in trace {TRACE_ID}");
+}
