@@ -2,8 +2,9 @@
 //! component per `[component.<id>]`, ready to get a fresh `Store` per request or message.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -22,7 +23,7 @@ use crate::outbound_http::{OutboundHttp, OutboundRules, ServiceChaining};
 use crate::redis_outbound::RedisState;
 use crate::sqlite::{Databases, SqliteState};
 use crate::state::InstanceState;
-use crate::stdio::{LogContext, LogStream};
+use crate::stdio::{self, LogContext, LogStream};
 use crate::variables::VariablesState;
 
 /// What `shop-host up` was asked to run.
@@ -62,6 +63,8 @@ pub struct AppComponent {
     sqlite_granted: Arc<HashSet<String>>,
     max_memory: Option<usize>,
     timeout: Duration,
+    /// stdout and stderr files in the runtime config's `log_dir`.
+    log_files: Option<[Arc<Mutex<File>>; 2]>,
 }
 
 impl App {
@@ -127,6 +130,12 @@ impl App {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             env.extend(options.env.iter().cloned());
+            let log_files = match &runtime_config.log_dir {
+                Some(dir) => Some(stdio::open_log_files(dir, id).with_context(|| {
+                    format!("cannot open log files of `{id}` in {}", dir.display())
+                })?),
+                None => None,
+            };
             let labels = |labels: &[spin_host_config::manifest::StoreLabel]| {
                 Arc::new(labels.iter().map(|l| l.to_string()).collect::<HashSet<_>>())
             };
@@ -144,6 +153,7 @@ impl App {
                     sqlite_granted: labels(&component.sqlite_databases),
                     max_memory,
                     timeout: options.instance_timeout,
+                    log_files,
                 }),
             );
         }
@@ -188,8 +198,9 @@ impl AppComponent {
         chaining: Option<Arc<dyn ServiceChaining>>,
     ) -> Store<InstanceState> {
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(LogStream::new(log.clone(), "stdout"))
-            .stderr(LogStream::new(log, "stderr"))
+        let [stdout, stderr] = self.log_files.clone().map_or([None, None], |f| f.map(Some));
+        wasi.stdout(LogStream::new(log.clone(), "stdout", stdout))
+            .stderr(LogStream::new(log, "stderr", stderr))
             .envs(&self.env);
         let state = InstanceState {
             table: wasmtime::component::ResourceTable::new(),

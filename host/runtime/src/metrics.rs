@@ -1,117 +1,211 @@
-//! Prometheus text metrics on `--metrics-listen`: requests, errors and duration per component and
-//! route; Redis messages handled and failed per component and channel.
+//! Prometheus metrics on the admin listener (`--metrics-listen`), never on the app's routes:
+//! requests, 5xx errors and latency per component and route (RED); Redis messages handled and
+//! failed per component and channel; instances in flight per component and trigger.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use anyhow::Result;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::{text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-#[derive(Default)]
-pub struct Metrics {
-    inner: Mutex<Counters>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    component: String,
+    route: String,
+    status: u16,
 }
 
-#[derive(Default)]
-struct Counters {
-    /// (component, route, status) -> count
-    requests: BTreeMap<(String, String, u16), u64>,
-    /// (component, route) -> (sum of seconds, count)
-    durations: BTreeMap<(String, String), (f64, u64)>,
-    /// (component, channel, outcome) -> count
-    messages: BTreeMap<(String, String, &'static str), u64>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    component: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageLabels {
+    component: String,
+    channel: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    component: String,
+    channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    component: String,
+    trigger: &'static str,
+}
+
+type Durations = Family<RouteLabels, Histogram, fn() -> Histogram>;
+type MessageDurations = Family<ChannelLabels, Histogram, fn() -> Histogram>;
+
+/// 1 ms to ~33 s, doubling: covers a cached read and a request waiting out a slow provider.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// The host's metrics and the registry that renders them.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    errors: Family<RouteLabels, Counter>,
+    durations: Durations,
+    messages: Family<MessageLabels, Counter>,
+    message_durations: MessageDurations,
+    in_flight: Family<InstanceLabels, Gauge>,
+    instances: Family<InstanceLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("shop_host");
+        let requests = Family::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests handled by a component, by status",
+            requests.clone(),
+        );
+        let errors = Family::default();
+        registry.register(
+            "http_request_errors",
+            "HTTP requests that ended in a 5xx status",
+            errors.clone(),
+        );
+        let durations: Durations = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from request to response head",
+            durations.clone(),
+        );
+        let messages = Family::default();
+        registry.register(
+            "redis_messages",
+            "Redis messages given to a component, by outcome (handled or failed)",
+            messages.clone(),
+        );
+        let message_durations: MessageDurations = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "redis_message_duration_seconds",
+            "Time a component took to handle a Redis message",
+            message_durations.clone(),
+        );
+        let in_flight = Family::default();
+        registry.register(
+            "instances_in_flight",
+            "Component instances running now (the pool in use)",
+            in_flight.clone(),
+        );
+        let instances = Family::default();
+        registry.register(
+            "instances",
+            "Component instances started (one per request or message)",
+            instances.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            errors,
+            durations,
+            messages,
+            message_durations,
+            in_flight,
+            instances,
+        }
+    }
+}
+
+/// Counts one running instance until dropped.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
     pub fn http_request(&self, component: &str, route: &str, status: u16, duration_ms: f64) {
-        if let Ok(mut c) = self.inner.lock() {
-            *c.requests
-                .entry((component.into(), route.into(), status))
-                .or_default() += 1;
-            let d = c
-                .durations
-                .entry((component.into(), route.into()))
-                .or_default();
-            d.0 += duration_ms / 1000.0;
-            d.1 += 1;
+        let route_labels = RouteLabels {
+            component: component.into(),
+            route: route.into(),
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                component: component.into(),
+                route: route.into(),
+                status,
+            })
+            .inc();
+        if status >= 500 {
+            self.errors.get_or_create(&route_labels).inc();
         }
+        self.durations
+            .get_or_create(&route_labels)
+            .observe(duration_ms / 1000.0);
     }
 
-    pub fn redis_message(&self, component: &str, channel: &str, ok: bool) {
+    pub fn redis_message(&self, component: &str, channel: &str, ok: bool, duration_ms: f64) {
         let outcome = if ok { "handled" } else { "failed" };
-        if let Ok(mut c) = self.inner.lock() {
-            *c.messages
-                .entry((component.into(), channel.into(), outcome))
-                .or_default() += 1;
-        }
+        self.messages
+            .get_or_create(&MessageLabels {
+                component: component.into(),
+                channel: channel.into(),
+                outcome,
+            })
+            .inc();
+        self.message_durations
+            .get_or_create(&ChannelLabels {
+                component: component.into(),
+                channel: channel.into(),
+            })
+            .observe(duration_ms / 1000.0);
     }
 
-    /// The Prometheus text exposition of every counter.
+    /// Marks an instance of `component` as running for `trigger` until the guard drops.
+    pub fn instance(&self, component: &str, trigger: &'static str) -> InFlight {
+        let labels = InstanceLabels {
+            component: component.into(),
+            trigger,
+        };
+        self.instances.get_or_create(&labels).inc();
+        let gauge = self.in_flight.get_or_create(&labels).clone();
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    /// The OpenMetrics text exposition (which Prometheus scrapes as is).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let Ok(c) = self.inner.lock() else {
-            return out;
-        };
-        out.push_str("# TYPE shop_host_http_requests_total counter\n");
-        for ((component, route, status), n) in &c.requests {
-            let _ = writeln!(
-                out,
-                "shop_host_http_requests_total{{component=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
-                escape(component),
-                escape(route)
-            );
-        }
-        out.push_str("# TYPE shop_host_http_request_duration_seconds summary\n");
-        for ((component, route), (sum, count)) in &c.durations {
-            let labels = format!(
-                "component=\"{}\",route=\"{}\"",
-                escape(component),
-                escape(route)
-            );
-            let _ = writeln!(
-                out,
-                "shop_host_http_request_duration_seconds_sum{{{labels}}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "shop_host_http_request_duration_seconds_count{{{labels}}} {count}"
-            );
-        }
-        out.push_str("# TYPE shop_host_redis_messages_total counter\n");
-        for ((component, channel, outcome), n) in &c.messages {
-            let _ = writeln!(
-                out,
-                "shop_host_redis_messages_total{{component=\"{}\",channel=\"{}\",outcome=\"{outcome}\"}} {n}",
-                escape(component),
-                escape(channel)
-            );
+        if let Err(e) = text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot render metrics");
         }
         out
     }
 
-    /// Serves `GET /metrics` (any path, in fact) until the task is dropped.
-    pub async fn serve(self: std::sync::Arc<Self>, addr: SocketAddr) -> Result<()> {
+    /// Serves `GET /metrics` until the task is dropped; any other path is 404.
+    pub async fn serve(self: Arc<Self>, addr: SocketAddr) -> Result<()> {
         let listener = TcpListener::bind(addr).await?;
         tracing::info!(address = %listener.local_addr()?, "metrics listening");
         loop {
             let (stream, _) = listener.accept().await?;
             let metrics = self.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_request| {
-                    let body = metrics.render();
-                    async move {
-                        let mut response = http::Response::new(Full::new(Bytes::from(body)));
-                        response.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                        );
-                        Ok::<_, std::convert::Infallible>(response)
-                    }
+                let service = hyper::service::service_fn(move |request: http::Request<_>| {
+                    let response = metrics.respond(request.uri().path());
+                    async move { Ok::<_, std::convert::Infallible>(response) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -119,10 +213,29 @@ impl Metrics {
             });
         }
     }
-}
 
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"")
+    fn respond(&self, path: &str) -> http::Response<Full<Bytes>> {
+        let (status, content_type, body) = if path == "/metrics" {
+            (
+                http::StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.render(),
+            )
+        } else {
+            (
+                http::StatusCode::NOT_FOUND,
+                "text/plain",
+                "metrics are at /metrics\n".to_string(),
+            )
+        };
+        let mut response = http::Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(content_type),
+        );
+        response
+    }
 }
 
 #[cfg(test)]
@@ -130,18 +243,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counters_render_as_prometheus_text() {
+    fn metrics_render_as_prometheus_text() {
         let metrics = Metrics::default();
         metrics.http_request("orders", "/orders/...", 200, 12.0);
-        metrics.http_request("orders", "/orders/...", 200, 8.0);
-        metrics.redis_message("inventory", "shop.orders", false);
+        metrics.http_request("orders", "/orders/...", 503, 8.0);
+        metrics.redis_message("inventory", "shop.orders", false, 3.0);
+        let running = metrics.instance("billing", "redis");
         let text = metrics.render();
         assert!(text.contains(
-            "shop_host_http_requests_total{component=\"orders\",route=\"/orders/...\",status=\"200\"} 2"
+            "shop_host_http_requests_total{component=\"orders\",route=\"/orders/...\",status=\"503\"} 1"
+        ), "{text}");
+        assert!(text.contains(
+            "shop_host_http_request_errors_total{component=\"orders\",route=\"/orders/...\"} 1"
         ));
-        assert!(text.contains("shop_host_http_request_duration_seconds_count{component=\"orders\",route=\"/orders/...\"} 2"));
+        assert!(text.contains(
+            "shop_host_http_request_duration_seconds_count{component=\"orders\",route=\"/orders/...\"} 2"
+        ));
         assert!(text.contains(
             "shop_host_redis_messages_total{component=\"inventory\",channel=\"shop.orders\",outcome=\"failed\"} 1"
         ));
+        assert!(text.contains(
+            "shop_host_instances_in_flight{component=\"billing\",trigger=\"redis\"} 1"
+        ));
+        drop(running);
+        assert!(metrics.render().contains(
+            "shop_host_instances_in_flight{component=\"billing\",trigger=\"redis\"} 0"
+        ));
+    }
+
+    #[test]
+    fn only_the_metrics_path_is_served() {
+        let metrics = Metrics::default();
+        assert_eq!(metrics.respond("/metrics").status(), 200);
+        assert_eq!(metrics.respond("/orders").status(), 404);
     }
 }

@@ -1,9 +1,11 @@
-//! Component stdout/stderr, forwarded line by line as structured log events tagged with the
-//! component, trigger and route that produced them.
+//! Component stdout/stderr, forwarded line by line as JSON log records tagged with the
+//! component, trigger and route that produced them, and appended to the component's log files.
 
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
+use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,12 +31,29 @@ pub struct LogContext {
 pub struct LogStream {
     context: LogContext,
     stream: &'static str,
+    /// `<log_dir>/<component>_<stream>.txt`, as Spin keeps them, when the app has a log directory.
+    file: Option<Arc<Mutex<File>>>,
 }
 
 impl LogStream {
-    pub fn new(context: LogContext, stream: &'static str) -> Self {
-        Self { context, stream }
+    pub fn new(context: LogContext, stream: &'static str, file: Option<Arc<Mutex<File>>>) -> Self {
+        Self {
+            context,
+            stream,
+            file,
+        }
     }
+}
+
+/// Opens (appending) the log files of one component: `(stdout, stderr)`.
+pub fn open_log_files(log_dir: &Path, component: &str) -> io::Result<[Arc<Mutex<File>>; 2]> {
+    std::fs::create_dir_all(log_dir)?;
+    let open = |stream: &str| -> io::Result<Arc<Mutex<File>>> {
+        let path = log_dir.join(format!("{component}_{stream}.txt"));
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Arc::new(Mutex::new(file)))
+    };
+    Ok([open("stdout")?, open("stderr")?])
 }
 
 impl IsTerminal for LogStream {
@@ -81,6 +100,11 @@ impl LineWriter {
         // One write per line, so lines from concurrent instances and host logs never interleave.
         let mut stderr = std::io::stderr().lock();
         let _ = writeln!(stderr, "{record}");
+        if let Some(file) = &self.stream.file {
+            if let Ok(mut file) = file.lock() {
+                let _ = writeln!(file, "{}", text.trim_end_matches('\r'));
+            }
+        }
     }
 }
 

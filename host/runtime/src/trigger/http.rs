@@ -171,7 +171,10 @@ impl HttpTrigger {
         };
         let method = request.method().clone();
         let response = match self.buffer_body(request).await {
-            Ok(request) => self.execute(request, origin, &matched).await,
+            Ok(request) => {
+                let _in_flight = self.inner.metrics.instance(&matched.component_id, "http");
+                self.execute(request, origin, &matched).await
+            }
             Err(response) => response,
         };
         let (component, route) = (&matched.component_id, &matched.raw_route);

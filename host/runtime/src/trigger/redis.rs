@@ -173,6 +173,7 @@ async fn handle_message(channel: &str, handlers: &Handlers, payload: Vec<u8>, me
                 route: channel.into(),
                 trace_id: None,
             };
+            let _in_flight = metrics.instance(&component.id, "redis");
             let mut store = component.new_store(log, None);
             let outcome: Result<()> = async {
                 let instance = pre.instantiate_async(&mut store).await?;
@@ -187,7 +188,7 @@ async fn handle_message(channel: &str, handlers: &Handlers, payload: Vec<u8>, me
             }
             .await;
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-            metrics.redis_message(&component.id, channel, outcome.is_ok());
+            metrics.redis_message(&component.id, channel, outcome.is_ok(), duration_ms);
             match outcome {
                 Ok(()) => tracing::info!(component = %component.id, trigger = "redis", channel, duration_ms, "message handled"),
                 Err(e) => tracing::error!(component = %component.id, trigger = "redis", channel, duration_ms, error = format!("{e:#}"), "message handler failed (not retried)"),
