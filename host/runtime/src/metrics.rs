@@ -262,13 +262,12 @@ mod tests {
         assert!(text.contains(
             "shop_host_redis_messages_total{component=\"inventory\",channel=\"shop.orders\",outcome=\"failed\"} 1"
         ));
-        assert!(text.contains(
-            "shop_host_instances_in_flight{component=\"billing\",trigger=\"redis\"} 1"
-        ));
+        assert!(text
+            .contains("shop_host_instances_in_flight{component=\"billing\",trigger=\"redis\"} 1"));
         drop(running);
-        assert!(metrics.render().contains(
-            "shop_host_instances_in_flight{component=\"billing\",trigger=\"redis\"} 0"
-        ));
+        assert!(metrics
+            .render()
+            .contains("shop_host_instances_in_flight{component=\"billing\",trigger=\"redis\"} 0"));
     }
 
     #[test]
