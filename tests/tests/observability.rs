@@ -97,3 +97,93 @@ fn one_order_is_followed_through_every_function_by_its_trace_id() {
         .find(|o| *o != id);
     assert_eq!(other, None, "a foreign order in trace {TRACE_ID}");
 }
+
+/// The value of one sample (`name{labels}`) in Prometheus text; 0 when it is not there yet.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_move_as_the_traffic_sent_says() {
+    let shop = Shop::start();
+    let sku = unique_sku("METRICS");
+    shop.put_product(&sku, 400, 5);
+    let route = r#"component="inventory",route="/inventory/...""#;
+    let not_found = format!(r#"shop_host_http_requests_total{{{route},status="404"}}"#);
+    let timed = format!("shop_host_http_request_duration_seconds_count{{{route}}}");
+    let slow = format!(r#"shop_host_http_request_duration_seconds_bucket{{le="+Inf",{route}}}"#);
+
+    // Known HTTP traffic: three lookups of a product that does not exist.
+    let before = shop.metrics();
+    for _ in 0..3 {
+        let response = shop.host.get(&format!("/inventory/products/{sku}-MISSING"));
+        assert_eq!(response.status, 404, "{}", response.body);
+    }
+    let after = shop.metrics();
+    assert_eq!(
+        sample(&after, &not_found) - sample(&before, &not_found),
+        3.0
+    );
+    assert_eq!(sample(&after, &timed) - sample(&before, &timed), 3.0);
+    assert_eq!(sample(&after, &slow) - sample(&before, &slow), 3.0);
+    let errors = format!("shop_host_http_request_errors_total{{{route}}}");
+    assert_eq!(sample(&after, &errors), 0.0, "a 404 is not a server error");
+
+    // Known event traffic: one order moves every consumer of its events.
+    let id = shop.place_order("metrics-customer", &[(&sku, 1)], "tok_visa");
+    assert_eq!(shop.wait_final(&id)["status"], "confirmed");
+    let handled = |component: &str, channel: &str, outcome: &str| {
+        format!(
+            r#"shop_host_redis_messages_total{{component="{component}",channel="{channel}",outcome="{outcome}"}}"#
+        )
+    };
+    let consumers = [
+        ("inventory", "shop.orders"),
+        ("billing", "shop.inventory"),
+        ("orders", "shop.billing"),
+    ];
+    let moved = eventually(SETTLE, || {
+        let now = shop.metrics();
+        consumers
+            .iter()
+            .all(|(c, ch)| {
+                sample(&now, &handled(c, ch, "handled"))
+                    > sample(&after, &handled(c, ch, "handled"))
+            })
+            .then_some(now)
+    });
+    let Some(now) = moved else {
+        panic!("event metrics never moved:\n{}", shop.metrics());
+    };
+    for (component, channel) in consumers {
+        assert_eq!(sample(&now, &handled(component, channel, "failed")), 0.0);
+    }
+    let created =
+        r#"shop_host_http_requests_total{component="orders",route="/orders/...",status="201"}"#;
+    assert!(sample(&now, created) >= 1.0, "{now}");
+
+    // Every instance started for that traffic has finished.
+    let idle = eventually(SETTLE, || {
+        let text = shop.metrics();
+        let started = sample(
+            &text,
+            r#"shop_host_instances_total{component="inventory",trigger="redis"}"#,
+        );
+        let running: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("shop_host_instances_in_flight{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (started >= 1.0 && running == 0.0).then_some(())
+    });
+    assert!(
+        idle.is_some(),
+        "instances still in flight:\n{}",
+        shop.metrics()
+    );
+
+    // The admin listener serves metrics only; the app's listener never does.
+    assert_eq!(shop.host.get("/metrics").status, 404);
+}
