@@ -570,3 +570,20 @@ fn write_runtime_config(dir: &Path) -> PathBuf {
     fs::write(&path, rewritten.join("\n")).expect("write runtime config");
     path
 }
+
+/// Everything the public API shows of the stores: products, orders, provider faults, the
+/// notifications of `customer` and every function's event feed. Equal snapshots before and
+/// after a batch of refused requests show that a bad request changed nothing.
+pub fn public_state(shop: &Shop, customer: &str) -> Value {
+    let feeds: serde_json::Map<String, Value> = FUNCTIONS
+        .iter()
+        .map(|function| (function.to_string(), Value::Array(shop.events(function))))
+        .collect();
+    json!({
+        "products": shop.get_json("/inventory/products", 200),
+        "orders": shop.get_json("/orders?limit=100", 200),
+        "faults": shop.get_json("/payment-sim/faults", 200),
+        "notifications": shop.get_json(&format!("/notifications?customer_id={customer}"), 200),
+        "feeds": feeds,
+    })
+}
