@@ -18,6 +18,10 @@ use testkit::{
     eventually, free_port, workspace_root, Host, HostOptions, HttpResponse, RedisServer,
 };
 
+mod webhook;
+
+pub use webhook::WebhookReceiver;
+
 /// The admin bearer token the fixture gives the app.
 pub const ADMIN_TOKEN: &str = "e2e-admin-token";
 /// How long any saga may take to settle before a test fails (the suite's bounded wait).
@@ -43,7 +47,7 @@ pub struct Shop {
     pub metrics_port: u16,
     /// Stock each SKU was seeded with, for the conservation check.
     seeded: Mutex<BTreeMap<String, i64>>,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 /// A final order as the orders API reports it.
@@ -109,7 +113,7 @@ impl Shop {
             host,
             metrics_port,
             seeded: Mutex::new(BTreeMap::new()),
-            _dir: dir,
+            dir,
         };
         shop.wait_subscribed();
         shop
@@ -137,6 +141,11 @@ impl Shop {
         let response = self.host.client().get(&url);
         assert_eq!(response.status, 200, "GET {url}: {}", response.body);
         response.body
+    }
+
+    /// The file of a store the runtime config names (`inventory.db`, ...), to tamper with.
+    pub fn store_path(&self, file: &str) -> PathBuf {
+        self.dir.path().join("stores").join(file)
     }
 
     /// The last lines of the host's output, for failure messages.

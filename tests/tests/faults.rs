@@ -4,12 +4,14 @@
 //! every order: nothing lost, nothing done twice.
 
 use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shop_e2e::{is_final, unique_sku, Shop};
+use shop_e2e::{is_final, unique_sku, Shop, WebhookReceiver, SETTLE};
+use testkit::eventually;
 
 /// The channels events travel on, by producing function.
 const PRODUCERS: [&str; 3] = ["orders", "inventory", "billing"];
@@ -236,4 +238,125 @@ fn host_killed_mid_saga_and_restarted_finishes_every_order() {
     let confirmed = orders.iter().filter(|o| o["status"] == "confirmed").count();
     assert_eq!(confirmed, 4, "{orders:#?}");
     shop.check_invariants(&ids);
+}
+
+#[test]
+fn payment_provider_slower_than_the_timeout_is_retried_not_waited_for() {
+    let shop = Shop::start_with(&[("breaker_open_ms", "500")]);
+    let sku = unique_sku("SLOW");
+    shop.put_product(&sku, 1200, 5);
+
+    // Far slower than any sane provider timeout: a charge must give up, not hang the saga.
+    shop.set_faults(json!({"latency_ms": 25000}));
+    let id = shop.place_order("slowpoke", &[(&sku, 1)], "tok_visa");
+    thread::sleep(Duration::from_secs(4));
+    shop.set_faults(json!({"latency_ms": 0}));
+    let back = Instant::now();
+    let order = shop.recover_all(std::slice::from_ref(&id)).remove(0);
+    assert_eq!(order["status"], "confirmed", "{order}");
+    assert!(
+        back.elapsed() < Duration::from_secs(15),
+        "the order waited {:?} for a provider call that should have timed out",
+        back.elapsed()
+    );
+    shop.check_invariants(&[id]);
+}
+
+#[test]
+fn a_consumer_failing_for_a_while_catches_up() {
+    let shop = Shop::start();
+    let sku = unique_sku("LOCKED");
+    shop.put_product(&sku, 600, 5);
+
+    // Another process holds inventory's database exclusively: every inventory write fails.
+    let mut locker = Command::new("sqlite3")
+        .arg(shop.store_path("inventory.db"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run sqlite3 (is it installed?)");
+    let script = "BEGIN EXCLUSIVE;\n.shell sleep 8\nCOMMIT;\n";
+    std::io::Write::write_all(locker.stdin.as_mut().expect("stdin"), script.as_bytes())
+        .expect("send the lock script");
+    drop(locker.stdin.take());
+    thread::sleep(Duration::from_millis(300));
+    let ids = place_mix(&shop, &sku, 3);
+    thread::sleep(Duration::from_secs(2));
+    for id in &ids {
+        assert_eq!(
+            shop.order(id)["status"],
+            "pending",
+            "inventory could not have reserved"
+        );
+    }
+    assert!(
+        locker.wait().expect("sqlite3 ends").success(),
+        "the lock script failed"
+    );
+
+    let orders = shop.recover_all(&ids);
+    let confirmed = orders.iter().filter(|o| o["status"] == "confirmed").count();
+    assert_eq!(confirmed, 2, "{orders:#?}");
+    shop.check_invariants(&ids);
+}
+
+#[test]
+fn notification_webhook_failing_for_a_while_delivers_each_notification_once() {
+    let hook = WebhookReceiver::start();
+    hook.set_failing(true);
+    let url = format!("{}/hooks/shop", hook.origin());
+    let shop = Shop::start_with(&[
+        ("notification_webhook_url", &url),
+        ("notification_webhook_origin", &hook.origin()),
+        ("breaker_failure_threshold", "2"),
+        ("breaker_open_ms", "500"),
+    ]);
+    let sku = unique_sku("HOOK");
+    shop.put_product(&sku, 400, 10);
+
+    let ids = place_mix(&shop, &sku, 3);
+    // The saga does not wait for the webhook.
+    shop.wait_final_all(&ids);
+    let refused = eventually(SETTLE, || (hook.refused() > 0).then_some(()));
+    assert!(refused.is_some(), "the webhook was never called");
+    assert!(hook.accepted().is_empty());
+
+    hook.set_failing(false);
+    let delivered = eventually(SETTLE, || {
+        shop.sweep_all();
+        ids.iter()
+            .all(|id| {
+                let notes = shop.notifications(id);
+                notes.len() == 1 && notes[0]["status"] == "delivered"
+            })
+            .then_some(())
+    });
+    assert!(
+        delivered.is_some(),
+        "notifications never delivered\n{}",
+        shop.logs_tail()
+    );
+    shop.check_invariants(&ids);
+
+    let mut accepted: Vec<String> = hook
+        .accepted()
+        .iter()
+        .filter_map(|body| body["id"].as_str().map(str::to_string))
+        .collect();
+    accepted.sort();
+    let mut expected: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            shop.notifications(id)[0]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(
+        accepted, expected,
+        "each notification is delivered exactly once"
+    );
 }
