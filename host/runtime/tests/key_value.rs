@@ -70,6 +70,18 @@ fn default_store_round_trip_and_persistence() {
         "Spin keeps the default store in {}",
         file.display()
     );
+    let db = rusqlite::Connection::open(&file).expect("open the default store's file");
+    let stored: Vec<u8> = db
+        .query_row(
+            "SELECT value FROM spin_key_value WHERE store = 'default' AND key = 'k2'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("Spin's table layout spin_key_value(store, key, value)");
+    assert_eq!(
+        stored, b"v2",
+        "a .spin directory stays interchangeable with Spin's"
+    );
 
     host.restart();
     assert_eq!(

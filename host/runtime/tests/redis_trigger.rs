@@ -70,16 +70,37 @@ fn a_failing_handler_is_logged_and_the_subscriber_goes_on() {
     redis.publish("events", "after");
     wait_received(&host, "sink-a", json!(["before", "after"]));
     wait_received(&host, "sink-b", json!(["before", "after"]));
-    let logged = eventually(WAIT, || {
-        host.logs()
-            .contains("redis-sink asked to fail")
-            .then_some(())
-    });
-    assert!(
-        logged.is_some(),
-        "the handler's error output must be forwarded:\n{}",
-        host.logs()
-    );
+    for component in ["sink-a", "sink-b"] {
+        let failures = eventually(WAIT, || {
+            let lines = log_lines(&host);
+            let forwarded = lines
+                .iter()
+                .filter(|line| {
+                    line["component"] == component && line["message"] == "redis-sink asked to fail"
+                })
+                .count();
+            let errors = lines
+                .iter()
+                .filter(|line| line["component"] == component && line["level"] == "ERROR")
+                .count();
+            (forwarded > 0 && errors > 0).then_some((forwarded, errors))
+        });
+        assert_eq!(
+            failures,
+            Some((1, 1)),
+            "{component}: its stderr line forwarded with its id and one error logged, once \
+             (never retried); host output:\n{}",
+            host.logs()
+        );
+    }
+}
+
+/// The host's JSON log lines (other output is ignored).
+fn log_lines(host: &Host) -> Vec<Value> {
+    host.logs()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
 }
 
 #[test]
