@@ -3,7 +3,8 @@
 //! into this repository).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const SPIN_SDK: &str = "spin-sdk";
 const SPIN_SDK_VERSION: &str = "5.2.0";
@@ -30,30 +31,52 @@ fn main() {
     std::fs::write(&out, bindings_source(&wit)).expect("write spin_bindings.rs");
 }
 
-/// Asks cargo where the workspace's `spin-sdk` 5.2.0 package lives.
+/// Asks cargo where the workspace's `spin-sdk` 5.2.0 package lives: offline first (the usual case,
+/// the components were built first), then online for a fresh clone that builds the host first.
 fn locate_with_cargo_metadata(workspace: &Path) -> Option<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // Offline and for one platform: every package this build needs is already downloaded (all
-    // platforms would need Windows-only crates too), and nothing waits on the network.
-    let platform = std::env::var("TARGET").unwrap_or_else(|_| "x86_64-unknown-linux-gnu".into());
-    let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .arg("--filter-platform")
-        .arg(platform)
-        .arg("--manifest-path")
-        .arg(workspace.join("Cargo.toml"))
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let metadata = cargo_metadata(workspace, true).or_else(|| cargo_metadata(workspace, false))?;
     metadata["packages"].as_array()?.iter().find_map(|package| {
         let is_sdk = package["name"] == SPIN_SDK && package["version"] == SPIN_SDK_VERSION;
         let manifest = package["manifest_path"].as_str().filter(|_| is_sdk)?;
         let wit = Path::new(manifest).parent()?.join("wit");
         wit.is_dir().then_some(wit)
     })
+}
+
+/// `cargo metadata` for this build's platform only (all platforms would need Windows-only
+/// crates too). The online run is bounded in time so that a held cargo lock can't hang the build.
+fn cargo_metadata(workspace: &Path, offline: bool) -> Option<serde_json::Value> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let platform = std::env::var("TARGET").unwrap_or_else(|_| "x86_64-unknown-linux-gnu".into());
+    let out = PathBuf::from(std::env::var("OUT_DIR").ok()?).join("metadata.json");
+    let mut command = Command::new(cargo);
+    command
+        .args(["metadata", "--format-version", "1", "--filter-platform"])
+        .arg(platform)
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .stdout(std::fs::File::create(&out).ok()?)
+        .stderr(Stdio::null());
+    if offline {
+        command.arg("--offline");
+    }
+    let mut child = command.spawn().ok()?;
+    let deadline = Instant::now() + Duration::from_secs(if offline { 60 } else { 180 });
+    let status = loop {
+        if let Some(status) = child.try_wait().ok()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if !status.success() {
+        return None;
+    }
+    serde_json::from_slice(&std::fs::read(&out).ok()?).ok()
 }
 
 /// Fallback while no workspace member depends on `spin-sdk` yet: the copy in cargo's registry cache.
