@@ -360,3 +360,25 @@ fn notification_webhook_failing_for_a_while_delivers_each_notification_once() {
         "each notification is delivered exactly once"
     );
 }
+
+#[test]
+fn host_killed_repeatedly_during_a_burst_loses_and_repeats_nothing() {
+    let mut shop = Shop::start();
+    let sku = unique_sku("CHAOS");
+    shop.put_product(&sku, 333, 8);
+    shop.set_faults(json!({"latency_ms": 200}));
+
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        ids.extend(place_mix(&shop, &sku, 4));
+        thread::sleep(Duration::from_millis(150 * round));
+        shop.host.kill9();
+        shop.host.restart();
+        shop.wait_subscribed();
+    }
+    shop.set_faults(json!({"latency_ms": 0}));
+    let orders = shop.recover_all(&ids);
+    let confirmed = orders.iter().filter(|o| o["status"] == "confirmed").count();
+    assert!(confirmed <= 8, "more sold than stocked: {orders:#?}");
+    shop.check_invariants(&ids);
+}

@@ -369,3 +369,80 @@ fn the_invariant_check_catches_stock_changed_behind_the_sagas_back() {
         "{violations:?}"
     );
 }
+
+#[test]
+fn concurrent_replays_of_one_key_create_one_order() {
+    let shop = Shop::start();
+    let sku = unique_sku("IDEM-RACE");
+    shop.put_product(&sku, 250, 10);
+    let key = unique_key();
+    let body = order_body("hana", &[(&sku, 1)], "tok_visa");
+
+    let answers: Vec<(u16, String)> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| shop.post_order(&body, Some(&key))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                let response = h.join().expect("replay thread");
+                (response.status, response.body)
+            })
+            .collect()
+    });
+    let mut ids = Vec::new();
+    for (status, body) in &answers {
+        assert!(matches!(status, 200 | 201), "{status} {body}");
+        let order: Value = serde_json::from_str(body).expect("order JSON");
+        ids.push(order["id"].as_str().expect("id").to_string());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one key, one order: {answers:?}");
+    assert_eq!(shop.wait_final(&ids[0])["status"], "confirmed");
+    shop.check_invariants(&ids);
+    assert_eq!(stock(&shop, &sku), (9, 0));
+}
+
+#[test]
+fn cancels_racing_the_saga_end_either_cancelled_and_refunded_or_confirmed() {
+    let shop = Shop::start();
+    let sku = unique_sku("CANCEL-RACE");
+    shop.put_product(&sku, 990, 20);
+
+    let ids: Vec<String> = (0..10)
+        .map(|n| shop.place_order(&format!("racer-{n}"), &[(&sku, 1)], "tok_visa"))
+        .collect();
+    // Cancels land at staggered moments, some before and some after the payment.
+    let answers: Vec<u16> = thread::scope(|scope| {
+        let handles: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(n, id)| {
+                let shop = &shop;
+                scope.spawn(move || {
+                    thread::sleep(Duration::from_millis(40 * n as u64));
+                    let path = format!("/orders/{id}/cancel");
+                    shop.send("POST", &path, &[], &Value::Null).status
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("cancel thread"))
+            .collect()
+    });
+    let orders = shop.wait_final_all(&ids);
+    for (order, status) in orders.iter().zip(&answers) {
+        let expected = match status {
+            200 => "cancelled",
+            409 => "confirmed",
+            other => panic!("cancel answered {other} for {order}"),
+        };
+        assert_eq!(
+            order["status"], expected,
+            "cancel answered {status}: {order}"
+        );
+    }
+    shop.check_invariants(&ids);
+}
