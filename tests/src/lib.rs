@@ -547,9 +547,9 @@ fn skus(shop: &Shop, ids: &[String]) -> Vec<String> {
     all
 }
 
-/// The host's state directory, shared by every test: with all stores placed in the test's own
-/// directory by the runtime config, it holds only Wasmtime's code cache, so the components are
-/// compiled once per build instead of once per test.
+/// The host's state directory, shared by every test: with stores and logs placed in the test's
+/// own directory by the runtime config, it holds only Wasmtime's code cache, so the components
+/// are compiled once per build instead of once per test.
 fn shared_state_dir() -> PathBuf {
     workspace_root().join("target/shop-e2e-state")
 }
@@ -575,8 +575,22 @@ fn write_runtime_config(dir: &Path) -> PathBuf {
             _ => line.to_string(),
         })
         .collect();
+    // The shared state directory keeps only the code cache: logs and the default store stay
+    // with the test.
+    let header = [
+        format!("log_dir = {:?}", dir.join("logs").display().to_string()),
+        String::new(),
+        "[key_value_store.default]".to_string(),
+        "type = \"spin\"".to_string(),
+        format!(
+            "path = {:?}",
+            stores.join("default.db").display().to_string()
+        ),
+        String::new(),
+    ];
     let path = dir.join("runtime-config.toml");
-    fs::write(&path, rewritten.join("\n")).expect("write runtime config");
+    let text = [header.join("\n"), rewritten.join("\n")].join("\n");
+    fs::write(&path, text).expect("write runtime config");
     path
 }
 
