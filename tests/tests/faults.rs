@@ -382,3 +382,53 @@ fn host_killed_repeatedly_during_a_burst_loses_and_repeats_nothing() {
     assert!(confirmed <= 8, "more sold than stocked: {orders:#?}");
     shop.check_invariants(&ids);
 }
+
+/// Drops the app's Redis subscription over and over for `span`: what is published meanwhile
+/// reaches nobody, as when a consumer is briefly away.
+fn drop_subscriptions_for(shop: &Shop, span: Duration) {
+    let mut connection = shop.redis.connection();
+    let until = Instant::now() + span;
+    while Instant::now() < until {
+        let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut connection);
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_missed_event_is_filled_from_the_feed_when_the_next_one_arrives() {
+    let shop = Shop::start();
+    let sku = unique_sku("GAP");
+    shop.put_product(&sku, 450, 10);
+
+    // Place orders while the subscription keeps dropping until one of them is left behind
+    // (its events published to nobody); nothing calls the sweep in this test.
+    let mut ids = Vec::new();
+    let stuck = (0..5).find_map(|_| {
+        let id = thread::scope(|scope| {
+            let storm = scope.spawn(|| drop_subscriptions_for(&shop, Duration::from_millis(600)));
+            thread::sleep(Duration::from_millis(100));
+            let id = shop.place_order("gappy", &[(&sku, 1)], "tok_visa");
+            storm.join().expect("storm thread");
+            id
+        });
+        shop.wait_subscribed();
+        ids.push(id.clone());
+        thread::sleep(Duration::from_secs(1));
+        (!is_final(&shop.order(&id))).then_some(id)
+    });
+    let stuck = stuck.expect("no event was ever missed: the fault was not injected");
+    assert!(!is_final(&shop.order(&stuck)));
+
+    // The next event on the channel reveals the gap; consumers read what they missed.
+    ids.push(shop.place_order("gappy", &[(&sku, 1)], "tok_visa"));
+    let orders = shop.wait_final_all(&ids);
+    assert!(
+        orders.iter().all(|o| o["status"] == "confirmed"),
+        "{orders:#?}"
+    );
+    shop.check_invariants(&ids);
+}
