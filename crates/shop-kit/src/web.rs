@@ -2,7 +2,7 @@
 //! one error shape, query strings, admin checks and the common `health`/`events` routes.
 
 use serde::Serialize;
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{Request, Response};
 
 use crate::log::Logger;
 use crate::routes::{Params, Resolved, Route};
@@ -135,15 +135,6 @@ pub fn health(service: &str) -> Response {
     )
 }
 
-/// Requires `method` for a route; otherwise 405.
-pub fn only(req: &Request, method: Method, service: &str) -> Result<(), Response> {
-    if *req.method() == method {
-        Ok(())
-    } else {
-        Err(method_not_allowed(service, &method.to_string()))
-    }
-}
-
 /// Answers `GET /<fn>/events?after=N&limit=M` from the outbox of `db`.
 pub fn serve_feed(ctx: &Ctx, req: &Request, db: &crate::sqlite::Db) -> Result<Response, Failure> {
     let (after, limit) = crate::outbox::feed_params(&query(req))?;
@@ -158,7 +149,7 @@ mod tests {
     #[test]
     fn path_segments_are_percent_decoded_one_by_one() {
         let req = Request::builder()
-            .method(Method::Get)
+            .method(spin_sdk::http::Method::Get)
             .uri("/payment-sim//charges/a%2Fb%2A/")
             .build();
         assert_eq!(segments(&req), ["payment-sim", "charges", "a/b*"]);
