@@ -19,11 +19,22 @@ SCHEMATHESIS_VERSION="4.32.5"
 
 ensure_redis_installed
 
-if [ ! -x "$VENV/bin/schemathesis" ] ||
-  [ "$("$VENV/bin/schemathesis" --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
+PYDEPS="$ROOT/target/contract-py"
+has_version() { "$@" --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VERSION\$"; }
+# A venv under target/; where python3-venv is missing, a plain `pip install --target`.
+if has_version "$VENV/bin/schemathesis"; then
+  schemathesis=("$VENV/bin/schemathesis")
+elif has_version env PYTHONPATH="$PYDEPS" python3 -m schemathesis.cli; then
+  schemathesis=(env PYTHONPATH="$PYDEPS" python3 -m schemathesis.cli)
+elif python3 -m venv --clear "$VENV" >/dev/null 2>&1; then
   log "installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
-  python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  schemathesis=("$VENV/bin/schemathesis")
+else
+  log "installing schemathesis $SCHEMATHESIS_VERSION into $PYDEPS"
+  python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$PYDEPS" \
+    "schemathesis==$SCHEMATHESIS_VERSION"
+  schemathesis=(env PYTHONPATH="$PYDEPS" python3 -m schemathesis.cli)
 fi
 
 if [ "${CONTRACT_SKIP_BUILD:-}" != 1 ]; then
@@ -92,7 +103,7 @@ contract() {
   local fn="$1" label="$2"
   shift 2
   log "schemathesis: $label"
-  if ! (cd "$WORK" && "$VENV/bin/schemathesis" --config-file "$ROOT/scripts/schemathesis.toml" \
+  if ! (cd "$WORK" && "${schemathesis[@]}" --config-file "$ROOT/scripts/schemathesis.toml" \
     run "$ORIGIN/$fn/openapi.json" --url "$ORIGIN" \
     --checks all --max-examples "$MAX_EXAMPLES" --seed "$SEED" --workers 1 \
     --header "Authorization: Bearer $ADMIN_TOKEN" --request-timeout 20 \
