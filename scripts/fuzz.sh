@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for a bounded time (default 60 s each) from the committed seed
+# corpus in fuzz/corpus/<target>; fails on the first crash (libFuzzer leaves the input in
+# fuzz/artifacts/<target>/). New corpus entries go to a scratch directory, so the tree stays clean.
+# Usage: scripts/fuzz.sh [seconds-per-target] [target...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds="${1:-60}"
+shift || true
+
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    echo "fuzz.sh: the nightly toolchain is required (rustup toolchain install nightly)" >&2
+    exit 1
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz.sh: installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked
+fi
+
+cd fuzz
+if [ "$#" -gt 0 ]; then
+    targets=("$@")
+else
+    mapfile -t targets < <(cargo +nightly fuzz list)
+fi
+
+# One build of every target, before any clock starts.
+cargo +nightly fuzz build
+
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+for target in "${targets[@]}"; do
+    mkdir -p "$scratch/$target"
+    echo "fuzz.sh: $target for ${seconds}s"
+    status=0
+    cargo +nightly fuzz run "$target" "$scratch/$target" "corpus/$target" -- \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        >"$scratch/$target.log" 2>&1 || status=$?
+    grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)' "$scratch/$target.log" || true
+    if [ "$status" -ne 0 ]; then
+        tail -n 60 "$scratch/$target.log" >&2
+        echo "fuzz.sh: $target crashed (exit $status); reproduce with:" >&2
+        echo "  cd fuzz && cargo +nightly fuzz run $target artifacts/$target/<crash-file>" >&2
+        exit 1
+    fi
+done
+echo "fuzz.sh: all ${#targets[@]} targets ran ${seconds}s each without a crash"
