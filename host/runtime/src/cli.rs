@@ -100,10 +100,13 @@ async fn up(args: UpArgs) -> Result<()> {
     };
     let app = Arc::new(tokio::task::block_in_place(|| App::load(&options))?);
     let metrics = Arc::new(Metrics::default());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let http = HttpTrigger::new(
         app.clone(),
         HttpTriggerConfig {
-            listen: args.listen,
+            listen: listener.local_addr()?,
             max_request_body: args.max_request_body,
         },
         metrics.clone(),
@@ -118,9 +121,6 @@ async fn up(args: UpArgs) -> Result<()> {
             }
         });
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(
         address = %listener.local_addr()?,
         app = %app.manifest.application.name,

@@ -105,6 +105,10 @@ impl HttpTrigger {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
+        // As `spin up` lists its available routes.
+        for (route, component) in self.inner.router.routes() {
+            tracing::info!(component, route, url = %format!("http://{}{}", self.inner.listen, route.trim_end_matches("/...")), "route");
+        }
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
