@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# One-command benchmark of the shop on shop-host, with a native baseline (see BENCHMARKS.md).
+# Builds in release, starts redis-server + shop-host (temp state dir) + bench/native-baseline on
+# free loopback ports, drives load with wrk (closed loop) and bench/rate.py (fixed rate), and
+# prints one table. Not part of CI. Knobs: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (16).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+CONNECTIONS=${BENCH_CONNECTIONS:-16}
+THREADS=2
+ADMIN_TOKEN=bench-admin-token
+SAGA_RATE=100
+cd "$ROOT"
+
+log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+if ! command -v wrk >/dev/null; then
+    log "wrk is missing: install it (apt-get install -y wrk)"
+    exit 1
+fi
+
+log "building shop-host and native-baseline (release) and the components"
+cargo build --release -q -p shop-host -p native-baseline
+cargo build --release -q --target wasm32-wasip2 \
+    -p orders -p inventory -p billing -p notifications -p payment-sim
+
+WORK=$(mktemp -d -t shop-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+# Polls URL until it answers 2xx; prints the milliseconds since START_MS.
+wait_ready() {
+    local url=$1 start_ms=$2 deadline=$(( $2 + 120000 ))
+    until curl -sf -o /dev/null "$url"; do
+        if (( $(now_ms) > deadline )); then log "$url never answered"; exit 1; fi
+        sleep 0.005
+    done
+    echo $(( $(now_ms) - start_ms ))
+}
+
+# Samples a process's VmRSS every 200 ms into FILE (max kept by the reader) until killed.
+sample_rss() { while kill -0 "$1" 2>/dev/null; do rss_mib "$1" >>"$2"; echo >>"$2"; sleep 0.2; done; }
+
+# wrk in closed loop; prints "req_per_s p50_ms p99_ms non2xx".
+run_wrk() {
+    local out
+    out=$(wrk -t"$THREADS" -c"$1" -d"${SECONDS_PER_RUN}s" --latency "${@:2}")
+    echo "$out" | awk '
+        function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+        /Requests\/sec/ { rps = $2 }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /Non-2xx/ { bad = $NF }
+        END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, bad }'
+}
+
+# --- redis and the runtime config (every store under $WORK/stores) ---
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    >"$WORK/redis.log" 2>&1 &
+PIDS+=($!)
+mkdir -p "$WORK/stores"
+sed -E "s#^path = \".*/([^/\"]+)\"#path = \"$WORK/stores/\\1\"#" runtime-config.toml >"$WORK/runtime-config.toml"
+
+HOST_PORT=$(free_port)
+METRICS_PORT=$(free_port)
+BASE="http://127.0.0.1:$HOST_PORT"
+HOST_PID=
+start_host() {
+    SPIN_VARIABLE_ADMIN_TOKEN=$ADMIN_TOKEN RUST_LOG=warn target/release/shop-host up \
+        -f spin.toml --listen "127.0.0.1:$HOST_PORT" --state-dir "$WORK/state" \
+        --runtime-config-file "$WORK/runtime-config.toml" \
+        --metrics-listen "127.0.0.1:$METRICS_PORT" \
+        --variable "redis_address=redis://127.0.0.1:$REDIS_PORT" \
+        --variable "app_base_url=$BASE" \
+        --variable "payment_provider_url=$BASE/payment-sim" \
+        --variable "payment_provider_origin=$BASE" \
+        --variable "notification_webhook_origin=$BASE" \
+        2>>"$WORK/host.log" &
+    HOST_PID=$!
+    PIDS+=("$HOST_PID")
+}
+stop_host() { kill "$HOST_PID"; wait "$HOST_PID" 2>/dev/null || true; }
+
+# --- start-up: cold (empty code cache) then warm (cache from the first start) ---
+log "start-up cold (empty compile cache)"
+t0=$(now_ms); start_host; COLD_MS=$(wait_ready "$BASE/inventory/health" "$t0")
+stop_host
+log "start-up warm"
+t0=$(now_ms); start_host; WARM_MS=$(wait_ready "$BASE/inventory/health" "$t0")
+sleep 2
+IDLE_RSS=$(rss_mib "$HOST_PID")
+
+# --- seed ---
+put_product() {
+    curl -sf -o /dev/null -X PUT "$BASE/inventory/products/$1" \
+        -H "authorization: Bearer $ADMIN_TOKEN" -H 'content-type: application/json' \
+        -d "{\"name\":\"Bench $1\",\"price_cents\":1999,\"available\":$2}"
+}
+put_product bench-read 1000
+put_product bench-order 900000000
+# Redis subscriptions are live once the trigger has subscribed; give it a moment after start.
+sleep 1
+
+sample_rss "$HOST_PID" "$WORK/rss.txt" &
+SAMPLER=$!
+PIDS+=("$SAMPLER")
+
+# --- reads: Wasm, then the native twin over the same inventory database ---
+log "GET /inventory/products/:sku on the host (${SECONDS_PER_RUN}s, $CONNECTIONS connections)"
+read -r W_RPS W_P50 W_P99 W_BAD < <(run_wrk "$CONNECTIONS" "$BASE/inventory/products/bench-read")
+log "GET /inventory/health on the host, 1 connection"
+read -r WH_RPS WH_P50 WH_P99 _ < <(run_wrk 1 "$BASE/inventory/health")
+
+NATIVE_PORT=$(free_port)
+NBASE="http://127.0.0.1:$NATIVE_PORT"
+target/release/native-baseline "127.0.0.1:$NATIVE_PORT" "$WORK/stores/inventory.db" &
+NATIVE_PID=$!
+PIDS+=("$NATIVE_PID")
+wait_ready "$NBASE/inventory/health" "$(now_ms)" >/dev/null
+log "GET /inventory/products/:sku on the native baseline"
+read -r N_RPS N_P50 N_P99 N_BAD < <(run_wrk "$CONNECTIONS" "$NBASE/inventory/products/bench-read")
+log "GET /inventory/health on the native baseline, 1 connection"
+read -r NH_RPS NH_P50 NH_P99 _ < <(run_wrk 1 "$NBASE/inventory/health")
+kill "$NATIVE_PID"
+
+# --- saga completion at a fixed offered rate ---
+log "saga: $SAGA_RATE orders/s for ${SECONDS_PER_RUN}s, created -> confirmed"
+read -r S_P50 S_P99 S_DONE S_PLACED < <(python3 bench/rate.py saga "$BASE" "$SAGA_RATE" "$SECONDS_PER_RUN" bench-order)
+
+# Waits until no order is pending or reserved (the saga backlog of a load run has drained).
+drain() {
+    local deadline=$(( $(now_ms) + 120000 ))
+    while (( $(now_ms) < deadline )); do
+        local open=0
+        for s in pending reserved; do
+            open=$(( open + $(curl -sf "$BASE/orders?status=$s&limit=1" | jq '.orders | length') ))
+        done
+        (( open == 0 )) && return 0
+        sleep 0.5
+    done
+    log "saga backlog did not drain within 120 s"
+}
+
+# --- POST /orders: maximum throughput, then latency at half of it ---
+log "POST /orders, closed loop"
+read -r P_RPS P_P50 P_P99 P_BAD < <(run_wrk "$CONNECTIONS" -s bench/post_order.lua "$BASE/orders")
+log "draining the saga backlog"
+drain
+HALF=$(( P_RPS / 2 ))
+log "POST /orders at $HALF/s (half of the maximum)"
+read -r H_P50 H_P99 H_OK H_SENT < <(python3 bench/rate.py post "$BASE" "$HALF" "$SECONDS_PER_RUN" bench-order)
+kill "$SAMPLER"
+LOAD_RSS=$(sort -n "$WORK/rss.txt" | tail -1)
+drain
+
+# --- the table ---
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }'; }
+diff_us() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (a-b)*1000 }'; }
+cat <<TABLE
+
+| measurement | value |
+| --- | --- |
+| GET /inventory/products/:sku, Wasm (c=$CONNECTIONS) | $W_RPS req/s, p50 $W_P50 ms, p99 $W_P99 ms, non-2xx $W_BAD |
+| GET /inventory/products/:sku, native (c=$CONNECTIONS) | $N_RPS req/s, p50 $N_P50 ms, p99 $N_P99 ms, non-2xx $N_BAD |
+| Wasm / native read throughput | $(ratio "$W_RPS" "$N_RPS") |
+| GET /inventory/health c=1, Wasm vs native | $WH_RPS vs $NH_RPS req/s; p50 $WH_P50 vs $NH_P50 ms |
+| per-request Wasm overhead (health p50 Wasm - native: instantiate + run) | $(diff_us "$WH_P50" "$NH_P50") µs |
+| POST /orders max (c=$CONNECTIONS) | $P_RPS req/s, p50 $P_P50 ms, p99 $P_P99 ms, non-2xx $P_BAD |
+| POST /orders at $HALF/s (half max), fixed rate | p50 $H_P50 ms, p99 $H_P99 ms ($H_OK/$H_SENT created) |
+| saga created -> confirmed at $SAGA_RATE orders/s | p50 $S_P50 ms, p99 $S_P99 ms ($S_DONE confirmed / $S_PLACED placed) |
+| host RSS idle / max under load | $IDLE_RSS MiB / $LOAD_RSS MiB |
+| start-up to first served request, cold / warm cache | $COLD_MS ms / $WARM_MS ms |
+TABLE
