@@ -48,6 +48,30 @@ fn one_order_is_followed_through_every_function_by_its_trace_id() {
 
     let order = shop.wait_final(&id);
     assert_eq!(order["status"], "confirmed", "{order}");
+    // The order's timeline names what caused each step, and when.
+    let timeline: Vec<(&str, &str)> = order["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|step| {
+            assert!(
+                step["at"].as_str().is_some_and(|at| at.ends_with('Z')),
+                "{step}"
+            );
+            (
+                step["status"].as_str().unwrap_or_default(),
+                step["source"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        timeline,
+        [
+            ("pending", "orders: POST /orders"),
+            ("reserved", "inventory: stock-reserved"),
+            ("confirmed", "billing: payment-captured"),
+        ]
+    );
     let notified = eventually(SETTLE, || {
         (!shop.notifications(&id).is_empty()).then_some(())
     });

@@ -62,6 +62,30 @@ pub struct Step {
     pub reason: Option<String>,
 }
 
+impl Step {
+    /// What caused the step, for a person debugging the saga: each transition has exactly one
+    /// cause, a request to orders or an event of another function (`<function>: <cause>`).
+    pub fn source(&self) -> &'static str {
+        match (self.status, self.reason.as_deref()) {
+            (Status::Pending, _) => "orders: POST /orders",
+            (Status::Reserved, _) => "inventory: stock-reserved",
+            (Status::Confirmed, _) => "billing: payment-captured",
+            (Status::Cancelled, Some("out_of_stock")) => "inventory: stock-rejected",
+            (Status::Cancelled, Some("payment_declined")) => "billing: payment-declined",
+            (Status::Cancelled, _) => "orders: POST /orders/{id}/cancel",
+        }
+    }
+
+    fn view(&self) -> Value {
+        json!({
+            "status": self.status,
+            "at": self.at,
+            "reason": self.reason,
+            "source": self.source(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub id: String,
@@ -267,7 +291,7 @@ impl Order {
             "cancel_reason": self.cancel_reason,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
-            "history": self.history,
+            "history": self.history.iter().map(Step::view).collect::<Vec<_>>(),
         })
     }
 }
@@ -378,6 +402,20 @@ mod tests {
         assert_eq!(o.status, Status::Confirmed);
         assert_eq!(o.history.len(), 3);
         assert!(o.cancel_by_customer("t3").is_err());
+        let sources: Vec<Value> = o.view()["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| step["source"].clone())
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                "orders: POST /orders",
+                "inventory: stock-reserved",
+                "billing: payment-captured"
+            ]
+        );
     }
 
     #[test]
@@ -393,6 +431,7 @@ mod tests {
         let mut o = placed();
         assert!(o.stock_rejected("t1").is_some());
         assert_eq!(o.cancel_reason.as_deref(), Some("out_of_stock"));
+        assert_eq!(o.history[1].source(), "inventory: stock-rejected");
         assert!(o.payment_declined("t2").is_none());
         assert!(o.payment_captured(10, "t3").is_none());
         assert_eq!(o.status, Status::Cancelled);
