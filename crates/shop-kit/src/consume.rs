@@ -1,6 +1,7 @@
 //! Delivering events to a consumer in order, exactly once in effect: duplicates are ignored,
 //! and a gap is filled from the producer's feed before the new event is applied.
 
+use crate::deadletter::{self, DeadLetterPort};
 use crate::feed::Feed;
 use crate::inbox::Outcome;
 use crate::Envelope;
@@ -15,6 +16,22 @@ const MAX_PAGES: usize = 50;
 pub trait Consumer {
     fn last_seq(&self, source: &str) -> anyhow::Result<i64>;
     async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome>;
+    /// Where events that keep failing are parked; `None` retries them for ever.
+    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
+        None
+    }
+}
+
+/// Applies `env`; a failure is counted and, once it has failed often enough, the event is
+/// parked so the events after it can flow.
+async fn apply_or_park(consumer: &impl Consumer, env: &Envelope) -> anyhow::Result<Outcome> {
+    match consumer.apply(env).await {
+        Ok(outcome) => Ok(outcome),
+        Err(e) => match consumer.dead_letters() {
+            Some(port) => deadletter::on_failure(port, env, e),
+            None => Err(e),
+        },
+    }
 }
 
 /// Applies `env`, first filling any gap before it from `feed`.
@@ -23,8 +40,8 @@ pub async fn deliver(
     feed: &impl Feed,
     env: &Envelope,
 ) -> anyhow::Result<()> {
-    match consumer.apply(env).await? {
-        Outcome::Applied | Outcome::Duplicate => Ok(()),
+    match apply_or_park(consumer, env).await? {
+        Outcome::Applied | Outcome::Duplicate | Outcome::Parked => Ok(()),
         Outcome::Gap { .. } => {
             catch_up(consumer, feed, &env.source, Some(env.seq)).await?;
             Ok(())
@@ -52,9 +69,9 @@ pub async fn catch_up(
             break;
         }
         for env in &page {
-            match consumer.apply(env).await? {
+            match apply_or_park(consumer, env).await? {
                 Outcome::Applied => applied += 1,
-                Outcome::Duplicate => {}
+                Outcome::Duplicate | Outcome::Parked => {}
                 Outcome::Gap { last } => {
                     anyhow::bail!("feed of {source} skips from {last} to {}", env.seq)
                 }
@@ -162,5 +179,92 @@ mod tests {
         let c = Recorder::default();
         assert!(block_on(catch_up(&c, &feed, "orders", None)).is_err());
         assert_eq!(*c.applied.borrow(), vec![1]);
+    }
+
+    /// Fails on `poison` until parked; counts attempts in memory.
+    struct Poisoned {
+        inner: Recorder,
+        poison: i64,
+        attempts: RefCell<i64>,
+        parked: RefCell<Vec<i64>>,
+    }
+
+    impl Poisoned {
+        fn new(poison: i64) -> Self {
+            Poisoned {
+                inner: Recorder::default(),
+                poison,
+                attempts: RefCell::new(0),
+                parked: RefCell::default(),
+            }
+        }
+    }
+
+    impl Consumer for Poisoned {
+        fn last_seq(&self, source: &str) -> anyhow::Result<i64> {
+            let parked = self.parked.borrow().last().copied().unwrap_or(0);
+            Ok(self.inner.last_seq(source)?.max(parked))
+        }
+        async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome> {
+            if position(self.last_seq(&env.source)?, env.seq) == Position::Next
+                && env.seq == self.poison
+            {
+                anyhow::bail!("cannot apply {}", env.seq);
+            }
+            self.inner.apply(env).await
+        }
+        fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
+            Some(self)
+        }
+    }
+
+    impl DeadLetterPort for Poisoned {
+        fn after(&self) -> i64 {
+            3
+        }
+        fn count_failure(&self, _: &Envelope, _: &str) -> anyhow::Result<i64> {
+            *self.attempts.borrow_mut() += 1;
+            Ok(*self.attempts.borrow())
+        }
+        fn park(&self, env: &Envelope, _: &str, _: i64) -> anyhow::Result<Outcome> {
+            self.parked.borrow_mut().push(env.seq);
+            // The recorder's position must move past the parked event as an inbox would.
+            self.inner.applied.borrow_mut().push(env.seq);
+            Ok(Outcome::Parked)
+        }
+    }
+
+    #[test]
+    fn a_poison_event_fails_until_parked_then_later_events_flow() {
+        let feed = VecFeed((1..=4).map(env).collect());
+        let c = Poisoned::new(2);
+        block_on(deliver(&c, &feed, &env(1))).unwrap();
+        assert!(block_on(deliver(&c, &feed, &env(2))).is_err());
+        assert!(block_on(deliver(&c, &feed, &env(2))).is_err());
+        assert!(c.parked.borrow().is_empty());
+        block_on(deliver(&c, &feed, &env(4))).unwrap();
+        assert_eq!(*c.parked.borrow(), vec![2]);
+        assert_eq!(*c.inner.applied.borrow(), vec![1, 2, 3, 4]);
+        assert_eq!(*c.attempts.borrow(), 3);
+    }
+
+    #[test]
+    fn a_failure_below_the_threshold_is_returned_not_parked() {
+        let failing = crate::deadletter::on_failure(&NeverPark, &env(2), anyhow::anyhow!("boom"));
+        assert!(failing.is_err());
+    }
+
+    struct NeverPark;
+
+    impl DeadLetterPort for NeverPark {
+        fn after(&self) -> i64 {
+            5
+        }
+        fn count_failure(&self, _: &Envelope, _: &str) -> anyhow::Result<i64> {
+            Ok(1)
+        }
+        fn park(&self, _: &Envelope, _: &str, _: i64) -> anyhow::Result<Outcome> {
+            anyhow::bail!("must not park before the threshold")
+        }
     }
 }

@@ -29,7 +29,11 @@ pub fn position(last: i64, seq: i64) -> Position {
 pub enum Outcome {
     Applied,
     Duplicate,
-    Gap { last: i64 },
+    Gap {
+        last: i64,
+    },
+    /// Failed too often: parked as a dead letter, and the inbox moved past it.
+    Parked,
 }
 
 /// The inbox as a transaction sees it.

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod consume;
+pub mod deadletter;
 pub mod envelope;
 pub mod error;
 pub mod feed;
