@@ -2,7 +2,9 @@
 # One-command benchmark of the shop on shop-host, with a native baseline (see BENCHMARKS.md).
 # Builds in release, starts redis-server + shop-host (temp state dir) + bench/native-baseline on
 # free loopback ports, drives load with wrk (closed loop) and bench/rate.py (fixed rate), and
-# prints one table. Not part of CI. Knobs: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (16).
+# prints one table. Not part of CI. Knobs: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (16),
+# BENCH_PROFILE (release; "dev" runs the debug host, whose dependencies are optimised too),
+# BENCH_SKIP_BUILD=1 (use the binaries and components already built).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,6 +13,12 @@ CONNECTIONS=${BENCH_CONNECTIONS:-16}
 THREADS=2
 ADMIN_TOKEN=bench-admin-token
 SAGA_RATE=100
+PROFILE=${BENCH_PROFILE:-release}
+case "$PROFILE" in
+    release) BIN=target/release; PROFILE_FLAG=--release ;;
+    dev) BIN=target/debug; PROFILE_FLAG= ;;
+    *) echo "BENCH_PROFILE must be release or dev" >&2; exit 1 ;;
+esac
 cd "$ROOT"
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -20,10 +28,12 @@ if ! command -v wrk >/dev/null; then
     exit 1
 fi
 
-log "building shop-host and native-baseline (release) and the components"
-cargo build --release -q -p shop-host -p native-baseline
-cargo build --release -q --target wasm32-wasip2 \
-    -p orders -p inventory -p billing -p notifications -p payment-sim
+if [[ -z ${BENCH_SKIP_BUILD:-} ]]; then
+    log "building shop-host and native-baseline ($PROFILE) and the components (release)"
+    cargo build $PROFILE_FLAG -q -p shop-host -p native-baseline
+    cargo build --release -q --target wasm32-wasip2 \
+        -p orders -p inventory -p billing -p notifications -p payment-sim
+fi
 
 WORK=$(mktemp -d -t shop-bench.XXXXXX)
 PIDS=()
@@ -54,7 +64,7 @@ sample_rss() { while kill -0 "$1" 2>/dev/null; do rss_mib "$1" >>"$2"; echo >>"$
 # wrk in closed loop; prints "req_per_s p50_ms p99_ms non2xx".
 run_wrk() {
     local out
-    out=$(wrk -t"$THREADS" -c"$1" -d"${SECONDS_PER_RUN}s" --latency "${@:2}")
+    out=$(wrk -t"$(( $1 < THREADS ? $1 : THREADS ))" -c"$1" -d"${SECONDS_PER_RUN}s" --latency "${@:2}")
     echo "$out" | awk '
         function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
         /Requests\/sec/ { rps = $2 }
@@ -77,7 +87,7 @@ METRICS_PORT=$(free_port)
 BASE="http://127.0.0.1:$HOST_PORT"
 HOST_PID=
 start_host() {
-    SPIN_VARIABLE_ADMIN_TOKEN=$ADMIN_TOKEN RUST_LOG=warn target/release/shop-host up \
+    SPIN_VARIABLE_ADMIN_TOKEN=$ADMIN_TOKEN RUST_LOG=warn "$BIN/shop-host" up \
         -f spin.toml --listen "127.0.0.1:$HOST_PORT" --state-dir "$WORK/state" \
         --runtime-config-file "$WORK/runtime-config.toml" \
         --metrics-listen "127.0.0.1:$METRICS_PORT" \
@@ -124,7 +134,7 @@ read -r WH_RPS WH_P50 WH_P99 _ < <(run_wrk 1 "$BASE/inventory/health")
 
 NATIVE_PORT=$(free_port)
 NBASE="http://127.0.0.1:$NATIVE_PORT"
-target/release/native-baseline "127.0.0.1:$NATIVE_PORT" "$WORK/stores/inventory.db" &
+"$BIN/native-baseline" "127.0.0.1:$NATIVE_PORT" "$WORK/stores/inventory.db" &
 NATIVE_PID=$!
 PIDS+=("$NATIVE_PID")
 wait_ready "$NBASE/inventory/health" "$(now_ms)" >/dev/null
@@ -140,7 +150,7 @@ read -r S_P50 S_P99 S_DONE S_PLACED < <(python3 bench/rate.py saga "$BASE" "$SAG
 
 # Waits until no order is pending or reserved (the saga backlog of a load run has drained).
 drain() {
-    local deadline=$(( $(now_ms) + 120000 ))
+    local deadline=$(( $(now_ms) + 60000 ))
     while (( $(now_ms) < deadline )); do
         local open=0
         for s in pending reserved; do
@@ -149,7 +159,7 @@ drain() {
         (( open == 0 )) && return 0
         sleep 0.5
     done
-    log "saga backlog did not drain within 120 s"
+    log "saga backlog did not drain within 60 s"
 }
 
 # --- POST /orders: maximum throughput, then latency at half of it ---
@@ -162,7 +172,6 @@ log "POST /orders at $HALF/s (half of the maximum)"
 read -r H_P50 H_P99 H_OK H_SENT < <(python3 bench/rate.py post "$BASE" "$HALF" "$SECONDS_PER_RUN" bench-order)
 kill "$SAMPLER"
 LOAD_RSS=$(sort -n "$WORK/rss.txt" | tail -1)
-drain
 
 # --- the table ---
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }'; }
