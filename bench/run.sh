@@ -4,7 +4,7 @@
 # free loopback ports, drives load with wrk (closed loop) and bench/rate.py (fixed rate), and
 # prints one table. Not part of CI. Knobs: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (16),
 # BENCH_PROFILE (release; "dev" runs the debug host, whose dependencies are optimised too),
-# BENCH_SKIP_BUILD=1 (use the binaries and components already built).
+# BENCH_SKIP_BUILD=1 (use the binaries and components already built), BENCH_SAGA_RATE (100/s).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,7 +12,7 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
 THREADS=2
 ADMIN_TOKEN=bench-admin-token
-SAGA_RATE=100
+SAGA_RATE=${BENCH_SAGA_RATE:-100}
 PROFILE=${BENCH_PROFILE:-release}
 case "$PROFILE" in
     release) BIN=target/release; PROFILE_FLAG=--release ;;
