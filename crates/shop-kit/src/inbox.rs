@@ -40,6 +40,10 @@ pub enum Outcome {
 pub trait InboxPort {
     fn inbox_last(&self, source: &str) -> anyhow::Result<i64>;
     fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()>;
+    /// Where events that keep failing are parked; `None` retries them for ever.
+    fn dead_letters(&self) -> Option<&dyn crate::deadletter::DeadLetterPort> {
+        None
+    }
 }
 
 /// Runs `effect` only when `env` is the next event of its source, and records it as applied.
@@ -66,6 +70,9 @@ pub mod sql {
     use spin_sdk::sqlite::Value;
 
     pub fn last(db: &Db, source: &str) -> anyhow::Result<i64> {
+        if let Some(seq) = db.replaying(source) {
+            return Ok(seq - 1);
+        }
         let rows = db.exec(
             "SELECT last_seq FROM inbox WHERE source = ?",
             &[Value::Text(source.into())],
@@ -73,12 +80,19 @@ pub mod sql {
         Ok(rows.rows.first().map(|r| int(r, 0)).unwrap_or(0))
     }
 
+    /// Never moves back: a replayed dead letter advances to its own seq, behind the inbox.
     pub fn advance(db: &Db, source: &str, seq: i64) -> anyhow::Result<()> {
         db.exec(
             "INSERT INTO inbox (source, last_seq) VALUES (?, ?) \
-             ON CONFLICT(source) DO UPDATE SET last_seq = excluded.last_seq",
+             ON CONFLICT(source) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
             &[Value::Text(source.into()), Value::Integer(seq)],
         )?;
+        if db.replaying(source) == Some(seq) {
+            db.exec(
+                "DELETE FROM dead_letters WHERE source = ? AND seq = ?",
+                &[Value::Text(source.into()), Value::Integer(seq)],
+            )?;
+        }
         Ok(())
     }
 }

@@ -9,6 +9,8 @@ use crate::migrate::{migrate, Migration, SchemaDb};
 /// An open, migrated database.
 pub struct Db {
     conn: Connection,
+    /// The dead letter being replayed on this connection, if any (see `deadletter::sql`).
+    replaying: std::cell::RefCell<Option<(String, i64)>>,
 }
 
 impl Db {
@@ -16,12 +18,27 @@ impl Db {
     pub fn open(label: &str, migrations: &[Migration]) -> anyhow::Result<Self> {
         let conn =
             Connection::open(label).map_err(|e| anyhow!("opening database {label}: {e:?}"))?;
-        let db = Db { conn };
+        let db = Db {
+            conn,
+            replaying: Default::default(),
+        };
         // Concurrent instances wait for each other's write transactions instead of failing.
         // A libSQL server refuses connection PRAGMAs; there the server serialises writes.
         let _ = db.exec("PRAGMA busy_timeout = 5000", &[]);
         migrate(&mut Schema(&db), migrations)?;
         Ok(db)
+    }
+
+    pub fn set_replaying(&self, letter: Option<(String, i64)>) {
+        *self.replaying.borrow_mut() = letter;
+    }
+
+    /// The seq of the dead letter of `source` being replayed, if any.
+    pub fn replaying(&self, source: &str) -> Option<i64> {
+        match &*self.replaying.borrow() {
+            Some((s, seq)) if s == source => Some(*seq),
+            _ => None,
+        }
     }
 
     pub fn exec(&self, sql: &str, params: &[Value]) -> anyhow::Result<QueryResult> {

@@ -1,6 +1,7 @@
 //! HTTP transport of billing: `/billing/...` routes.
 
 use shop_kit::body::check_order_id;
+use shop_kit::deadletter;
 use shop_kit::routes::Route;
 use shop_kit::web::{self, Ctx};
 use shop_kit::Failure;
@@ -24,6 +25,8 @@ pub enum Op {
     Events,
     Sweep,
     OpenApi,
+    DeadLetters,
+    Replay,
     Payment,
 }
 
@@ -33,6 +36,12 @@ pub const ROUTES: &[Route<Op>] = &[
     Route::new("GET", "/billing/events", Op::Events),
     Route::new("POST", "/billing/sweep", Op::Sweep),
     Route::new("GET", "/billing/openapi.json", Op::OpenApi),
+    Route::new("GET", "/billing/dead-letters", Op::DeadLetters),
+    Route::new(
+        "POST",
+        "/billing/dead-letters/{source}/{seq}/replay",
+        Op::Replay,
+    ),
     Route::new("GET", "/billing/payments/{order_id}", Op::Payment),
 ];
 
@@ -52,6 +61,14 @@ async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
             Ok(web::json(200, &events::sweep(ctx).await?))
         }
         Op::OpenApi => Ok(web::openapi(OPENAPI)),
+        Op::DeadLetters => {
+            let store = SqlBilling::open()?;
+            deadletter::sql::list_route(ctx, req, &store.db)
+        }
+        Op::Replay => {
+            let service = open(&ctx.trace)?;
+            deadletter::sql::replay_route(ctx, req, &params, &service.store.db, &service).await
+        }
         Op::Payment => {
             let order_id = params.get("order_id");
             check_order_id("order_id", order_id)?;

@@ -7,6 +7,7 @@
 
 use shop_events::{ShopEvent, StockReserved};
 use shop_kit::consume::Consumer;
+use shop_kit::deadletter::{self, DeadLetterPort};
 use shop_kit::inbox::{guarded, position, InboxPort, Outcome, Position};
 use shop_kit::log::Logger;
 use shop_kit::{ApiError, Envelope, Failure, TraceContext};
@@ -80,7 +81,8 @@ impl<S: BillingStore, P: PaymentProvider> Billing<S, P> {
             Some(
                 self.provider
                     .charge(e.total_cents, &e.payment_token, &e.idempotency_key)
-                    .await?,
+                    .await
+                    .map_err(deadletter::transient)?,
             )
         } else {
             None
@@ -170,6 +172,10 @@ impl<S: BillingStore, P: PaymentProvider> Billing<S, P> {
 impl<S: BillingStore, P: PaymentProvider> Consumer for Billing<S, P> {
     fn last_seq(&self, source: &str) -> anyhow::Result<i64> {
         self.store.inbox_last(source)
+    }
+
+    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
+        self.store.dead_letters()
     }
 
     async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome> {

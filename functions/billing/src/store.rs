@@ -1,6 +1,7 @@
 //! SQLite adapter of the `BillingStore` port (database label `billing`).
 
 use shop_events::ShopEvent;
+use shop_kit::deadletter::DeadLetterPort;
 use shop_kit::inbox::{self, InboxPort};
 use shop_kit::migrate::Migration;
 use shop_kit::outbox;
@@ -10,11 +11,18 @@ use spin_sdk::sqlite::{RowResult, Value};
 use crate::domain::{Payment, PaymentStatus};
 use crate::service::BillingStore;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../../migrations/billing/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../../../migrations/billing/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_dead_letters",
+        sql: include_str!("../../../migrations/billing/0002_dead_letters.sql"),
+    },
+];
 
 pub struct SqlBilling {
     pub db: Db,
@@ -50,6 +58,10 @@ impl InboxPort for SqlBilling {
 
     fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
         inbox::sql::advance(&self.db, source, seq)
+    }
+
+    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
+        Some(&self.db)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use shop_kit::body::{check_sku, parse_object};
+use shop_kit::deadletter;
 use shop_kit::routes::Route;
 use shop_kit::web::{self, Ctx};
 use shop_kit::Failure;
@@ -30,6 +31,8 @@ pub enum Op {
     Events,
     Sweep,
     OpenApi,
+    DeadLetters,
+    Replay,
     Products,
     Product,
     PutProduct,
@@ -41,6 +44,12 @@ pub const ROUTES: &[Route<Op>] = &[
     Route::new("GET", "/inventory/events", Op::Events),
     Route::new("POST", "/inventory/sweep", Op::Sweep),
     Route::new("GET", "/inventory/openapi.json", Op::OpenApi),
+    Route::new("GET", "/inventory/dead-letters", Op::DeadLetters),
+    Route::new(
+        "POST",
+        "/inventory/dead-letters/{source}/{seq}/replay",
+        Op::Replay,
+    ),
     Route::new("GET", "/inventory/products", Op::Products),
     Route::new("GET", "/inventory/products/{sku}", Op::Product),
     Route::new("PUT", "/inventory/products/{sku}", Op::PutProduct),
@@ -62,6 +71,14 @@ async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
             Ok(web::json(200, &events::sweep(ctx).await?))
         }
         Op::OpenApi => Ok(web::openapi(OPENAPI)),
+        Op::DeadLetters => {
+            let store = SqlInventory::open()?;
+            deadletter::sql::list_route(ctx, req, &store.db)
+        }
+        Op::Replay => {
+            let service = service()?;
+            deadletter::sql::replay_route(ctx, req, &params, &service.store.db, &service).await
+        }
         Op::Products => {
             let products = service()?.products()?;
             Ok(web::json(200, &json!({ "products": products })))

@@ -2,6 +2,7 @@
 
 use shop_events::{ShopEvent, StockRejected, StockReserved};
 use shop_kit::consume::Consumer;
+use shop_kit::deadletter::DeadLetterPort;
 use shop_kit::inbox::{guarded, InboxPort, Outcome};
 use shop_kit::{ApiError, Envelope, Failure, TraceContext};
 
@@ -140,6 +141,10 @@ impl<S: InventoryStore> Inventory<S> {
 impl<S: InventoryStore> Consumer for Inventory<S> {
     fn last_seq(&self, source: &str) -> anyhow::Result<i64> {
         self.store.inbox_last(source)
+    }
+
+    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
+        self.store.dead_letters()
     }
 
     async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome> {

@@ -1,6 +1,7 @@
 //! SQLite adapter of the `InventoryStore` port (database label `inventory`).
 
 use shop_events::ShopEvent;
+use shop_kit::deadletter::DeadLetterPort;
 use shop_kit::inbox::{self, InboxPort};
 use shop_kit::migrate::Migration;
 use shop_kit::outbox;
@@ -10,11 +11,18 @@ use spin_sdk::sqlite::RowResult;
 use crate::domain::{Hold, HoldStatus, Product};
 use crate::service::InventoryStore;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../../migrations/inventory/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../../../migrations/inventory/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_dead_letters",
+        sql: include_str!("../../../migrations/inventory/0002_dead_letters.sql"),
+    },
+];
 
 pub struct SqlInventory {
     pub db: Db,
@@ -47,6 +55,10 @@ impl InboxPort for SqlInventory {
 
     fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
         inbox::sql::advance(&self.db, source, seq)
+    }
+
+    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
+        Some(&self.db)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use shop_kit::body::{check_order_id, is_plain_id, parse_object};
+use shop_kit::deadletter;
 use shop_kit::routes::Route;
 use shop_kit::web::{self, Ctx};
 use shop_kit::{ApiError, Failure};
@@ -27,6 +28,8 @@ pub enum Op {
     Events,
     Sweep,
     OpenApi,
+    DeadLetters,
+    Replay,
     Place,
     List,
     Get,
@@ -39,6 +42,12 @@ pub const ROUTES: &[Route<Op>] = &[
     Route::new("GET", "/orders/events", Op::Events),
     Route::new("POST", "/orders/sweep", Op::Sweep),
     Route::new("GET", "/orders/openapi.json", Op::OpenApi),
+    Route::new("GET", "/orders/dead-letters", Op::DeadLetters),
+    Route::new(
+        "POST",
+        "/orders/dead-letters/{source}/{seq}/replay",
+        Op::Replay,
+    ),
     Route::new("POST", "/orders", Op::Place),
     Route::new("GET", "/orders", Op::List),
     Route::new("GET", "/orders/{id}", Op::Get),
@@ -61,6 +70,14 @@ async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
             Ok(web::json(200, &events::sweep(ctx).await?))
         }
         Op::OpenApi => Ok(web::openapi(OPENAPI)),
+        Op::DeadLetters => {
+            let store = SqlOrders::open()?;
+            deadletter::sql::list_route(ctx, req, &store.db)
+        }
+        Op::Replay => {
+            let service = service()?;
+            deadletter::sql::replay_route(ctx, req, &params, &service.store.db, &service).await
+        }
         Op::Place => place(ctx, req),
         Op::List => list(req),
         Op::Get => Ok(web::json(

@@ -2,6 +2,7 @@
 
 use shop_events::ShopEvent;
 use shop_kit::consume::Consumer;
+use shop_kit::deadletter::DeadLetterPort;
 use shop_kit::inbox::{guarded, InboxPort, Outcome};
 use shop_kit::{ApiError, Envelope, Failure, TraceContext};
 
@@ -172,6 +173,10 @@ fn order_of(event: &ShopEvent) -> Option<&str> {
 impl<S: OrderStore> Consumer for Orders<S> {
     fn last_seq(&self, source: &str) -> anyhow::Result<i64> {
         self.store.inbox_last(source)
+    }
+
+    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
+        self.store.dead_letters()
     }
 
     async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome> {

@@ -1,6 +1,7 @@
 //! SQLite adapter of the `OrderStore` port (database label `orders`).
 
 use shop_events::ShopEvent;
+use shop_kit::deadletter::DeadLetterPort;
 use shop_kit::inbox::{self, InboxPort};
 use shop_kit::migrate::Migration;
 use shop_kit::outbox;
@@ -19,6 +20,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "0002_status_index",
         sql: include_str!("../../../migrations/orders/0002_status_index.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_dead_letters",
+        sql: include_str!("../../../migrations/orders/0003_dead_letters.sql"),
     },
 ];
 
@@ -45,6 +51,10 @@ impl InboxPort for SqlOrders {
 
     fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
         inbox::sql::advance(&self.db, source, seq)
+    }
+
+    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
+        Some(&self.db)
     }
 }
 
