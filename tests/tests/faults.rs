@@ -175,7 +175,13 @@ fn payment_provider_down_then_back_completes_every_order() {
     shop.set_faults(json!({"down": true}));
     let ids = place_mix(&shop, &sku, 4);
     // The orders get reserved but cannot be paid while the provider is down.
-    thread::sleep(Duration::from_secs(2));
+    let reserved = eventually(SETTLE, || {
+        ids.iter()
+            .all(|id| shop.order(id)["status"] != "pending")
+            .then_some(())
+    });
+    assert!(reserved.is_some(), "orders never left pending");
+    thread::sleep(Duration::from_secs(1));
     for id in &ids {
         let order = shop.order(id);
         assert_eq!(
