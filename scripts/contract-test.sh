@@ -6,8 +6,8 @@
 # input, and methods not answered with 405 + Allow.
 #
 # The app runs like the end-to-end fixtures run it: a real redis-server on a free port, the
-# host with a temp state dir, every store in a temp dir, and the address variables pointing
-# at this run's ports. Environment: CONTRACT_MAX_EXAMPLES (default 25 per operation),
+# host with every store and log in a temp dir (its state dir under target/ keeps only the
+# compile cache), and the address variables pointing at this run's ports. Environment: CONTRACT_MAX_EXAMPLES (default 25 per operation),
 # CONTRACT_SEED (default fixed, for reproducible runs), CONTRACT_SKIP_BUILD=1.
 source "$(dirname "$0")/lib.sh"
 
@@ -67,10 +67,15 @@ pids+=($!)
 for _ in $(seq 50); do redis_answers 127.0.0.1 "$REDIS_PORT" && break; sleep 0.1; done
 redis_answers 127.0.0.1 "$REDIS_PORT" || { cat "$WORK/redis.log" >&2; exit 1; }
 
-# The repository's runtime config with every store path made absolute under $WORK/stores.
+# The repository's runtime config with every store path made absolute under $WORK/stores,
+# and logs and the default store there too: the shared state dir keeps only the code cache.
 mkdir -p "$WORK/stores"
-sed -E "s|^([[:space:]]*path[[:space:]]*=[[:space:]]*)\"([^\"]*/)?([^\"/]+)\"|\1\"$WORK/stores/\3\"|" \
-  runtime-config.toml >"$WORK/runtime-config.toml"
+{
+  printf 'log_dir = "%s"\n\n[key_value_store.default]\ntype = "spin"\npath = "%s"\n\n' \
+    "$WORK/logs" "$WORK/stores/default.db"
+  sed -E "s|^([[:space:]]*path[[:space:]]*=[[:space:]]*)\"([^\"]*/)?([^\"/]+)\"|\1\"$WORK/stores/\3\"|" \
+    runtime-config.toml
+} >"$WORK/runtime-config.toml"
 
 PORT=$(free_port)
 ORIGIN="http://127.0.0.1:$PORT"
