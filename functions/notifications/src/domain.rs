@@ -1,4 +1,4 @@
-//! Notifications: one per final order state, and the circuit breaker guarding the webhook.
+//! Notifications: one per final order state.
 //! Pure: no I/O.
 
 use serde::{Deserialize, Serialize};
@@ -71,31 +71,6 @@ impl Notification {
     }
 }
 
-/// A consecutive-failure circuit breaker: after `threshold` failures in a row the webhook is
-/// not called for `open_ms`, then one trial call decides.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Breaker {
-    pub consecutive_failures: u32,
-    pub open_until_ms: i64,
-}
-
-impl Breaker {
-    pub fn allows(&self, now_ms: i64) -> bool {
-        now_ms >= self.open_until_ms
-    }
-
-    pub fn record(&mut self, success: bool, now_ms: i64, threshold: u32, open_ms: i64) {
-        if success {
-            *self = Breaker::default();
-            return;
-        }
-        self.consecutive_failures += 1;
-        if self.consecutive_failures >= threshold {
-            self.open_until_ms = now_ms + open_ms;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,17 +94,5 @@ mod tests {
             payment_token: "t".into(),
         });
         assert!(Notification::for_event(&created, "t").is_none());
-    }
-
-    #[test]
-    fn the_breaker_opens_after_the_threshold_and_closes_on_success() {
-        let mut b = Breaker::default();
-        b.record(false, 0, 2, 1000);
-        assert!(b.allows(1));
-        b.record(false, 10, 2, 1000);
-        assert!(!b.allows(500));
-        assert!(b.allows(1010));
-        b.record(true, 1010, 2, 1000);
-        assert_eq!(b, Breaker::default());
     }
 }

@@ -14,17 +14,14 @@ pub type Service = service::Notifications<store::KvNotifications, webhook::HttpW
 
 /// Opens notifications against its store and the configured webhook, within `trace`.
 pub fn open(trace: &shop_kit::TraceContext) -> anyhow::Result<Service> {
-    use shop_kit::config::{num_or, var_or};
+    use shop_kit::config::var_or;
     Ok(service::Notifications {
         store: store::KvNotifications::open()?,
         webhook: webhook::HttpWebhook {
             url: var_or("notification_webhook_url", ""),
             traceparent: trace.child().header(),
         },
-        policy: service::BreakerPolicy {
-            threshold: num_or("breaker_failure_threshold", 5),
-            open_ms: num_or("breaker_open_ms", 30_000),
-        },
+        policy: shop_kit::breaker::Policy::from_variables(),
         log: shop_kit::log::Logger::new(SERVICE, &trace.trace_id),
     })
 }

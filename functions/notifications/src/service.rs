@@ -4,12 +4,13 @@
 //! inbox position. Instead the effect is idempotent (the notification id is derived from the
 //! order and kind) and the inbox advances after it: a crash in between only repeats a no-op.
 
+use shop_kit::breaker::{Breaker, Policy};
 use shop_kit::consume::Consumer;
 use shop_kit::inbox::{position, InboxPort, Outcome, Position};
 use shop_kit::log::Logger;
 use shop_kit::{ApiError, Envelope, Failure};
 
-use crate::domain::{Breaker, Delivery, Notification};
+use crate::domain::{Delivery, Notification};
 
 /// Where notifications, their indexes, the inbox and the breaker live.
 pub trait NotificationStore: InboxPort {
@@ -31,17 +32,10 @@ pub trait Webhook {
     async fn deliver(&self, notification: &Notification) -> anyhow::Result<()>;
 }
 
-/// Breaker settings.
-#[derive(Debug, Clone, Copy)]
-pub struct BreakerPolicy {
-    pub threshold: u32,
-    pub open_ms: i64,
-}
-
 pub struct Notifications<S, W> {
     pub store: S,
     pub webhook: W,
-    pub policy: BreakerPolicy,
+    pub policy: Policy,
     pub log: Logger,
 }
 
@@ -80,7 +74,7 @@ impl<S: NotificationStore, W: Webhook> Notifications<S, W> {
         let mut delivered = false;
         for _ in 0..ATTEMPTS {
             let now = shop_kit::time::now_millis();
-            if !breaker.allows(now) {
+            if !breaker.acquire(now, self.policy) {
                 self.log
                     .warn("webhook breaker open; delivery deferred", Some(&n.order_id));
                 break;
@@ -88,12 +82,7 @@ impl<S: NotificationStore, W: Webhook> Notifications<S, W> {
             n.attempts += 1;
             let result = self.webhook.deliver(&n).await;
             delivered = result.is_ok();
-            breaker.record(
-                delivered,
-                shop_kit::time::now_millis(),
-                self.policy.threshold,
-                self.policy.open_ms,
-            );
+            breaker.record(delivered, shop_kit::time::now_millis(), self.policy);
             match result {
                 Ok(()) => break,
                 Err(e) => self
@@ -251,7 +240,7 @@ mod tests {
                 configured,
                 ..FakeWebhook::default()
             },
-            policy: BreakerPolicy {
+            policy: Policy {
                 threshold: 2,
                 open_ms: 60_000,
             },

@@ -5,10 +5,11 @@
 //! notifications need no index: their ids derive from the order id and the kind.
 
 use serde::{de::DeserializeOwned, Serialize};
+use shop_kit::breaker::Breaker;
 use shop_kit::inbox::InboxPort;
 use spin_sdk::key_value::Store;
 
-use crate::domain::{Breaker, Delivery, Kind, Notification};
+use crate::domain::{Delivery, Kind, Notification};
 use crate::service::NotificationStore;
 
 pub struct KvNotifications {

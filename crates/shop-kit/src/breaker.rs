@@ -1,0 +1,139 @@
+//! A circuit breaker for synchronous outbound calls (payment provider, webhook). Instances
+//! live for one request, so its state is a small value the caller keeps in its key-value
+//! store between calls: closed (calls flow), open (calls refused until a deadline) and
+//! half-open (one trial call decides).
+
+use serde::{Deserialize, Serialize};
+
+/// Thresholds, from the `breaker_failure_threshold` and `breaker_open_ms` variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Consecutive failures that open the breaker.
+    pub threshold: u32,
+    /// How long it stays open before a trial call.
+    pub open_ms: i64,
+}
+
+impl Policy {
+    /// Reads the policy from the component's variables.
+    pub fn from_variables() -> Self {
+        Policy {
+            threshold: crate::config::num_or("breaker_failure_threshold", 5u32).max(1),
+            open_ms: crate::config::num_or("breaker_open_ms", 30_000i64).max(0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    #[default]
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+/// The stored state of one breaker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Breaker {
+    pub state: State,
+    pub consecutive_failures: u32,
+    /// Open: when a trial may go. Half-open: when the granted trial counts as lost.
+    pub until_ms: i64,
+}
+
+impl Breaker {
+    /// Whether a call may go now. Past the open deadline one trial is granted (half-open);
+    /// a trial that never reports back is given up on after `open_ms` and another is granted.
+    pub fn acquire(&mut self, now_ms: i64, policy: Policy) -> bool {
+        match self.state {
+            State::Closed => true,
+            State::Open | State::HalfOpen if now_ms >= self.until_ms => {
+                self.state = State::HalfOpen;
+                self.until_ms = now_ms + policy.open_ms;
+                true
+            }
+            State::Open | State::HalfOpen => false,
+        }
+    }
+
+    /// Records the outcome of a call that [`Breaker::acquire`] allowed.
+    pub fn record(&mut self, success: bool, now_ms: i64, policy: Policy) {
+        if success {
+            *self = Breaker::default();
+            return;
+        }
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        if self.state == State::HalfOpen || self.consecutive_failures >= policy.threshold {
+            self.state = State::Open;
+            self.until_ms = now_ms + policy.open_ms;
+        }
+    }
+}
+
+/// Delay before retry number `attempt` (0-based): exponential from `base_ms`, capped at
+/// `cap_ms`, with full jitter from `random` so that callers retrying together spread out.
+pub fn backoff_ms(attempt: u32, base_ms: u64, cap_ms: u64, random: u64) -> u64 {
+    let ceiling = base_ms.saturating_mul(1u64 << attempt.min(32)).min(cap_ms);
+    random % (ceiling + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: Policy = Policy {
+        threshold: 2,
+        open_ms: 1000,
+    };
+
+    #[test]
+    fn it_opens_after_the_threshold_then_one_trial_decides() {
+        let mut b = Breaker::default();
+        assert!(b.acquire(0, POLICY));
+        b.record(false, 0, POLICY);
+        assert_eq!(b.state, State::Closed);
+        b.record(false, 10, POLICY);
+        assert_eq!(b.state, State::Open);
+        assert!(!b.acquire(500, POLICY));
+        assert!(b.acquire(1010, POLICY));
+        assert_eq!(b.state, State::HalfOpen);
+        assert!(!b.acquire(1020, POLICY), "only one trial at a time");
+        b.record(false, 1030, POLICY);
+        assert_eq!(b.state, State::Open);
+        assert!(!b.acquire(1500, POLICY));
+        assert!(b.acquire(2030, POLICY));
+        b.record(true, 2040, POLICY);
+        assert_eq!(b, Breaker::default());
+    }
+
+    #[test]
+    fn a_lost_trial_is_replaced_after_open_ms() {
+        let mut b = Breaker {
+            state: State::HalfOpen,
+            consecutive_failures: 2,
+            until_ms: 100,
+        };
+        assert!(!b.acquire(50, POLICY));
+        assert!(b.acquire(100, POLICY));
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        assert_eq!(backoff_ms(0, 100, 5000, 250), 250 % 101);
+        assert!(backoff_ms(3, 100, 5000, u64::MAX) <= 800);
+        assert!(backoff_ms(30, 100, 5000, 123_456) <= 5000);
+        assert_eq!(backoff_ms(2, 100, 5000, 0), 0);
+        assert_eq!(backoff_ms(2, 100, 5000, 400), 400);
+        assert_eq!(backoff_ms(2, 100, 5000, 401), 0);
+    }
+
+    #[test]
+    fn old_stored_state_still_reads() {
+        let b: Breaker =
+            serde_json::from_str(r#"{"consecutive_failures":3,"open_until_ms":5}"#).unwrap();
+        assert_eq!(b.state, State::Closed);
+        assert_eq!(b.consecutive_failures, 3);
+    }
+}
