@@ -12,6 +12,8 @@
 //! - `/sleep?ms=N`: answers after N milliseconds (in-flight requests during shutdown)
 //! - `/counter`: increments a global of this instance (a fresh instance always answers 1)
 //! - `/panic`: traps
+//! - `/spin`: loops forever (the host's per-instance deadline must stop it)
+//! - `/alloc?mb=N`: allocates and touches N MiB (the host's memory cap must stop it)
 //! - anything else: the method, path, query, headers, environment and body length of the request
 //!
 //! Paths are taken below the component's route (`spin-path-info`).
@@ -50,6 +52,8 @@ async fn handle(request: Request) -> Response {
         ["sleep"] => sleep(query.get("ms")),
         ["counter"] => json!({ "count": COUNTER.fetch_add(1, Ordering::SeqCst) + 1 }),
         ["panic"] => panic!("probe asked to panic"),
+        ["spin"] => spin_forever(),
+        ["alloc"] => alloc(query.get("mb")),
         _ => echo(&request),
     };
     json_response(body)
@@ -62,6 +66,21 @@ fn sleep(ms: &str) -> Value {
     let ms: u64 = ms.parse().unwrap_or(0);
     std::thread::sleep(Duration::from_millis(ms));
     json!({ "slept_ms": ms })
+}
+
+/// Never returns and never yields to the host.
+fn spin_forever() -> Value {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Allocates `mb` MiB and writes every page, so the memory really grows.
+fn alloc(mb: &str) -> Value {
+    let mb: usize = mb.parse().unwrap_or(0);
+    let block = vec![1u8; mb * 1024 * 1024];
+    json!({ "allocated_mb": mb, "sum": std::hint::black_box(&block).iter().step_by(4096).map(|b| *b as u64).sum::<u64>() })
 }
 
 /// The request as the component saw it.
