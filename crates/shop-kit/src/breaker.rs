@@ -79,6 +79,80 @@ pub fn backoff_ms(attempt: u32, base_ms: u64, cap_ms: u64, random: u64) -> u64 {
     random % (ceiling + 1)
 }
 
+/// Calls allowed per guarded operation, and the backoff between them.
+const ATTEMPTS: u32 = 3;
+const BACKOFF_BASE_MS: u64 = 100;
+const BACKOFF_CAP_MS: u64 = 1_000;
+
+/// A breaker whose state lives under `key` in a Spin key-value store, shared by every
+/// instance of the component.
+pub struct KvBreaker {
+    store: spin_sdk::key_value::Store,
+    key: String,
+    policy: Policy,
+}
+
+impl KvBreaker {
+    /// The breaker `key` in the store granted under `label`, with the policy from variables.
+    pub fn open(label: &str, key: &str) -> anyhow::Result<Self> {
+        let store = spin_sdk::key_value::Store::open(label)
+            .map_err(|e| anyhow::anyhow!("opening key-value store {label}: {e}"))?;
+        Ok(KvBreaker {
+            store,
+            key: key.to_string(),
+            policy: Policy::from_variables(),
+        })
+    }
+
+    fn load(&self) -> Breaker {
+        // An unreadable state is treated as closed: the breaker protects, it must not block.
+        self.store
+            .get(&self.key)
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, breaker: &Breaker) {
+        if let Ok(bytes) = serde_json::to_vec(breaker) {
+            let _ = self.store.set(&self.key, &bytes);
+        }
+    }
+
+    /// Runs `call` through the breaker, retrying failures a bounded number of times with
+    /// jittered exponential backoff. Refused at once while the breaker is open.
+    pub async fn call<T>(
+        &self,
+        mut call: impl AsyncFnMut() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut failure = None;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                let random = uuid::Uuid::new_v4().as_u128() as u64;
+                let delay = backoff_ms(attempt - 1, BACKOFF_BASE_MS, BACKOFF_CAP_MS, random);
+                std::thread::sleep(std::time::Duration::from_millis(delay));
+            }
+            let mut breaker = self.load();
+            if !breaker.acquire(crate::time::now_millis(), self.policy) {
+                return Err(
+                    failure.unwrap_or_else(|| anyhow::anyhow!("circuit {} is open", self.key))
+                );
+            }
+            self.save(&breaker);
+            let result = call().await;
+            let mut breaker = self.load();
+            breaker.record(result.is_ok(), crate::time::now_millis(), self.policy);
+            self.save(&breaker);
+            match result {
+                Ok(value) => return Ok(value),
+                Err(e) => failure = Some(e),
+            }
+        }
+        Err(failure.unwrap_or_else(|| anyhow::anyhow!("no attempt was made")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

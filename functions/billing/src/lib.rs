@@ -22,6 +22,7 @@ pub fn open(trace: &shop_kit::TraceContext) -> anyhow::Result<Service> {
                 "http://127.0.0.1:3000/payment-sim",
             ),
             traceparent: trace.child().header(),
+            breaker: shop_kit::breaker::KvBreaker::open("billing", "breaker:payment_provider")?,
         },
         log: shop_kit::log::Logger::new(SERVICE, &trace.trace_id),
     })

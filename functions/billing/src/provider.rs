@@ -1,6 +1,8 @@
-//! HTTP adapter of the `PaymentProvider` port: `{payment_provider_url}/charges` and `/refunds`.
+//! HTTP adapter of the `PaymentProvider` port: `{payment_provider_url}/charges` and `/refunds`,
+//! behind a circuit breaker kept in billing's key-value store, with bounded retries.
 
 use serde_json::{json, Value};
+use shop_kit::breaker::KvBreaker;
 use spin_sdk::http::{Request, Response};
 
 use crate::domain::{ChargeOutcome, CURRENCY};
@@ -9,10 +11,19 @@ use crate::service::PaymentProvider;
 pub struct HttpProvider {
     pub base_url: String,
     pub traceparent: String,
+    pub breaker: KvBreaker,
 }
 
 impl HttpProvider {
+    /// One provider operation through the breaker; the idempotency key in `body` makes the
+    /// retries safe.
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.breaker
+            .call(async || self.post_once(path, body.clone()).await)
+            .await
+    }
+
+    async fn post_once(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let url = format!("{}/{path}", self.base_url.trim_end_matches('/'));
         let body = body.to_string();
         // An explicit length spares the provider a chunked body.
