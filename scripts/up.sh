@@ -24,4 +24,23 @@ fi
 export SPIN_VARIABLE_ADMIN_TOKEN="${SPIN_VARIABLE_ADMIN_TOKEN:-dev-admin-token}"
 export SPIN_VARIABLE_REDIS_ADDRESS="${SPIN_VARIABLE_REDIS_ADDRESS:-redis://$REDIS_HOST:$REDIS_PORT}"
 log "serving on http://127.0.0.1:3000 (admin token: $SPIN_VARIABLE_ADMIN_TOKEN)"
+
+# Catch-up (docs/adr/0001, decision 7): something outside the app calls each consumer's sweep
+# on a timer, as the CronJob in deploy/spinkube does in production. Stops with the host.
+SWEEP_BASE_URL=${SWEEP_BASE_URL:-http://127.0.0.1:3000}
+SWEEP_EVERY_SECS=${SWEEP_EVERY_SECS:-30}
+if command -v curl >/dev/null 2>&1; then
+  host_pid=$$
+  (
+    while sleep "$SWEEP_EVERY_SECS" && kill -0 "$host_pid" 2>/dev/null; do
+      for fn in orders inventory billing notifications; do
+        curl -fsS -o /dev/null -X POST -H "Authorization: Bearer $SPIN_VARIABLE_ADMIN_TOKEN" \
+          "$SWEEP_BASE_URL/$fn/sweep" || log "sweep of $fn failed"
+      done
+    done
+  ) &
+else
+  log "curl is missing: no periodic sweep (lost events recover with the next event only)"
+fi
+
 exec target/debug/shop-host up --from spin.toml --runtime-config-file runtime-config.toml "$@"
