@@ -1,0 +1,90 @@
+//! Poison messages end to end (issue 4, item 5): an order-created event that inventory cannot
+//! apply (a trigger in its real SQLite file refuses the reservation) is retried, parked after
+//! `dead_letter_after` failures, listed at the admin route, does not block later orders, and
+//! is replayed: refused (409, still listed) while the cause remains, applied once it is gone.
+
+use std::process::Command;
+
+use serde_json::{json, Value};
+use shop_e2e::{unique_sku, Shop, SETTLE};
+use testkit::eventually;
+
+/// Runs `sql` on a store file with the sqlite3 shell, as an operator would.
+fn sqlite(shop: &Shop, file: &str, sql: &str) {
+    let status = Command::new("sqlite3")
+        .args(["-bail", "-cmd", ".timeout 5000"])
+        .arg(shop.store_path(file))
+        .arg(sql)
+        .status()
+        .expect("run sqlite3 (is it installed?)");
+    assert!(status.success(), "sqlite3 failed on {sql}");
+}
+
+fn dead_letters(shop: &Shop) -> Vec<Value> {
+    let response = shop.admin("GET", "/inventory/dead-letters", &Value::Null);
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.json()["dead_letters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_poison_event_is_parked_listed_skipped_and_replayed() {
+    let shop = Shop::start_with(&[("dead_letter_after", "2")]);
+    let poison = unique_sku("POISON");
+    let good = unique_sku("GOOD");
+    shop.put_product(&poison, 500, 5);
+    shop.put_product(&good, 700, 5);
+    let trigger = format!(
+        "CREATE TRIGGER poison BEFORE INSERT ON reservations WHEN NEW.lines LIKE '%{poison}%' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned by the test'); END;"
+    );
+    sqlite(&shop, "inventory.db", &trigger);
+
+    let stuck = shop.place_order("dl-1", &[(&poison, 1)], "tok_visa");
+    // The next order's event finds the gap, retries the poison from the feed and parks it.
+    let fine = shop.place_order("dl-2", &[(&good, 1)], "tok_visa");
+    assert_eq!(shop.wait_final(&fine)["status"], "confirmed");
+
+    let letters = eventually(SETTLE, || {
+        shop.sweep_all();
+        Some(dead_letters(&shop)).filter(|l| !l.is_empty())
+    })
+    .unwrap_or_else(|| panic!("nothing parked\n{}", shop.logs_tail()));
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    let letter = &letters[0];
+    assert_eq!(letter["source"], "orders");
+    assert_eq!(letter["type"], "order-created");
+    assert_eq!(letter["attempts"], 2);
+    assert_eq!(letter["payload"]["data"]["order_id"], stuck.as_str());
+    assert!(
+        letter["error"].as_str().unwrap_or("").contains("poisoned"),
+        "{letter}"
+    );
+    assert_eq!(shop.order(&stuck)["status"], "pending");
+    let seq = letter["seq"].as_i64().expect("seq");
+    let replay = format!("/inventory/dead-letters/orders/{seq}/replay");
+
+    let anonymous = shop.send("GET", "/inventory/dead-letters", &[], &Value::Null);
+    assert_eq!(anonymous.status, 401);
+    let missing = shop.admin(
+        "POST",
+        "/inventory/dead-letters/orders/999/replay",
+        &json!({}),
+    );
+    assert_eq!(missing.status, 404, "{}", missing.body);
+
+    let refused = shop.admin("POST", &replay, &Value::Null);
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    let kept = dead_letters(&shop);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0]["attempts"], 3);
+
+    sqlite(&shop, "inventory.db", "DROP TRIGGER poison;");
+    let replayed = shop.admin("POST", &replay, &Value::Null);
+    assert_eq!(replayed.status, 200, "{}", replayed.body);
+    assert!(dead_letters(&shop).is_empty());
+    assert_eq!(shop.wait_final(&stuck)["status"], "confirmed");
+    shop.check_invariants(&[stuck, fine]);
+}
