@@ -364,7 +364,11 @@ mod tests {
     fn a_provider_outage_leaves_the_event_for_a_retry() {
         let b = billing();
         *b.provider.down.borrow_mut() = true;
-        assert!(apply(&b, "inventory", 1, reserved("o1", "tok_visa")).is_err());
+        let outage = apply(&b, "inventory", 1, reserved("o1", "tok_visa")).unwrap_err();
+        assert!(
+            outage.downcast_ref::<deadletter::Transient>().is_some(),
+            "an outage must never be parked as a dead letter"
+        );
         assert_eq!(b.store.inbox_last("inventory").unwrap(), 0);
         *b.provider.down.borrow_mut() = false;
         assert_eq!(
