@@ -3,12 +3,12 @@
 //! [`Shop::start`] runs a real `redis-server` and `shop-host up` with the repository's
 //! `spin.toml` and the released components, every store in a temporary directory. Tests drive
 //! it through the public HTTP API only, and [`Shop::check_invariants`] verifies the saga's
-//! promises (ARCHITECTURE.md §4) for the orders a test touched, through that same API.
+//! promises (docs/adr/0001) for the orders a test touched, through that same API.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,17 @@ use testkit::{
 mod webhook;
 
 pub use webhook::WebhookReceiver;
+
+/// Raises its flag when dropped. A background thread of a `thread::scope` that loops until the
+/// flag is up then stops even when the test body panics; otherwise the scope would wait for it
+/// for ever and a failing test would hang instead of failing.
+pub struct RaiseOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for RaiseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 /// The admin bearer token the fixture gives the app.
 pub const ADMIN_TOKEN: &str = "e2e-admin-token";
@@ -336,7 +347,7 @@ impl Shop {
         }
     }
 
-    /// Asserts every §4 invariant for `ids` (all orders that touched their SKUs), waiting a
+    /// Asserts every saga invariant for `ids` (all orders that touched their SKUs), waiting a
     /// bounded time for the asynchronous tail (compensations, notifications) to settle.
     pub fn check_invariants(&self, ids: &[String]) {
         let mut violations = Vec::new();
@@ -346,7 +357,7 @@ impl Shop {
         });
         assert!(
             clean.is_some(),
-            "§4 invariants violated for {} orders:\n  {}\n{}",
+            "saga invariants violated for {} orders:\n  {}\n{}",
             ids.len(),
             violations.join("\n  "),
             self.logs_tail()
@@ -508,7 +519,7 @@ pub fn unique_sku(prefix: &str) -> String {
 
 static NEXT_SKU: AtomicU64 = AtomicU64::new(1);
 
-/// Asserts the one error shape of §3 with `code` and `status`.
+/// Asserts the one error shape with `code` and `status`.
 pub fn assert_error(response: &HttpResponse, status: u16, code: &str) -> Value {
     assert_eq!(
         response.status, status,

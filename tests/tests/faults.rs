@@ -1,6 +1,6 @@
 //! Fault injection end to end (issue 4): Redis dies mid-saga, every event arrives twice, the
 //! payment provider goes down or flakes, the host is SIGKILLed. After each, within a bounded
-//! time (and with the catch-up sweep a deployment runs on a timer), the §4 invariants hold for
+//! time (and with the catch-up sweep a deployment runs on a timer), the saga invariants hold for
 //! every order: nothing lost, nothing done twice.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shop_e2e::{is_final, unique_sku, Shop, WebhookReceiver, SETTLE};
+use shop_e2e::{is_final, unique_sku, RaiseOnDrop, Shop, WebhookReceiver, SETTLE};
 use testkit::eventually;
 
 /// The channels events travel on, by producing function.
@@ -106,6 +106,7 @@ fn every_event_delivered_twice_is_applied_once() {
             }
             seen
         });
+        let stop_echo = RaiseOnDrop(&stop);
         let mut ids = place_mix(&shop, &sku, 6);
         ids.push(shop.place_order("fault-oos", &[(&scarce, 2)], "tok_visa"));
         ids.push(shop.place_order("fault-cancel", &[(&sku, 1)], "tok_visa"));
@@ -118,7 +119,7 @@ fn every_event_delivered_twice_is_applied_once() {
         assert_eq!(cancel.status, 200, "{}", cancel.body);
         shop.wait_final_all(&ids);
         shop.check_invariants(&ids);
-        stop.store(true, Ordering::Relaxed);
+        drop(stop_echo);
         (ids, echo.join().expect("echo thread"))
     });
     // Any event the echo missed at the end is duplicated now, after the fact.
@@ -149,7 +150,7 @@ fn every_event_delivered_twice_is_applied_once() {
     shop.check_invariants(&ids);
 }
 
-/// Each producer's number of events, asserting its feed is gap-free (seq 1..=n, §5).
+/// Each producer's number of events, asserting its feed is gap-free (seq 1..=n).
 fn feed_sizes(shop: &Shop) -> Vec<usize> {
     PRODUCERS
         .iter()

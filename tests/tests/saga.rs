@@ -1,12 +1,12 @@
-//! The saga of ARCHITECTURE.md §4 end to end: real host, real Redis, real components, real
-//! SQLite files; each test checks the §4 invariants for every order it touched.
+//! The saga (docs/adr/0001) end to end: real host, real Redis, real components, real
+//! SQLite files; each test checks the saga invariants for every order it touched.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shop_e2e::{assert_error, order_body, unique_key, unique_sku, Shop, SETTLE};
+use shop_e2e::{assert_error, order_body, unique_key, unique_sku, RaiseOnDrop, Shop, SETTLE};
 use testkit::eventually;
 
 fn statuses(order: &Value) -> Vec<String> {
@@ -236,6 +236,7 @@ fn twenty_concurrent_orders_for_the_last_five_units_sell_exactly_five() {
             }
             samples
         });
+        let finish = RaiseOnDrop(&done);
         let handles: Vec<_> = (0..20)
             .map(|n| {
                 let (shop, sku) = (&shop, &sku);
@@ -248,7 +249,7 @@ fn twenty_concurrent_orders_for_the_last_five_units_sell_exactly_five() {
             .map(|h| h.join().expect("order thread"))
             .collect();
         shop.wait_final_all(&ids);
-        done.store(true, Ordering::Relaxed);
+        drop(finish);
         let samples = monitor.join().expect("stock monitor");
         assert!(!samples.is_empty(), "the monitor took no sample");
         for (available, reserved) in samples {

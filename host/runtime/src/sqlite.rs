@@ -52,6 +52,12 @@ impl Databases {
                     if let Some(dir) = path.parent() {
                         std::fs::create_dir_all(dir)?;
                     }
+                    // WAL is a property of the file: set it once, before any instance runs.
+                    // Switching per connection races other connections and fails with
+                    // "database is locked" without waiting for the busy timeout.
+                    let connection = Connection::open(path)?;
+                    configure(&connection)?;
+                    connection.pragma_update(None, "journal_mode", "WAL")?;
                     Target::File(path.clone())
                 }
                 StoreLocation::InMemory => {
@@ -78,7 +84,6 @@ impl Target {
             Target::File(path) => {
                 let connection = Connection::open(path)?;
                 configure(&connection)?;
-                connection.pragma_update(None, "journal_mode", "WAL")?;
                 Ok(connection)
             }
             Target::Memory { uri, .. } => open_uri(uri),
