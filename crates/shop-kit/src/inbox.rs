@@ -66,8 +66,30 @@ pub fn guarded<T: InboxPort + ?Sized>(
 
 /// SQL for consumers whose inbox lives in SQLite (table `inbox(source, last_seq)`).
 pub mod sql {
+    use super::InboxPort;
+    use crate::deadletter::DeadLetterPort;
     use crate::sqlite::{int, Db};
     use spin_sdk::sqlite::Value;
+
+    /// A store kept in one SQLite database. Its inbox and dead letters live in that database,
+    /// so implementing this one accessor gives the store its `InboxPort`.
+    pub trait SqlBacked {
+        fn db(&self) -> &Db;
+    }
+
+    impl<T: SqlBacked> InboxPort for T {
+        fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
+            last(self.db(), source)
+        }
+
+        fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
+            advance(self.db(), source, seq)
+        }
+
+        fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
+            Some(self.db())
+        }
+    }
 
     pub fn last(db: &Db, source: &str) -> anyhow::Result<i64> {
         if let Some(seq) = db.replaying(source) {

@@ -1,8 +1,7 @@
 //! SQLite adapter of the `BillingStore` port (database label `billing`).
 
 use shop_events::ShopEvent;
-use shop_kit::deadletter::DeadLetterPort;
-use shop_kit::inbox::{self, InboxPort};
+use shop_kit::inbox::sql::SqlBacked;
 use shop_kit::migrate::Migration;
 use shop_kit::outbox;
 use shop_kit::sqlite::{i, opt_i, opt_int, opt_text, t, text, Db};
@@ -51,17 +50,9 @@ fn payment(row: &RowResult) -> anyhow::Result<Payment> {
     })
 }
 
-impl InboxPort for SqlBilling {
-    fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
-        inbox::sql::last(&self.db, source)
-    }
-
-    fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
-        inbox::sql::advance(&self.db, source, seq)
-    }
-
-    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
-        Some(&self.db)
+impl SqlBacked for SqlBilling {
+    fn db(&self) -> &Db {
+        &self.db
     }
 }
 

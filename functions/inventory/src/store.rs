@@ -1,8 +1,7 @@
 //! SQLite adapter of the `InventoryStore` port (database label `inventory`).
 
 use shop_events::ShopEvent;
-use shop_kit::deadletter::DeadLetterPort;
-use shop_kit::inbox::{self, InboxPort};
+use shop_kit::inbox::sql::SqlBacked;
 use shop_kit::migrate::Migration;
 use shop_kit::outbox;
 use shop_kit::sqlite::{i, int, t, text, Db};
@@ -48,17 +47,9 @@ fn product(row: &RowResult) -> Product {
     }
 }
 
-impl InboxPort for SqlInventory {
-    fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
-        inbox::sql::last(&self.db, source)
-    }
-
-    fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
-        inbox::sql::advance(&self.db, source, seq)
-    }
-
-    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
-        Some(&self.db)
+impl SqlBacked for SqlInventory {
+    fn db(&self) -> &Db {
+        &self.db
     }
 }
 

@@ -1,8 +1,7 @@
 //! SQLite adapter of the `OrderStore` port (database label `orders`).
 
 use shop_events::ShopEvent;
-use shop_kit::deadletter::DeadLetterPort;
-use shop_kit::inbox::{self, InboxPort};
+use shop_kit::inbox::sql::SqlBacked;
 use shop_kit::migrate::Migration;
 use shop_kit::outbox;
 use shop_kit::sqlite::{i, t, text, Db};
@@ -44,17 +43,9 @@ fn doc(order: &Order) -> anyhow::Result<String> {
     Ok(serde_json::to_string(order)?)
 }
 
-impl InboxPort for SqlOrders {
-    fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
-        inbox::sql::last(&self.db, source)
-    }
-
-    fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
-        inbox::sql::advance(&self.db, source, seq)
-    }
-
-    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
-        Some(&self.db)
+impl SqlBacked for SqlOrders {
+    fn db(&self) -> &Db {
+        &self.db
     }
 }
 
