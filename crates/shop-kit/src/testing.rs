@@ -10,3 +10,44 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         std::task::Poll::Pending => panic!("a fake future suspended"),
     }
 }
+
+/// An in-memory fake store for a service's unit tests: the function's own state `S` beside the
+/// inbox every consumer keeps. `rollback_on_error` restores both when the body fails, as a
+/// rolled-back SQLite transaction does.
+#[derive(Default)]
+pub struct Fake<S> {
+    state: std::cell::RefCell<S>,
+    inbox: std::cell::RefCell<std::collections::HashMap<String, i64>>,
+}
+
+impl<S: Clone> Fake<S> {
+    pub fn state(&self) -> std::cell::Ref<'_, S> {
+        self.state.borrow()
+    }
+
+    pub fn state_mut(&self) -> std::cell::RefMut<'_, S> {
+        self.state.borrow_mut()
+    }
+
+    pub fn rollback_on_error<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let state = self.state.borrow().clone();
+        let inbox = self.inbox.borrow().clone();
+        let result = f();
+        if result.is_err() {
+            *self.state.borrow_mut() = state;
+            *self.inbox.borrow_mut() = inbox;
+        }
+        result
+    }
+}
+
+impl<S> crate::inbox::InboxPort for Fake<S> {
+    fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
+        Ok(*self.inbox.borrow().get(source).unwrap_or(&0))
+    }
+
+    fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
+        self.inbox.borrow_mut().insert(source.into(), seq);
+        Ok(())
+    }
+}

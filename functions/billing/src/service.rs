@@ -188,57 +188,37 @@ mod tests {
     use super::*;
     use crate::domain::PaymentStatus;
     use shop_events::{CancelReason, OrderCancelled, PricedLine};
-    use shop_kit::testing::block_on;
+    use shop_kit::testing::{block_on, Fake};
     use std::cell::RefCell;
     use std::collections::HashMap;
 
     #[derive(Default, Clone)]
     struct State {
         payments: HashMap<String, Payment>,
-        inbox: HashMap<String, i64>,
         outbox: Vec<ShopEvent>,
     }
 
-    /// In-memory store; a failed transaction restores the state it started from.
-    #[derive(Default)]
-    struct Mem(RefCell<State>);
-
-    impl InboxPort for Mem {
-        fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
-            Ok(*self.0.borrow().inbox.get(source).unwrap_or(&0))
-        }
-        fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
-            self.0.borrow_mut().inbox.insert(source.into(), seq);
-            Ok(())
-        }
-    }
+    type Mem = Fake<State>;
 
     impl BillingStore for Mem {
         fn transaction<T, E: From<anyhow::Error>>(
             &self,
             f: impl FnOnce() -> Result<T, E>,
         ) -> Result<T, E> {
-            let before = self.0.borrow().clone();
-            let result = f();
-            if result.is_err() {
-                *self.0.borrow_mut() = before;
-            }
-            result
+            self.rollback_on_error(f)
         }
         fn payment(&self, order_id: &str) -> anyhow::Result<Option<Payment>> {
-            Ok(self.0.borrow().payments.get(order_id).cloned())
+            Ok(self.state().payments.get(order_id).cloned())
         }
         fn put_payment(&self, p: &Payment) -> anyhow::Result<()> {
-            self.0
-                .borrow_mut()
+            self.state_mut()
                 .payments
                 .insert(p.order_id.clone(), p.clone());
             Ok(())
         }
         fn owed_refunds(&self) -> anyhow::Result<Vec<Payment>> {
             Ok(self
-                .0
-                .borrow()
+                .state()
                 .payments
                 .values()
                 .filter(|p| p.owes_refund())
@@ -246,7 +226,7 @@ mod tests {
                 .collect())
         }
         fn emit(&self, event: &ShopEvent, _: &str) -> anyhow::Result<()> {
-            self.0.borrow_mut().outbox.push(event.clone());
+            self.state_mut().outbox.push(event.clone());
             Ok(())
         }
     }
@@ -327,8 +307,7 @@ mod tests {
 
     fn types(b: &Billing<Mem, FakeProvider>) -> Vec<&'static str> {
         b.store
-            .0
-            .borrow()
+            .state()
             .outbox
             .iter()
             .map(|e| e.type_name())

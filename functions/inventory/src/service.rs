@@ -156,68 +156,46 @@ impl<S: InventoryStore> Consumer for Inventory<S> {
 mod tests {
     use super::*;
     use shop_events::{CancelReason, OrderCancelled, OrderCreated, OrderLine, PaymentCaptured};
-    use std::cell::RefCell;
+    use shop_kit::testing::Fake;
     use std::collections::{BTreeMap, HashMap};
 
     #[derive(Default, Clone)]
     struct State {
         products: BTreeMap<String, Product>,
         holds: HashMap<String, Hold>,
-        inbox: HashMap<String, i64>,
         outbox: Vec<ShopEvent>,
     }
 
-    /// In-memory store; a failed transaction restores the state it started from.
-    #[derive(Default)]
-    struct Mem(RefCell<State>);
-
-    impl InboxPort for Mem {
-        fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
-            Ok(*self.0.borrow().inbox.get(source).unwrap_or(&0))
-        }
-        fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
-            self.0.borrow_mut().inbox.insert(source.into(), seq);
-            Ok(())
-        }
-    }
+    type Mem = Fake<State>;
 
     impl InventoryStore for Mem {
         fn transaction<T, E: From<anyhow::Error>>(
             &self,
             f: impl FnOnce() -> Result<T, E>,
         ) -> Result<T, E> {
-            let before = self.0.borrow().clone();
-            let result = f();
-            if result.is_err() {
-                *self.0.borrow_mut() = before;
-            }
-            result
+            self.rollback_on_error(f)
         }
         fn product(&self, sku: &str) -> anyhow::Result<Option<Product>> {
-            Ok(self.0.borrow().products.get(sku).cloned())
+            Ok(self.state().products.get(sku).cloned())
         }
         fn put_product(&self, p: &Product) -> anyhow::Result<()> {
-            self.0
-                .borrow_mut()
-                .products
-                .insert(p.sku.clone(), p.clone());
+            self.state_mut().products.insert(p.sku.clone(), p.clone());
             Ok(())
         }
         fn products(&self) -> anyhow::Result<Vec<Product>> {
-            Ok(self.0.borrow().products.values().cloned().collect())
+            Ok(self.state().products.values().cloned().collect())
         }
         fn hold(&self, order_id: &str) -> anyhow::Result<Option<Hold>> {
-            Ok(self.0.borrow().holds.get(order_id).cloned())
+            Ok(self.state().holds.get(order_id).cloned())
         }
         fn put_hold(&self, hold: &Hold) -> anyhow::Result<()> {
-            self.0
-                .borrow_mut()
+            self.state_mut()
                 .holds
                 .insert(hold.order_id.clone(), hold.clone());
             Ok(())
         }
         fn emit(&self, event: &ShopEvent, _: &str) -> anyhow::Result<()> {
-            self.0.borrow_mut().outbox.push(event.clone());
+            self.state_mut().outbox.push(event.clone());
             Ok(())
         }
     }
@@ -277,7 +255,7 @@ mod tests {
         let outcomes: Vec<&str> = (1..=20)
             .map(|n| {
                 apply(&inv, "orders", n, created(&format!("o{n}"), 1));
-                inv.store.0.borrow().outbox.last().unwrap().type_name()
+                inv.store.state().outbox.last().unwrap().type_name()
             })
             .collect();
         assert_eq!(
@@ -299,7 +277,7 @@ mod tests {
             apply(&inv, "orders", 1, created("o1", 2)),
             Outcome::Duplicate
         );
-        let state = inv.store.0.borrow();
+        let state = inv.store.state();
         let ShopEvent::StockReserved(e) = &state.outbox[0] else {
             panic!("expected stock-reserved")
         };
@@ -347,7 +325,7 @@ mod tests {
             payment_token: "t".into(),
         });
         apply(&inv, "orders", 1, order);
-        assert_eq!(inv.store.0.borrow().outbox[0].type_name(), "stock-rejected");
+        assert_eq!(inv.store.state().outbox[0].type_name(), "stock-rejected");
         assert_eq!(counts(&inv), (5, 0));
     }
 }

@@ -189,49 +189,30 @@ mod tests {
     use super::*;
     use serde_json::json;
     use shop_events::{PaymentCaptured, PaymentDeclined, PricedLine, StockRejected, StockReserved};
-    use std::cell::RefCell;
+    use shop_kit::testing::Fake;
     use std::collections::{BTreeMap, HashMap};
 
     #[derive(Default, Clone)]
     struct State {
         orders: BTreeMap<String, Order>,
         keys: HashMap<String, (String, String)>,
-        inbox: HashMap<String, i64>,
         outbox: Vec<ShopEvent>,
     }
 
-    /// In-memory store; a failed transaction restores the state it started from.
-    #[derive(Default)]
-    struct Mem(RefCell<State>);
-
-    impl InboxPort for Mem {
-        fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
-            Ok(*self.0.borrow().inbox.get(source).unwrap_or(&0))
-        }
-        fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
-            self.0.borrow_mut().inbox.insert(source.into(), seq);
-            Ok(())
-        }
-    }
+    type Mem = Fake<State>;
 
     impl OrderStore for Mem {
         fn transaction<T, E: From<anyhow::Error>>(
             &self,
             f: impl FnOnce() -> Result<T, E>,
         ) -> Result<T, E> {
-            let before = self.0.borrow().clone();
-            let result = f();
-            if result.is_err() {
-                *self.0.borrow_mut() = before;
-            }
-            result
+            self.rollback_on_error(f)
         }
         fn get(&self, id: &str) -> anyhow::Result<Option<Order>> {
-            Ok(self.0.borrow().orders.get(id).cloned())
+            Ok(self.state().orders.get(id).cloned())
         }
         fn insert(&self, order: &Order) -> anyhow::Result<()> {
-            self.0
-                .borrow_mut()
+            self.state_mut()
                 .orders
                 .insert(order.id.clone(), order.clone());
             Ok(())
@@ -241,8 +222,7 @@ mod tests {
         }
         fn list(&self, q: &ListQuery) -> anyhow::Result<Vec<Order>> {
             Ok(self
-                .0
-                .borrow()
+                .state()
                 .orders
                 .values()
                 .rev()
@@ -254,17 +234,16 @@ mod tests {
                 .collect())
         }
         fn idempotency_key(&self, key: &str) -> anyhow::Result<Option<(String, String)>> {
-            Ok(self.0.borrow().keys.get(key).cloned())
+            Ok(self.state().keys.get(key).cloned())
         }
         fn remember_key(&self, key: &str, request: &str, order_id: &str) -> anyhow::Result<()> {
-            self.0
-                .borrow_mut()
+            self.state_mut()
                 .keys
                 .insert(key.into(), (request.into(), order_id.into()));
             Ok(())
         }
         fn emit(&self, event: &ShopEvent, _: &str) -> anyhow::Result<()> {
-            self.0.borrow_mut().outbox.push(event.clone());
+            self.state_mut().outbox.push(event.clone());
             Ok(())
         }
     }
@@ -290,8 +269,7 @@ mod tests {
 
     fn types(o: &Orders<Mem>) -> Vec<&'static str> {
         o.store
-            .0
-            .borrow()
+            .state()
             .outbox
             .iter()
             .map(|e| e.type_name())
@@ -346,7 +324,7 @@ mod tests {
         );
         let err = o.place(new_order("c1", 3), Some("k1"), &trace).unwrap_err();
         assert!(matches!(err, Failure::Api(e) if e.code.status() == 409));
-        assert_eq!(o.store.0.borrow().orders.len(), 1);
+        assert_eq!(o.store.state().orders.len(), 1);
         assert_eq!(types(&o), vec!["order-created"]);
     }
 
