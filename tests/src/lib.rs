@@ -586,19 +586,24 @@ fn write_runtime_config(dir: &Path) -> PathBuf {
             _ => line.to_string(),
         })
         .collect();
-    // The shared state directory keeps only the code cache: logs and the default store stay
+    // The shared state directory keeps only the code cache: logs and the default stores stay
     // with the test.
-    let header = [
+    let mut header = vec![
         format!("log_dir = {:?}", dir.join("logs").display().to_string()),
         String::new(),
-        "[key_value_store.default]".to_string(),
-        "type = \"spin\"".to_string(),
-        format!(
-            "path = {:?}",
-            stores.join("default.db").display().to_string()
-        ),
-        String::new(),
     ];
+    for (table, file) in [
+        ("key_value_store", "default.db"),
+        ("sqlite_database", "default_sqlite.db"),
+    ] {
+        header.push(format!("[{table}.default]"));
+        header.push("type = \"spin\"".to_string());
+        header.push(format!(
+            "path = {:?}",
+            stores.join(file).display().to_string()
+        ));
+        header.push(String::new());
+    }
     let path = dir.join("runtime-config.toml");
     let text = [header.join("\n"), rewritten.join("\n")].join("\n");
     fs::write(&path, text).expect("write runtime config");

@@ -52,7 +52,7 @@ impl SqliteStore {
             StoreLocation::InMemory => Connection::open_in_memory()?,
         };
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        connection.pragma_update(None, "journal_mode", "WAL")?;
+        crate::sqlite::enable_wal(&connection)?;
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS spin_key_value (
                 store TEXT NOT NULL,

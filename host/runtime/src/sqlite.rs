@@ -57,7 +57,7 @@ impl Databases {
                     // "database is locked" without waiting for the busy timeout.
                     let connection = Connection::open(path)?;
                     configure(&connection)?;
-                    connection.pragma_update(None, "journal_mode", "WAL")?;
+                    enable_wal(&connection)?;
                     Target::File(path.clone())
                 }
                 StoreLocation::InMemory => {
@@ -100,6 +100,37 @@ fn open_uri(uri: &str) -> rusqlite::Result<Connection> {
     let connection = Connection::open_with_flags(uri, flags)?;
     configure(&connection)?;
     Ok(connection)
+}
+
+/// Switches a database file to WAL. The switch needs the file to itself and does not wait on the
+/// busy handler: while another connection or process (a second host sharing the state directory)
+/// holds a lock it fails with `SQLITE_BUSY` or quietly keeps the old mode. Retry until the busy
+/// timeout.
+pub(crate) fn enable_wal(connection: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        let result = connection
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0));
+        let switched = match result {
+            Ok(mode) => mode.eq_ignore_ascii_case("wal"),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        if switched {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some("could not switch to WAL: the database stayed locked".into()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn configure(connection: &Connection) -> rusqlite::Result<()> {
@@ -437,5 +468,68 @@ mod tests {
             1,
             "a second connection sees the same in-memory database"
         );
+    }
+
+    #[test]
+    fn start_up_waits_for_another_process_holding_the_file() {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        let file = dir.path().join("shared.db");
+        let other = Connection::open(&file).unwrap();
+        other
+            .execute_batch("CREATE TABLE t (x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);")
+            .unwrap();
+        let configured = IndexMap::from([(
+            "default".to_string(),
+            SqliteDatabase {
+                location: StoreLocation::File(file.clone()),
+                allow_attach_file: false,
+            },
+        )]);
+        let databases = std::thread::scope(|scope| {
+            let start = scope.spawn(|| Databases::new(&configured));
+            std::thread::sleep(Duration::from_millis(300));
+            other.execute_batch("COMMIT").unwrap();
+            start.join().unwrap()
+        });
+        databases.expect("start-up waits for the lock instead of failing");
+        let mode: String = Connection::open(&file)
+            .unwrap()
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn hosts_opening_one_file_at_once_all_get_it_in_wal_mode() {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        for round in 0..50 {
+            let file = dir.path().join(format!("shared-{round}.db"));
+            let configured = IndexMap::from([(
+                "default".to_string(),
+                SqliteDatabase {
+                    location: StoreLocation::File(file.clone()),
+                    allow_attach_file: false,
+                },
+            )]);
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|scope| {
+                let starts: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            Databases::new(&configured).map(drop)
+                        })
+                    })
+                    .collect();
+                for start in starts {
+                    start.join().unwrap().expect("start-up opens the database");
+                }
+            });
+            let mode: String = Connection::open(&file)
+                .unwrap()
+                .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal");
+        }
     }
 }
