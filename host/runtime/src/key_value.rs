@@ -47,12 +47,13 @@ impl SqliteStore {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                Connection::open(path)?
+                let connection = Connection::open(path)?;
+                connection.busy_timeout(std::time::Duration::from_secs(5))?;
+                crate::sqlite::enable_wal(&connection)?;
+                connection
             }
             StoreLocation::InMemory => Connection::open_in_memory()?,
         };
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        crate::sqlite::enable_wal(&connection)?;
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS spin_key_value (
                 store TEXT NOT NULL,
