@@ -59,7 +59,7 @@ fn malformed_bodies() -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn bad_bodies_get_400_and_change_nothing() {
+fn bad_bodies_are_refused_and_change_nothing() {
     let shop = Shop::start();
     let sku = unique_sku("BAD");
     shop.put_product(&sku, 250, 3);
@@ -199,21 +199,46 @@ fn bad_bodies_get_400_and_change_nothing() {
         }
     }
 
-    // Wrong content types: a form or plain text is not a JSON object.
-    for (content_type, body) in [
+    // Wrong content types: valid JSON bodies declared as anything but JSON, or not declared at
+    // all, are refused with 415 before they are read (a form or text body is not the API's).
+    let valid = [
+        ("POST", "/orders".to_string(), false, good_order.clone()),
+        ("PUT", format!("/inventory/products/{sku}"), true, product),
+        ("POST", "/payment-sim/charges".into(), false, charge),
+        ("POST", "/payment-sim/refunds".into(), false, refund),
         (
-            "application/x-www-form-urlencoded",
-            format!("customer_id={customer}&payment_token=tok_visa"),
+            "PUT",
+            "/payment-sim/faults".into(),
+            true,
+            json!({"down": true}),
         ),
-        ("text/plain", "place an order please".to_string()),
-        (
-            "multipart/form-data; boundary=x",
-            "--x\r\n\r\nhi\r\n--x--".into(),
-        ),
+    ];
+    assert_eq!(valid.len(), body_routes(&sku).len(), "every body route");
+    for content_type in [
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+        Some("multipart/form-data; boundary=x"),
+        Some("text/json"),
+        Some(""),
+        None,
     ] {
-        for (method, path, admin) in body_routes(&sku) {
-            let response = raw(&shop, method, &path, content_type, admin, body.as_bytes());
-            assert_error(&response, 400, "INVALID_ARGUMENT");
+        for (method, path, admin, body) in &valid {
+            let bearer = format!("Bearer {ADMIN_TOKEN}");
+            let mut headers = Vec::new();
+            if let Some(content_type) = content_type {
+                headers.push(("content-type", content_type));
+            }
+            if *admin {
+                headers.push(("authorization", bearer.as_str()));
+            }
+            let bytes = body.to_string().into_bytes();
+            let response = shop.host.request(method, path, &headers, &bytes);
+            assert_eq!(
+                response.status, 415,
+                "{method} {path} as {content_type:?}: {}",
+                response.body
+            );
+            assert_error(&response, 415, "UNSUPPORTED_MEDIA_TYPE");
         }
     }
 

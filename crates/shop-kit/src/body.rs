@@ -3,10 +3,33 @@
 
 use serde_json::{Map, Value};
 
-use crate::ApiError;
+use crate::{ApiError, ErrorCode};
 
 /// Largest request body any component accepts.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Checks a request's `Content-Type`: bodies are JSON, so `application/json` or an
+/// `application/*+json` type (parameters such as `charset` allowed). Anything else, or none,
+/// is refused before the body is read, so a form or text body is never half-understood.
+pub fn check_json_content_type(value: Option<&str>) -> Result<(), ApiError> {
+    let json = value
+        .and_then(|v| v.parse::<mime::Mime>().ok())
+        .is_some_and(|m| {
+            m.type_() == mime::APPLICATION
+                && (m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON))
+        });
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "content-type: must be application/json, got {}",
+                value.map_or("none".to_string(), |v| format!("`{v}`"))
+            ),
+        ))
+    }
+}
 
 /// Parses a body that must be a JSON object.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -224,6 +247,36 @@ pub fn check_order_id(field: &str, id: &str) -> Result<(), ApiError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_json_content_types_are_accepted() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
+            assert_eq!(check_json_content_type(Some(ok)), Ok(()), "{ok}");
+        }
+        for bad in [
+            None,
+            Some(""),
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("text/json"),
+            Some("application/jsonx"),
+            Some("multipart/form-data; boundary=x"),
+        ] {
+            let error = check_json_content_type(bad).unwrap_err();
+            assert_eq!(error.code, ErrorCode::UnsupportedMediaType, "{bad:?}");
+            assert_eq!(error.code.status(), 415);
+            assert!(
+                error.message.starts_with("content-type: "),
+                "{}",
+                error.message
+            );
+        }
+    }
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()

@@ -17,6 +17,7 @@ pub mod inbox;
 pub mod log;
 pub mod migrate;
 pub mod openapi;
+pub mod outbound;
 pub mod outbox;
 pub mod relay;
 pub mod routes;

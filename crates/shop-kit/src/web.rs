@@ -50,6 +50,12 @@ pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.header(name).and_then(|v| v.as_str())
 }
 
+/// The request's body as a JSON object, after checking that it says it is JSON.
+pub fn json_object(req: &Request) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    crate::body::check_json_content_type(header(req, "content-type"))?;
+    crate::body::parse_object(req.body())
+}
+
 /// A JSON response.
 pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"null".to_vec());

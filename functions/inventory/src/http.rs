@@ -1,7 +1,7 @@
 //! HTTP transport of inventory: `/inventory/...` routes.
 
 use serde_json::json;
-use shop_kit::body::{check_sku, parse_object};
+use shop_kit::body::check_sku;
 use shop_kit::deadletter;
 use shop_kit::routes::Route;
 use shop_kit::web::{self, Ctx};
@@ -92,7 +92,7 @@ async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
             ctx.require_admin(req)?;
             let sku = params.get("sku");
             check_sku("sku", sku)?;
-            let update = ProductUpdate::parse(&parse_object(req.body())?)?;
+            let update = ProductUpdate::parse(&web::json_object(req)?)?;
             let (product, created) = service()?.put_product(sku, update)?;
             ctx.log.info(
                 &format!("product {sku} stocked: {} available", product.available),

@@ -1,7 +1,7 @@
 //! HTTP transport of orders: `/orders/...` routes.
 
 use serde_json::json;
-use shop_kit::body::{check_order_id, is_plain_id, parse_object};
+use shop_kit::body::{check_order_id, is_plain_id};
 use shop_kit::deadletter;
 use shop_kit::routes::Route;
 use shop_kit::web::{self, Ctx};
@@ -110,7 +110,7 @@ fn place(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
             })
         })
         .transpose()?;
-    let new = NewOrder::parse(&parse_object(req.body())?)?;
+    let new = NewOrder::parse(&web::json_object(req)?)?;
     let service = service()?;
     let (order, placed) = service.place(new, key, &ctx.trace)?;
     let mut response = web::json(201, &order.view());

@@ -1,6 +1,5 @@
 //! HTTP transport of the payment simulator: `/payment-sim/...` routes.
 
-use shop_kit::body::parse_object;
 use shop_kit::routes::Route;
 use shop_kit::web::{self, Ctx};
 use shop_kit::Failure;
@@ -82,7 +81,7 @@ fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
         }
         Op::OpenApi => Ok(web::openapi(OPENAPI)),
         Op::Charge => {
-            let charge = ChargeRequest::parse(&parse_object(req.body())?)?;
+            let charge = ChargeRequest::parse(&web::json_object(req)?)?;
             let service = service()?;
             faulty(&service)?;
             let (charge, new) = service.charge(charge)?;
@@ -96,7 +95,7 @@ fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
         }
         Op::GetCharge => Ok(web::json(200, &service()?.get_charge(params.get("key"))?)),
         Op::Refund => {
-            let refund = RefundRequest::parse(&parse_object(req.body())?)?;
+            let refund = RefundRequest::parse(&web::json_object(req)?)?;
             let service = service()?;
             faulty(&service)?;
             Ok(web::json(200, &service.refund(refund)?))
@@ -104,7 +103,7 @@ fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
         Op::Faults => Ok(web::json(200, &service()?.store.faults()?)),
         Op::SetFaults => {
             ctx.require_admin(req)?;
-            let body = parse_object(req.body())?;
+            let body = web::json_object(req)?;
             let service = service()?;
             let faults = Faults::parse(&body, service.store.faults()?)?;
             service.store.set_faults(&faults)?;
