@@ -248,24 +248,58 @@ fn host_killed_mid_saga_and_restarted_finishes_every_order() {
 }
 
 #[test]
-fn payment_provider_slower_than_the_timeout_is_retried_not_waited_for() {
-    let shop = Shop::start_with(&[("breaker_open_ms", "500")]);
+fn payment_provider_slower_than_the_timeout_is_given_up_on_then_charged_once() {
+    let shop = Shop::start_with(&[("provider_timeout_ms", "400"), ("breaker_open_ms", "500")]);
     let sku = unique_sku("SLOW");
     shop.put_product(&sku, 1200, 5);
 
-    // Far slower than any sane provider timeout: a charge must give up, not hang the saga.
-    shop.set_faults(json!({"latency_ms": 25000}));
+    // Every provider call outlasts billing's timeout, though the provider does finish it.
+    shop.set_faults(json!({"latency_ms": 1500}));
     let id = shop.place_order("slowpoke", &[(&sku, 1)], "tok_visa");
-    thread::sleep(Duration::from_secs(4));
+    let reserved = eventually(SETTLE, || {
+        (shop.order(&id)["status"] == "reserved").then_some(())
+    });
+    assert!(reserved.is_some(), "never reserved: {}", shop.order(&id));
+    // Billing's catch-up reports why the charge did not go through.
+    let timed_out = eventually(SETTLE, || {
+        let sweep = shop.admin("POST", "/billing/sweep", &Value::Null);
+        sweep.body.contains("ConnectionReadTimeout").then_some(())
+    });
+    assert!(
+        timed_out.is_some(),
+        "billing never gave up on the slow provider\n{}",
+        shop.logs_tail()
+    );
+    thread::sleep(Duration::from_secs(2));
+    let order = shop.order(&id);
+    assert_eq!(
+        order["status"], "reserved",
+        "no answer, no decision: {order}"
+    );
+    assert!(
+        shop.payment(&id).is_none_or(|p| p["status"] != "captured"),
+        "billing recorded a charge it never got an answer for"
+    );
+
     shop.set_faults(json!({"latency_ms": 0}));
     let back = Instant::now();
     let order = shop.recover_all(std::slice::from_ref(&id)).remove(0);
     assert_eq!(order["status"], "confirmed", "{order}");
     assert!(
         back.elapsed() < Duration::from_secs(15),
-        "the order waited {:?} for a provider call that should have timed out",
+        "the order took {:?} once the provider was fast again",
         back.elapsed()
     );
+    // The calls that timed out and the retry that succeeded are one charge.
+    let captures = shop
+        .events("billing")
+        .iter()
+        .filter(|e| e["data"]["order_id"] == id.as_str())
+        .filter(|e| e["type"] == "payment-captured")
+        .count();
+    assert_eq!(captures, 1, "one capture for the order");
+    let charge = shop.provider_charge(&id).expect("the provider's charge");
+    assert_eq!(charge["amount_cents"], order["total_cents"], "{charge}");
     shop.check_invariants(&[id]);
 }
 

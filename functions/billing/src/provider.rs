@@ -1,12 +1,18 @@
 //! HTTP adapter of the `PaymentProvider` port: `{payment_provider_url}/charges` and `/refunds`,
-//! behind a circuit breaker kept in billing's key-value store, with bounded retries.
+//! behind a circuit breaker kept in billing's key-value store, with bounded retries. Each call
+//! gives up after `provider_timeout_ms`: a timeout is a failure like any other (counted by the
+//! breaker, retried), and the idempotency key makes a retry of a call the provider did finish
+//! return the same charge.
 
 use serde_json::{json, Value};
 use shop_kit::breaker::KvBreaker;
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::Request;
 
 use crate::domain::{ChargeOutcome, CURRENCY};
 use crate::service::PaymentProvider;
+
+/// Per-call timeout unless the `provider_timeout_ms` variable says otherwise.
+const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 
 pub struct HttpProvider {
     pub base_url: String,
@@ -33,9 +39,10 @@ impl HttpProvider {
             .header("content-length", length)
             .header("traceparent", &self.traceparent)
             .build();
-        let response: Response = spin_sdk::http::send(request)
+        let timeout = shop_kit::outbound::timeout_from("provider_timeout_ms", DEFAULT_TIMEOUT_MS);
+        let response = shop_kit::outbound::send(request, timeout)
             .await
-            .map_err(|e| anyhow::anyhow!("POST {url}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("POST {url}: {e:#}"))?;
         let status = *response.status();
         anyhow::ensure!(
             (200..300).contains(&status),

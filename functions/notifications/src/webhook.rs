@@ -1,9 +1,14 @@
-//! HTTP adapter of the `Webhook` port: POSTs the notification to `notification_webhook_url`.
+//! HTTP adapter of the `Webhook` port: POSTs the notification to `notification_webhook_url`,
+//! giving up after `webhook_timeout_ms` (a failure like any other: the breaker counts it and
+//! the sweep retries).
 
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::Request;
 
 use crate::domain::Notification;
 use crate::service::Webhook;
+
+/// Per-call timeout unless the `webhook_timeout_ms` variable says otherwise.
+const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 
 pub struct HttpWebhook {
     /// Empty when no webhook is configured.
@@ -25,9 +30,10 @@ impl Webhook for HttpWebhook {
             .header("content-length", length)
             .header("traceparent", &self.traceparent)
             .build();
-        let response: Response = spin_sdk::http::send(request)
+        let timeout = shop_kit::outbound::timeout_from("webhook_timeout_ms", DEFAULT_TIMEOUT_MS);
+        let response = shop_kit::outbound::send(request, timeout)
             .await
-            .map_err(|e| anyhow::anyhow!("POST {}: {e}", self.url))?;
+            .map_err(|e| anyhow::anyhow!("POST {}: {e:#}", self.url))?;
         let status = *response.status();
         anyhow::ensure!(
             (200..300).contains(&status),
