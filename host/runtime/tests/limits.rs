@@ -1,8 +1,11 @@
-//! Per-instance limits: a guest that never returns is stopped at the deadline with a 500, and
-//! one that grows its memory past `max_instance_memory` traps with a 500; the host serves on.
+//! Limits: a guest that never returns is stopped at the deadline with a 500, one that grows its
+//! memory past `max_instance_memory` traps with a 500, oversized request heads get 431, and a
+//! client that never finishes its request head is cut off; the host serves on through all of it.
 
 mod support;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use testkit::tempfile::TempDir;
@@ -48,5 +51,62 @@ fn an_instance_over_its_memory_cap_gets_500() {
         response.status, 200,
         "the host must keep serving: {}",
         response.body
+    );
+}
+
+/// Sends a raw request head and returns the status line of the answer.
+fn status_line(host: &Host, head: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", host.port())).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    stream.write_all(head.as_bytes()).expect("send head");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn oversized_request_heads_get_431_and_change_nothing() {
+    let host = Host::start(support::options("catch-all.toml"));
+    let many: String = (0..200).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let line = status_line(
+        &host,
+        &format!("GET /echo HTTP/1.1\r\nhost: x\r\n{many}\r\n"),
+    );
+    assert!(line.contains(" 431"), "200 headers: {line}");
+    let huge = "v".repeat(1024 * 1024);
+    let line = status_line(
+        &host,
+        &format!("GET /echo HTTP/1.1\r\nhost: x\r\nx-big: {huge}\r\n\r\n"),
+    );
+    assert!(line.contains(" 431"), "a 1 MiB header: {line}");
+    assert_eq!(host.get("/echo").status, 200, "the host must keep serving");
+}
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_cut_off() {
+    let host = Host::start(support::options("catch-all.toml"));
+    let mut slow = TcpStream::connect(("127.0.0.1", host.port())).expect("connect");
+    slow.write_all(b"GET /echo HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .expect("send part of a head");
+    let started = Instant::now();
+    // Others are served while the slow client holds its connection.
+    assert_eq!(host.get("/echo").status, 200, "served beside a slow client");
+    slow.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("read timeout");
+    let mut answer = Vec::new();
+    let closed = slow.read_to_end(&mut answer).is_ok();
+    let took = started.elapsed();
+    assert!(closed, "the host must close the connection, not hold it");
+    assert!(
+        took < Duration::from_secs(45),
+        "cut off after {took:?}, expected the 30 s header timeout"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "a half-sent head gets no answer or 408: {answer}"
     );
 }
