@@ -3,8 +3,14 @@
 //! for ever. Failed attempts are counted in their own small transaction, because the
 //! transaction of the failed effect is rolled back.
 
+use serde_json::{json, Value};
+use spin_sdk::http::{Request, Response};
+
+use crate::consume::Consumer;
 use crate::inbox::Outcome;
-use crate::Envelope;
+use crate::routes::Params;
+use crate::web::Ctx;
+use crate::{ApiError, Envelope, Failure};
 
 /// Attempts after which an event is parked, unless the `dead_letter_after` variable says
 /// otherwise.
@@ -64,18 +70,99 @@ pub fn parse_seq(raw: &str) -> Result<i64, crate::ApiError> {
         .ok_or_else(|| crate::ApiError::invalid("seq", "must be a positive integer"))
 }
 
+/// The `dead_letter_after` variable (at least 1), or [`DEFAULT_AFTER`].
+pub fn after_from_variables() -> i64 {
+    crate::config::num_or("dead_letter_after", DEFAULT_AFTER).max(1)
+}
+
+/// A parked event as the admin routes show it.
+pub fn letter_json(env: &Envelope, error: &str, attempts: i64, parked_at: &str) -> Value {
+    json!({
+        "source": env.source,
+        "seq": env.seq,
+        "type": env.type_name,
+        "payload": env,
+        "error": error,
+        "attempts": attempts,
+        "parked_at": parked_at,
+    })
+}
+
+/// Where a consumer keeps its parked events, for listing and replay.
+pub trait ParkedStore {
+    /// Every parked event (see [`letter_json`]), oldest first.
+    fn parked(&self) -> anyhow::Result<Vec<Value>>;
+    /// The parked event `source`/`seq`, if there is one.
+    fn parked_event(&self, source: &str, seq: i64) -> anyhow::Result<Option<Envelope>>;
+    /// While `letter` is set, the inbox of its source reports the position just before it and
+    /// never moves back, and advancing to its seq deletes the letter with the effect.
+    fn set_replaying(&self, letter: Option<(String, i64)>);
+    /// Keeps a letter whose replay failed, with one more attempt and the new error.
+    fn replay_failed(&self, source: &str, seq: i64, error: &str) -> anyhow::Result<()>;
+}
+
+/// `POST /<fn>/dead-letters/{source}/{seq}/replay`: applies a parked event again through the
+/// consumer's own handler; success removes the letter (see [`ParkedStore::set_replaying`]),
+/// a failure keeps it with the new error and answers 409.
+pub async fn replay(
+    store: &impl ParkedStore,
+    consumer: &impl Consumer,
+    source: &str,
+    seq: i64,
+) -> Result<Value, Failure> {
+    let env = store
+        .parked_event(source, seq)?
+        .ok_or_else(|| ApiError::not_found(format!("no dead letter {source}/{seq}")))?;
+    store.set_replaying(Some((source.to_string(), seq)));
+    let result = consumer.apply(&env).await;
+    store.set_replaying(None);
+    let error = match result {
+        Ok(Outcome::Applied) => return Ok(json!({"replayed": {"source": source, "seq": seq}})),
+        Ok(other) => format!("replay did not apply the event: {other:?}"),
+        Err(e) => format!("{e:#}"),
+    };
+    store.replay_failed(source, seq, &error)?;
+    Err(ApiError::conflict(format!("replay of {source}/{seq} failed: {error}")).into())
+}
+
+/// `GET /<fn>/dead-letters` (admin).
+pub fn list_route(ctx: &Ctx, req: &Request, store: &impl ParkedStore) -> Result<Response, Failure> {
+    ctx.require_admin(req)?;
+    Ok(crate::web::json(
+        200,
+        &json!({ "dead_letters": store.parked()? }),
+    ))
+}
+
+/// `POST /<fn>/dead-letters/{source}/{seq}/replay` (admin).
+pub async fn replay_route(
+    ctx: &Ctx,
+    req: &Request,
+    params: &Params,
+    store: &impl ParkedStore,
+    consumer: &impl Consumer,
+) -> Result<Response, Failure> {
+    ctx.require_admin(req)?;
+    let source = params.get("source");
+    let seq = parse_seq(params.get("seq"))?;
+    let report = replay(store, consumer, source, seq).await?;
+    ctx.log
+        .info(&format!("dead letter {source}/{seq} replayed"), None);
+    Ok(crate::web::json(200, &report))
+}
+
 /// SQL for consumers whose store is SQLite (tables `delivery_failures`, `dead_letters`).
 pub mod sql {
-    use serde_json::json;
+    use serde_json::Value;
 
     use crate::consume::Consumer;
     use crate::inbox::{self, position, Outcome, Position};
     use crate::sqlite::{i, int, t, text, Db};
-    use crate::{ApiError, Envelope, Failure};
+    use crate::{Envelope, Failure};
 
     impl super::DeadLetterPort for Db {
         fn after(&self) -> i64 {
-            crate::config::num_or("dead_letter_after", super::DEFAULT_AFTER).max(1)
+            super::after_from_variables()
         }
 
         fn count_failure(&self, env: &Envelope, error: &str) -> anyhow::Result<i64> {
@@ -126,66 +213,51 @@ pub mod sql {
         }
     }
 
-    fn letter(r: &spin_sdk::sqlite::RowResult) -> serde_json::Value {
-        json!({
-            "source": text(r, 0),
-            "seq": int(r, 1),
-            "type": text(r, 2),
-            "payload": serde_json::from_str::<serde_json::Value>(&text(r, 3))
-                .unwrap_or(serde_json::Value::Null),
-            "error": text(r, 4),
-            "attempts": int(r, 5),
-            "parked_at": text(r, 6),
-        })
-    }
+    impl super::ParkedStore for Db {
+        fn parked(&self) -> anyhow::Result<Vec<Value>> {
+            let rows = self.exec(
+                "SELECT payload, error, attempts, parked_at FROM dead_letters \
+                 ORDER BY parked_at, source, seq",
+                &[],
+            )?;
+            rows.rows
+                .iter()
+                .map(|r| {
+                    let env: Envelope = serde_json::from_str(&text(r, 0))?;
+                    Ok(super::letter_json(
+                        &env,
+                        &text(r, 1),
+                        int(r, 2),
+                        &text(r, 3),
+                    ))
+                })
+                .collect()
+        }
 
-    const COLUMNS: &str = "source, seq, type, payload, error, attempts, parked_at";
+        fn parked_event(&self, source: &str, seq: i64) -> anyhow::Result<Option<Envelope>> {
+            let rows = self.exec(
+                "SELECT payload FROM dead_letters WHERE source = ? AND seq = ?",
+                &[t(source), i(seq)],
+            )?;
+            rows.rows
+                .first()
+                .map(|r| serde_json::from_str(&text(r, 0)))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("dead letter {source}/{seq} is unreadable: {e}"))
+        }
 
-    /// `GET /<fn>/dead-letters`: every parked event, oldest first.
-    pub fn list(db: &Db) -> anyhow::Result<serde_json::Value> {
-        let rows = db.exec(
-            &format!("SELECT {COLUMNS} FROM dead_letters ORDER BY parked_at, source, seq"),
-            &[],
-        )?;
-        let items: Vec<_> = rows.rows.iter().map(letter).collect();
-        Ok(json!({ "dead_letters": items }))
-    }
+        fn set_replaying(&self, letter: Option<(String, i64)>) {
+            Db::set_replaying(self, letter);
+        }
 
-    /// `POST /<fn>/dead-letters/{source}/{seq}/replay`: applies a parked event again through
-    /// the consumer's own handler. While it runs, the inbox of `db` reports the position just
-    /// before the event, and the effect's transaction deletes the dead letter when it advances
-    /// past it, so success removes the letter atomically with the effect. A failure keeps the
-    /// letter with the new error and answers 409.
-    pub async fn replay(
-        db: &Db,
-        consumer: &impl Consumer,
-        source: &str,
-        seq: i64,
-    ) -> Result<serde_json::Value, Failure> {
-        let rows = db.exec(
-            &format!("SELECT {COLUMNS} FROM dead_letters WHERE source = ? AND seq = ?"),
-            &[t(source), i(seq)],
-        )?;
-        let row = rows
-            .rows
-            .first()
-            .ok_or_else(|| ApiError::not_found(format!("no dead letter {source}/{seq}")))?;
-        let env: Envelope = serde_json::from_str(&text(row, 3))
-            .map_err(|e| anyhow::anyhow!("dead letter {source}/{seq} is unreadable: {e}"))?;
-        db.set_replaying(Some((source.to_string(), seq)));
-        let result = consumer.apply(&env).await;
-        db.set_replaying(None);
-        let error = match result {
-            Ok(Outcome::Applied) => return Ok(json!({"replayed": {"source": source, "seq": seq}})),
-            Ok(other) => format!("replay did not apply the event: {other:?}"),
-            Err(e) => format!("{e:#}"),
-        };
-        db.exec(
-            "UPDATE dead_letters SET error = ?, attempts = attempts + 1 \
-             WHERE source = ? AND seq = ?",
-            &[t(&error), t(source), i(seq)],
-        )?;
-        Err(ApiError::conflict(format!("replay of {source}/{seq} failed: {error}")).into())
+        fn replay_failed(&self, source: &str, seq: i64, error: &str) -> anyhow::Result<()> {
+            self.exec(
+                "UPDATE dead_letters SET error = ?, attempts = attempts + 1 \
+                 WHERE source = ? AND seq = ?",
+                &[t(error), t(source), i(seq)],
+            )?;
+            Ok(())
+        }
     }
 
     /// `GET /<fn>/dead-letters` (admin).
@@ -194,11 +266,11 @@ pub mod sql {
         req: &spin_sdk::http::Request,
         db: &Db,
     ) -> Result<spin_sdk::http::Response, Failure> {
-        ctx.require_admin(req)?;
-        Ok(crate::web::json(200, &list(db)?))
+        super::list_route(ctx, req, db)
     }
 
-    /// `POST /<fn>/dead-letters/{source}/{seq}/replay` (admin).
+    /// `POST /<fn>/dead-letters/{source}/{seq}/replay` (admin); publishes what the replayed
+    /// effect wrote to the outbox.
     pub async fn replay_route(
         ctx: &crate::web::Ctx,
         req: &spin_sdk::http::Request,
@@ -206,14 +278,9 @@ pub mod sql {
         db: &Db,
         consumer: &impl Consumer,
     ) -> Result<spin_sdk::http::Response, Failure> {
-        ctx.require_admin(req)?;
-        let source = params.get("source");
-        let seq = super::parse_seq(params.get("seq"))?;
-        let report = replay(db, consumer, source, seq).await?;
-        crate::relay::publish(ctx.service, db, &ctx.log);
-        ctx.log
-            .info(&format!("dead letter {source}/{seq} replayed"), None);
-        Ok(crate::web::json(200, &report))
+        let response = super::replay_route(ctx, req, params, db, consumer).await?;
+        ctx.publish_after_response();
+        Ok(response)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use shop_kit::body::{check_order_id, is_plain_id};
+use shop_kit::deadletter;
 use shop_kit::routes::Route;
 use shop_kit::web::{self, Ctx};
 use shop_kit::{ApiError, Failure};
@@ -9,12 +10,14 @@ use spin_sdk::http::{Request, Response};
 
 use crate::{events, open, SERVICE};
 
-/// Routes one request; every failure becomes the one JSON error shape.
-pub async fn handle(req: Request) -> Response {
-    let ctx = Ctx::from_request(SERVICE, &req);
-    match route(&ctx, &req).await {
-        Ok(response) => response,
-        Err(failure) => ctx.failure(failure),
+/// The component's HTTP side: every failure becomes the one JSON error shape.
+pub struct Http;
+
+impl web::Component for Http {
+    const SERVICE: &'static str = SERVICE;
+
+    async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
+        route(ctx, req).await
     }
 }
 
@@ -24,7 +27,10 @@ pub enum Op {
     Health,
     Events,
     Sweep,
+    Deliver,
     OpenApi,
+    DeadLetters,
+    Replay,
     List,
 }
 
@@ -34,7 +40,14 @@ pub const ROUTES: &[Route<Op>] = &[
     Route::new("GET", "/notifications/health", Op::Health),
     Route::new("GET", "/notifications/events", Op::Events),
     Route::new("POST", "/notifications/sweep", Op::Sweep),
+    Route::new("POST", "/notifications/events/deliveries", Op::Deliver),
     Route::new("GET", "/notifications/openapi.json", Op::OpenApi),
+    Route::new("GET", "/notifications/dead-letters", Op::DeadLetters),
+    Route::new(
+        "POST",
+        "/notifications/dead-letters/{source}/{seq}/replay",
+        Op::Replay,
+    ),
     Route::new("GET", "/notifications", Op::List),
 ];
 
@@ -43,7 +56,7 @@ pub const ROUTES: &[Route<Op>] = &[
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
 async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-    let (op, _) = match web::resolve(SERVICE, ROUTES, req) {
+    let (op, params) = match web::resolve(SERVICE, ROUTES, req) {
         Ok(found) => found,
         Err(response) => return Ok(response),
     };
@@ -58,7 +71,15 @@ async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
             ctx.require_admin(req)?;
             Ok(web::json(200, &events::sweep(ctx).await?))
         }
+        Op::Deliver => events::receive(ctx, req).await,
         Op::OpenApi => Ok(web::openapi(OPENAPI)),
+        Op::DeadLetters => {
+            deadletter::list_route(ctx, req, &crate::store::KvNotifications::open()?)
+        }
+        Op::Replay => {
+            let service = open(&ctx.trace)?;
+            deadletter::replay_route(ctx, req, &params, &service.store, &service).await
+        }
         Op::List => list(ctx, req),
     }
 }

@@ -6,6 +6,7 @@
 
 use shop_kit::breaker::{Breaker, Policy};
 use shop_kit::consume::Consumer;
+use shop_kit::deadletter::DeadLetterPort;
 use shop_kit::inbox::{position, InboxPort, Outcome, Position};
 use shop_kit::log::Logger;
 use shop_kit::{ApiError, Envelope, Failure};
@@ -139,6 +140,10 @@ impl<S: NotificationStore, W: Webhook> Consumer for Notifications<S, W> {
 
     async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome> {
         self.apply_event(env).await
+    }
+
+    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
+        self.store.dead_letters()
     }
 }
 

@@ -3,10 +3,19 @@
 //! Keys: `n:<id>` a notification; `customer:<id>` a list of notification ids; `undelivered`
 //! ids still to deliver; `inbox:<source>` last applied seq; `breaker`. An order's
 //! notifications need no index: their ids derive from the order id and the kind.
+//! Poison events: `failures:<source>:<seq>` counts failed attempts, `dead:<source>:<seq>`
+//! holds a parked event and `dead_letters` lists their `<source>:<seq>`. Without transactions
+//! a letter is written before the inbox moves past it, so a crash in between only parks it
+//! again; concurrent failures may count once, which parks an event an attempt later.
 
-use serde::{de::DeserializeOwned, Serialize};
+use std::cell::RefCell;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::Value;
 use shop_kit::breaker::Breaker;
-use shop_kit::inbox::InboxPort;
+use shop_kit::deadletter::{self, DeadLetterPort, ParkedStore};
+use shop_kit::inbox::{position, InboxPort, Outcome, Position};
+use shop_kit::Envelope;
 use spin_sdk::key_value::Store;
 
 use crate::domain::{Delivery, Kind, Notification};
@@ -14,13 +23,53 @@ use crate::service::NotificationStore;
 
 pub struct KvNotifications {
     store: Store,
+    /// The dead letter being replayed by this instance, if any.
+    replaying: RefCell<Option<(String, i64)>>,
+}
+
+/// Failed attempts at one event so far.
+#[derive(Default, Serialize, Deserialize)]
+struct Failures {
+    attempts: i64,
+    error: String,
+}
+
+/// The list of parked events.
+const LETTERS: &str = "dead_letters";
+
+fn letter_id(source: &str, seq: i64) -> String {
+    format!("{source}:{seq}")
 }
 
 impl KvNotifications {
     pub fn open() -> anyhow::Result<Self> {
         let store = Store::open("notifications")
             .map_err(|e| anyhow::anyhow!("opening key-value store notifications: {e:?}"))?;
-        Ok(Self { store })
+        Ok(Self {
+            store,
+            replaying: RefCell::default(),
+        })
+    }
+
+    fn replaying(&self, source: &str) -> Option<i64> {
+        match &*self.replaying.borrow() {
+            Some((s, seq)) if s == source => Some(*seq),
+            _ => None,
+        }
+    }
+
+    fn stored_last(&self, source: &str) -> anyhow::Result<i64> {
+        Ok(self.get(&format!("inbox:{source}"))?.unwrap_or(0))
+    }
+
+    fn letter(&self, source: &str, seq: i64) -> anyhow::Result<Option<Value>> {
+        self.get(&format!("dead:{}", letter_id(source, seq)))
+    }
+
+    fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.store
+            .delete(key)
+            .map_err(|e| anyhow::anyhow!("deleting {key}: {e:?}"))
     }
 
     fn get<T: DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>> {
@@ -62,11 +111,93 @@ impl KvNotifications {
 
 impl InboxPort for KvNotifications {
     fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
-        Ok(self.get(&format!("inbox:{source}"))?.unwrap_or(0))
+        match self.replaying(source) {
+            Some(seq) => Ok(seq - 1),
+            None => self.stored_last(source),
+        }
     }
 
+    /// Never moves back: a replayed dead letter advances to its own seq, behind the inbox,
+    /// and is deleted once its effect is done.
     fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
-        self.set(&format!("inbox:{source}"), &seq)
+        if seq > self.stored_last(source)? {
+            self.set(&format!("inbox:{source}"), &seq)?;
+        }
+        if self.replaying(source) == Some(seq) {
+            let id = letter_id(source, seq);
+            self.delete(&format!("dead:{id}"))?;
+            self.index(LETTERS, &id, false)?;
+        }
+        Ok(())
+    }
+
+    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
+        Some(self)
+    }
+}
+
+impl DeadLetterPort for KvNotifications {
+    fn after(&self) -> i64 {
+        deadletter::after_from_variables()
+    }
+
+    fn count_failure(&self, env: &Envelope, error: &str) -> anyhow::Result<i64> {
+        let key = format!("failures:{}", letter_id(&env.source, env.seq));
+        let mut failures: Failures = self.get(&key)?.unwrap_or_default();
+        failures.attempts += 1;
+        failures.error = error.to_string();
+        self.set(&key, &failures)?;
+        Ok(failures.attempts)
+    }
+
+    fn park(&self, env: &Envelope, error: &str, attempts: i64) -> anyhow::Result<Outcome> {
+        match position(self.inbox_last(&env.source)?, env.seq) {
+            Position::Duplicate => Ok(Outcome::Duplicate),
+            Position::Gap { last } => Ok(Outcome::Gap { last }),
+            Position::Next => {
+                let id = letter_id(&env.source, env.seq);
+                let now = shop_kit::time::now_rfc3339();
+                let letter = deadletter::letter_json(env, error, attempts, &now);
+                self.set(&format!("dead:{id}"), &letter)?;
+                self.index(LETTERS, &id, true)?;
+                self.delete(&format!("failures:{id}"))?;
+                self.inbox_advance(&env.source, env.seq)?;
+                Ok(Outcome::Parked)
+            }
+        }
+    }
+}
+
+impl ParkedStore for KvNotifications {
+    fn parked(&self) -> anyhow::Result<Vec<Value>> {
+        let mut letters = Vec::new();
+        for id in self.ids(LETTERS)? {
+            if let Some(letter) = self.get::<Value>(&format!("dead:{id}"))? {
+                letters.push(letter);
+            }
+        }
+        letters.sort_by_key(|l| (l["parked_at"].to_string(), l["seq"].as_i64()));
+        Ok(letters)
+    }
+
+    fn parked_event(&self, source: &str, seq: i64) -> anyhow::Result<Option<Envelope>> {
+        self.letter(source, seq)?
+            .map(|letter| serde_json::from_value(letter["payload"].clone()))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("dead letter {source}/{seq} is unreadable: {e}"))
+    }
+
+    fn set_replaying(&self, letter: Option<(String, i64)>) {
+        *self.replaying.borrow_mut() = letter;
+    }
+
+    fn replay_failed(&self, source: &str, seq: i64, error: &str) -> anyhow::Result<()> {
+        if let Some(mut letter) = self.letter(source, seq)? {
+            letter["attempts"] = (letter["attempts"].as_i64().unwrap_or(0) + 1).into();
+            letter["error"] = error.into();
+            self.set(&format!("dead:{}", letter_id(source, seq)), &letter)?;
+        }
+        Ok(())
     }
 }
 
