@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use shop_e2e::{order_body, unique_key, unique_sku, Shop, SETTLE};
 use testkit::eventually;
 
@@ -210,4 +210,83 @@ fn metrics_move_as_the_traffic_sent_says() {
 
     // The admin listener serves metrics only; the app's listener never does.
     assert_eq!(shop.host.get("/metrics").status, 404);
+}
+
+/// Waits until `series` has grown by at least `by` from `before`; returns the scrape.
+fn grown(shop: &Shop, series: &str, before: f64, by: f64) -> String {
+    eventually(SETTLE, || {
+        let now = shop.metrics();
+        (sample(&now, series) - before >= by).then_some(now)
+    })
+    .unwrap_or_else(|| panic!("{series} never grew by {by}:\n{}", shop.metrics()))
+}
+
+#[test]
+fn log_derived_metrics_count_duplicates_breaker_transitions_and_dead_letters() {
+    let shop = Shop::start_with(&[
+        ("breaker_failure_threshold", "1"),
+        ("breaker_open_ms", "500"),
+        ("dead_letter_after", "1"),
+    ]);
+    let sku = unique_sku("LOGMETRICS");
+    shop.put_product(&sku, 300, 10);
+    let duplicated =
+        r#"shop_host_events_duplicated_total{component="inventory",channel="shop.orders"}"#;
+    let transitions = |to: &str| {
+        format!(
+            r#"shop_host_breaker_transitions_total{{component="billing",breaker="breaker:payment_provider",to="{to}"}}"#
+        )
+    };
+    let dead_lettered =
+        r#"shop_host_events_dead_lettered_total{component="inventory",channel="shop.orders"}"#;
+
+    // An event sent twice: the second copy is a duplicate to inventory, counted once.
+    let id = shop.place_order("metrics-dup", &[(&sku, 1)], "tok_visa");
+    assert_eq!(shop.wait_final(&id)["status"], "confirmed");
+    let created = shop
+        .events("orders")
+        .into_iter()
+        .find(|e| e["data"]["order_id"] == id.as_str())
+        .expect("the order's order-created event");
+    let before = shop.metrics();
+    assert!(shop.redis.publish("shop.orders", &created.to_string()) > 0);
+    let after = grown(&shop, duplicated, sample(&before, duplicated), 1.0);
+    assert_eq!(
+        sample(&after, duplicated) - sample(&before, duplicated),
+        1.0
+    );
+    assert_eq!(sample(&after, dead_lettered), 0.0, "{after}");
+
+    // The provider down: billing's breaker opens; back up: a trial (half-open) closes it.
+    assert_eq!(sample(&after, &transitions("open")), 0.0, "{after}");
+    shop.set_faults(json!({"down": true}));
+    let unpaid = shop.place_order("metrics-breaker", &[(&sku, 1)], "tok_visa");
+    grown(&shop, &transitions("open"), 0.0, 1.0);
+    shop.set_faults(json!({"down": false}));
+    assert_eq!(
+        shop.recover_all(std::slice::from_ref(&unpaid))[0]["status"],
+        "confirmed"
+    );
+    let recovered = grown(&shop, &transitions("closed"), 0.0, 1.0);
+    assert!(
+        sample(&recovered, &transitions("half_open")) >= 1.0,
+        "{recovered}"
+    );
+
+    // An event inventory cannot read, next in the orders stream: parked at its first failure.
+    let next_seq = shop.events("orders").len() + 1;
+    let poison = json!({
+        "id": "poison-1", "type": "order-created", "source": "orders", "seq": next_seq,
+        "occurred_at": "2026-01-01T00:00:00Z", "traceparent": "",
+        "data": {"order_id": "poison-order"}
+    });
+    let before = shop.metrics();
+    assert_eq!(sample(&before, dead_lettered), 0.0, "{before}");
+    assert!(shop.redis.publish("shop.orders", &poison.to_string()) > 0);
+    let parked = grown(&shop, dead_lettered, 0.0, 1.0);
+    assert_eq!(sample(&parked, dead_lettered), 1.0, "{parked}");
+    let letters = shop
+        .admin("GET", "/inventory/dead-letters", &Value::Null)
+        .json();
+    assert_eq!(letters["dead_letters"][0]["seq"], next_seq, "{letters}");
 }

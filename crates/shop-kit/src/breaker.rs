@@ -33,6 +33,17 @@ pub enum State {
     HalfOpen,
 }
 
+impl State {
+    /// As stored and logged.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+        }
+    }
+}
+
 /// The stored state of one breaker.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -120,6 +131,22 @@ impl KvBreaker {
         }
     }
 
+    /// Logs a change of state as a well-known event (the host counts them per breaker).
+    fn log_transition(&self, from: State, to: State) {
+        if from == to {
+            return;
+        }
+        let level = if to == State::Open { "warn" } else { "info" };
+        let trace = crate::TraceContext::from_header(None);
+        crate::log::Logger::shared(&trace).event(
+            level,
+            crate::log::events::BREAKER_TRANSITION,
+            &format!("circuit {} {} -> {}", self.key, from.name(), to.name()),
+            None,
+            serde_json::json!({"breaker": self.key, "from": from.name(), "to": to.name()}),
+        );
+    }
+
     /// Runs `call` through the breaker, retrying failures a bounded number of times with
     /// jittered exponential backoff. Refused at once while the breaker is open.
     pub async fn call<T>(
@@ -134,16 +161,20 @@ impl KvBreaker {
                 std::thread::sleep(std::time::Duration::from_millis(delay));
             }
             let mut breaker = self.load();
+            let before = breaker.state;
             if !breaker.acquire(crate::time::now_millis(), self.policy) {
                 return Err(
                     failure.unwrap_or_else(|| anyhow::anyhow!("circuit {} is open", self.key))
                 );
             }
             self.save(&breaker);
+            self.log_transition(before, breaker.state);
             let result = call().await;
             let mut breaker = self.load();
+            let before = breaker.state;
             breaker.record(result.is_ok(), crate::time::now_millis(), self.policy);
             self.save(&breaker);
+            self.log_transition(before, breaker.state);
             match result {
                 Ok(value) => return Ok(value),
                 Err(e) => failure = Some(e),

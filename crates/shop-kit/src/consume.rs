@@ -2,9 +2,11 @@
 //! and a gap is filled from the producer's feed before the new event is applied.
 
 use crate::deadletter::{self, DeadLetterPort};
+use crate::envelope::channel;
 use crate::feed::Feed;
 use crate::inbox::Outcome;
-use crate::Envelope;
+use crate::log::{events, Logger};
+use crate::{Envelope, TraceContext};
 
 /// Events fetched per feed request.
 const PAGE: i64 = 100;
@@ -23,15 +25,29 @@ pub trait Consumer {
 }
 
 /// Applies `env`; a failure is counted and, once it has failed often enough, the event is
-/// parked so the events after it can flow.
+/// parked so the events after it can flow. Duplicates and parked events are logged as
+/// well-known events, which the host counts.
 async fn apply_or_park(consumer: &impl Consumer, env: &Envelope) -> anyhow::Result<Outcome> {
-    match consumer.apply(env).await {
-        Ok(outcome) => Ok(outcome),
+    let outcome = match consumer.apply(env).await {
+        Ok(outcome) => outcome,
         Err(e) => match consumer.dead_letters() {
-            Some(port) => deadletter::on_failure(port, env, e),
-            None => Err(e),
+            Some(port) => deadletter::on_failure(port, env, e)?,
+            None => return Err(e),
         },
-    }
+    };
+    let (level, event, what) = match outcome {
+        Outcome::Duplicate => ("info", events::DUPLICATE, "received again, ignored"),
+        Outcome::Parked => ("warn", events::DEAD_LETTER, "parked as a dead letter"),
+        Outcome::Applied | Outcome::Gap { .. } => return Ok(outcome),
+    };
+    Logger::shared(&TraceContext::from_header(Some(&env.traceparent))).event(
+        level,
+        event,
+        &format!("{} #{} from {} {what}", env.type_name, env.seq, env.source),
+        env.data.get("order_id").and_then(|v| v.as_str()),
+        serde_json::json!({"channel": channel(&env.source), "source": env.source, "seq": env.seq}),
+    );
+    Ok(outcome)
 }
 
 /// Applies `env`, first filling any gap before it from `feed`.

@@ -199,9 +199,14 @@ impl AppComponent {
     ) -> Store<InstanceState> {
         let mut wasi = WasiCtxBuilder::new();
         let [stdout, stderr] = self.log_files.clone().map_or([None, None], |f| f.map(Some));
+        wasi.envs(&self.env);
+        if let Some(traceparent) = &log.traceparent {
+            // The span the instance runs in, for its logs and what it hands on (OpenTelemetry's
+            // environment carrier for trace context; an extension of this host).
+            wasi.env("TRACEPARENT", traceparent);
+        }
         wasi.stdout(LogStream::new(log.clone(), "stdout", stdout))
-            .stderr(LogStream::new(log, "stderr", stderr))
-            .envs(&self.env);
+            .stderr(LogStream::new(log, "stderr", stderr));
         let state = InstanceState {
             table: wasmtime::component::ResourceTable::new(),
             wasi: wasi.build(),

@@ -19,5 +19,6 @@ pub mod redis_outbound;
 pub mod sqlite;
 pub mod state;
 pub mod stdio;
+pub mod telemetry;
 pub mod trigger;
 pub mod variables;

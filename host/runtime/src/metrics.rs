@@ -1,6 +1,9 @@
 //! Prometheus metrics on the admin listener (`--metrics-listen`), never on the app's routes:
 //! requests, 5xx errors and latency per component and route (RED); Redis messages handled and
-//! failed per component and channel; instances in flight per component and trigger.
+//! failed per component and channel; instances in flight per component and trigger. And
+//! log-derived metrics: what only the functions know (an event ignored as a duplicate, parked
+//! as a dead letter, a circuit breaker changing state) they say in a structured log line with a
+//! well-known `event` field, and the host counts those lines, as a log pipeline would on Spin.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +48,13 @@ struct ChannelLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    component: String,
+    breaker: String,
+    to: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
     component: String,
     trigger: &'static str,
@@ -67,6 +78,9 @@ pub struct Metrics {
     message_durations: MessageDurations,
     in_flight: Family<InstanceLabels, Gauge>,
     instances: Family<InstanceLabels, Counter>,
+    duplicates: Family<ChannelLabels, Counter>,
+    dead_letters: Family<ChannelLabels, Counter>,
+    breaker_transitions: Family<BreakerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -114,6 +128,24 @@ impl Default for Metrics {
             "Component instances started (one per request or message)",
             instances.clone(),
         );
+        let duplicates = Family::default();
+        registry.register(
+            "events_duplicated",
+            "Events a component received again and ignored (log-derived: event=duplicate)",
+            duplicates.clone(),
+        );
+        let dead_letters = Family::default();
+        registry.register(
+            "events_dead_lettered",
+            "Events a component parked after repeated failures (log-derived: event=dead_letter)",
+            dead_letters.clone(),
+        );
+        let breaker_transitions = Family::default();
+        registry.register(
+            "breaker_transitions",
+            "Circuit breaker state changes, by the state entered (log-derived: event=breaker_transition)",
+            breaker_transitions.clone(),
+        );
         Self {
             registry,
             requests,
@@ -123,6 +155,9 @@ impl Default for Metrics {
             message_durations,
             in_flight,
             instances,
+            duplicates,
+            dead_letters,
+            breaker_transitions,
         }
     }
 }
@@ -184,6 +219,37 @@ impl Metrics {
         let gauge = self.in_flight.get_or_create(&labels).clone();
         gauge.inc();
         InFlight(gauge)
+    }
+
+    /// Counts one structured log line of `component` by its well-known `event` field:
+    /// `duplicate` and `dead_letter` (with `channel`), `breaker_transition` (with `breaker`, `to`).
+    /// Other lines are not metrics.
+    pub fn log_event(&self, component: &str, fields: &Map<String, Value>) {
+        let text = |name: &str| {
+            fields
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let on_channel = || ChannelLabels {
+            component: component.into(),
+            channel: text("channel"),
+        };
+        let counter = match fields.get("event").and_then(Value::as_str) {
+            Some("duplicate") => self.duplicates.get_or_create(&on_channel()).clone(),
+            Some("dead_letter") => self.dead_letters.get_or_create(&on_channel()).clone(),
+            Some("breaker_transition") => self
+                .breaker_transitions
+                .get_or_create(&BreakerLabels {
+                    component: component.into(),
+                    breaker: text("breaker"),
+                    to: text("to"),
+                })
+                .clone(),
+            _ => return,
+        };
+        counter.inc();
     }
 
     /// The OpenMetrics text exposition (which Prometheus scrapes as is).
@@ -268,6 +334,39 @@ mod tests {
         assert!(metrics
             .render()
             .contains("shop_host_instances_in_flight{component=\"billing\",trigger=\"redis\"} 0"));
+    }
+
+    #[test]
+    fn well_known_log_lines_are_counted() {
+        let metrics = Metrics::default();
+        let line = |json: &str| serde_json::from_str::<Map<String, Value>>(json).unwrap();
+        metrics.log_event(
+            "billing",
+            &line(r#"{"event":"duplicate","channel":"shop.inventory"}"#),
+        );
+        metrics.log_event(
+            "billing",
+            &line(r#"{"event":"duplicate","channel":"shop.inventory"}"#),
+        );
+        metrics.log_event(
+            "orders",
+            &line(r#"{"event":"dead_letter","channel":"shop.billing"}"#),
+        );
+        metrics.log_event(
+            "billing",
+            &line(r#"{"event":"breaker_transition","breaker":"payment_provider","from":"closed","to":"open"}"#),
+        );
+        metrics.log_event("billing", &line(r#"{"msg":"payment captured"}"#));
+        let text = metrics.render();
+        assert!(text.contains(
+            "shop_host_events_duplicated_total{component=\"billing\",channel=\"shop.inventory\"} 2"
+        ), "{text}");
+        assert!(text.contains(
+            "shop_host_events_dead_lettered_total{component=\"orders\",channel=\"shop.billing\"} 1"
+        ));
+        assert!(text.contains(
+            "shop_host_breaker_transitions_total{component=\"billing\",breaker=\"payment_provider\",to=\"open\"} 1"
+        ));
     }
 
     #[test]

@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use http::Uri;
 use spin_host_config::allowed_hosts::{chaining_target, AllowedHosts};
+use tracing::Instrument;
 use wasmtime_wasi_http::{default_send_request, Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::telemetry;
 
 /// A component's network permissions (its expanded `allowed_outbound_hosts`).
 pub struct OutboundRules {
@@ -107,11 +110,55 @@ fn denied(component: &Arc<str>, uri: &Uri) -> ResponseFuture {
 }
 
 impl WasiHttpHooks for OutboundHttp {
+    /// Sends in a client span (Spin's `spin_outbound_http.send_request`), child of the
+    /// instance's span, whose `traceparent` replaces any the guest set, as Spin does.
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> ResponseFuture {
+        let span = tracing::info_span!(
+            "spin_outbound_http.send_request",
+            otel.kind = "client",
+            otel.name = request.method().as_str(),
+            http.request.method = request.method().as_str(),
+            url.full = %request.uri(),
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        if let Some(value) =
+            telemetry::traceparent(&span).and_then(|value| http::HeaderValue::try_from(value).ok())
+        {
+            request.headers_mut().insert(telemetry::TRACEPARENT, value);
+        }
+        let response = self.route(request, options);
+        Box::new(
+            async move {
+                let result = Box::into_pin(response).await;
+                let span = tracing::Span::current();
+                match &result {
+                    Ok((response, _)) => {
+                        span.record("http.response.status_code", response.status().as_u16());
+                    }
+                    Err(_) => {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+impl OutboundHttp {
+    /// Checks the request against the component's rules and sends it where it goes: to the
+    /// app in process, or over the network.
+    fn route(
+        &self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
     ) -> ResponseFuture {
         let uri = request.uri().clone();
         if !self.rules.allows_uri(&uri) {

@@ -10,20 +10,24 @@ use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
-
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+use crate::metrics::Metrics;
 
 /// Longest line kept before it is forwarded anyway, so a guest without newlines can't grow memory.
 const MAX_LINE: usize = 64 * 1024;
 
 /// Where a guest's output came from; attached to every forwarded line.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LogContext {
     pub component: Arc<str>,
     pub trigger: &'static str,
     pub route: Arc<str>,
-    pub trace_id: Option<Arc<str>>,
+    /// The span the instance runs in (W3C `traceparent`), when spans are recorded.
+    pub traceparent: Option<Arc<str>>,
+    /// Counts the well-known `event` lines (log-derived metrics).
+    pub metrics: Arc<Metrics>,
 }
 
 /// A guest output stream (`stdout` or `stderr`) that becomes log lines.
@@ -91,12 +95,11 @@ impl LineWriter {
 
     fn emit(&self, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
-        let record = log_record(
-            &self.stream.context,
-            self.stream.stream,
-            &text,
-            SystemTime::now(),
-        );
+        let context = &self.stream.context;
+        let record = log_record(context, self.stream.stream, &text, SystemTime::now());
+        if let Some(fields) = record.get("fields").and_then(Value::as_object) {
+            context.metrics.log_event(&context.component, fields);
+        }
         // One write per line, so lines from concurrent instances and host logs never interleave.
         let mut stderr = std::io::stderr().lock();
         let _ = writeln!(stderr, "{record}");
@@ -138,8 +141,8 @@ impl Drop for LineWriter {
 }
 
 /// One component output line as a JSON log record. A line that is itself a JSON object (the
-/// functions log that way) is kept whole under `fields`, and its `level`, `msg`/`message` and
-/// `trace_id` are lifted; any other line becomes `message`.
+/// functions log that way) is kept whole under `fields`, and its `level`, `msg`/`message`,
+/// `trace_id` and `span_id` are lifted; any other line becomes `message`, in the instance's span.
 fn log_record(ctx: &LogContext, stream: &str, line: &str, now: SystemTime) -> Value {
     let line = line.trim_end_matches('\r');
     let parsed = serde_json::from_str::<Map<String, Value>>(line).ok();
@@ -154,7 +157,15 @@ fn log_record(ctx: &LogContext, stream: &str, line: &str, now: SystemTime) -> Va
     let message = field("msg")
         .or_else(|| field("message"))
         .unwrap_or_else(|| line.to_string());
-    let trace_id = field("trace_id").or_else(|| ctx.trace_id.as_deref().map(str::to_string));
+    let (trace_id, span_id) = match field("trace_id") {
+        Some(trace_id) => (Some(trace_id), field("span_id")),
+        None => ctx
+            .traceparent
+            .as_deref()
+            .and_then(span_ids)
+            .map(|(trace, span)| (Some(trace.to_string()), Some(span.to_string())))
+            .unwrap_or_default(),
+    };
     let mut record = json!({
         "timestamp": rfc3339(now),
         "level": level,
@@ -165,6 +176,7 @@ fn log_record(ctx: &LogContext, stream: &str, line: &str, now: SystemTime) -> Va
         "trigger": ctx.trigger,
         "route": ctx.route.as_ref(),
         "trace_id": trace_id,
+        "span_id": span_id,
     });
     if let Some(fields) = parsed {
         record["fields"] = Value::Object(fields);
@@ -195,12 +207,13 @@ fn rfc3339(now: SystemTime) -> String {
     )
 }
 
-/// The trace id of a W3C `traceparent` header (`00-<trace id>-<span id>-<flags>`).
-pub fn trace_id_from_traceparent(value: &str) -> Option<&str> {
+/// The trace id and span id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+fn span_ids(value: &str) -> Option<(&str, &str)> {
     let mut parts = value.split('-');
     let _version = parts.next()?;
-    let trace_id = parts.next()?;
-    (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(trace_id)
+    let (trace_id, span_id) = (parts.next()?, parts.next()?);
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex(trace_id, 32) && hex(span_id, 16)).then_some((trace_id, span_id))
 }
 
 #[cfg(test)]
@@ -213,7 +226,8 @@ mod tests {
             component: "orders".into(),
             trigger: "http",
             route: "/orders/...".into(),
-            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            metrics: Arc::default(),
         }
     }
 
@@ -228,30 +242,30 @@ mod tests {
         assert_eq!(record["stream"], "stdout");
         assert_eq!(record["level"], "INFO");
         assert_eq!(record["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(record["span_id"], "00f067aa0ba902b7");
         assert_eq!(record["timestamp"], "2025-11-26T04:00:00.123Z");
         assert!(record.get("fields").is_none());
     }
 
     #[test]
     fn json_lines_keep_their_fields() {
-        let line = r#"{"level":"warn","msg":"slow","trace_id":"abc","order_id":"o1"}"#;
+        let line =
+            r#"{"level":"warn","msg":"slow","trace_id":"abc","span_id":"def","order_id":"o1"}"#;
         let record = log_record(&context(), "stderr", line, SystemTime::now());
         assert_eq!(record["level"], "WARN");
         assert_eq!(record["message"], "slow");
         assert_eq!(record["trace_id"], "abc");
+        assert_eq!(record["span_id"], "def");
         assert_eq!(record["fields"]["order_id"], "o1");
     }
 
     #[test]
-    fn traceparent_gives_its_trace_id() {
+    fn traceparent_gives_its_ids() {
         assert_eq!(
-            trace_id_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+            span_ids("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            Some(("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"))
         );
-        assert_eq!(trace_id_from_traceparent("garbage"), None);
-        assert_eq!(
-            trace_id_from_traceparent("00-xyz-00f067aa0ba902b7-01"),
-            None
-        );
+        assert_eq!(span_ids("garbage"), None);
+        assert_eq!(span_ids("00-xyz-00f067aa0ba902b7-01"), None);
     }
 }

@@ -1,7 +1,8 @@
 //! The HTTP trigger, as Spin's `trigger-http`: a hyper server on `--listen`, Spin's route
 //! priority, the `spin-*` request headers, the host's own `/.well-known/spin/*` answers, a fresh
 //! instance per request, in-process service chaining, a request body limit (413), a header read
-//! timeout, and graceful shutdown that lets in-flight requests finish.
+//! timeout, graceful shutdown that lets in-flight requests finish, and Spin's spans (one per
+//! request, parent from its `traceparent`, and one per component execution).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,6 +19,7 @@ use hyper::body::Body;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use spin_host_config::routes::{is_well_known, RouteMatch, Router};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -27,7 +29,8 @@ use crate::app::{App, AppComponent};
 use crate::metrics::Metrics;
 use crate::outbound_http::{ChainTarget, ServiceChaining};
 use crate::state::InstanceState;
-use crate::stdio::{trace_id_from_traceparent, LogContext};
+use crate::stdio::LogContext;
+use crate::telemetry::{self, TRACEPARENT};
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -156,7 +159,43 @@ impl HttpTrigger {
         Ok(())
     }
 
+    /// Handles one request in its server span, whose parent is the request's `traceparent`,
+    /// as Spin's `spin_trigger_http.handle_http_request`.
     async fn handle<B>(&self, request: Request<B>, origin: Origin) -> Response<HyperOutgoingBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let path = request.uri().path();
+        // Routed before the span starts: its name (`<method> <route>`) is fixed once it has.
+        let matched = (!is_well_known(path))
+            .then(|| self.route(&request, origin))
+            .flatten();
+        let method = request.method().as_str();
+        let route = matched.as_ref().map(|m| m.raw_route.as_str());
+        let span = tracing::info_span!(
+            "spin_trigger_http.handle_http_request",
+            otel.kind = "server",
+            otel.name = route.map_or_else(|| method.to_string(), |r| format!("{method} {r}")),
+            http.request.method = method,
+            url.path = path,
+            http.route = route,
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let parent = request.headers().get(TRACEPARENT);
+        telemetry::set_parent(&span, parent.and_then(|v| v.to_str().ok()));
+        self.respond(request, origin, matched)
+            .instrument(span)
+            .await
+    }
+
+    async fn respond<B>(
+        &self,
+        request: Request<B>,
+        origin: Origin,
+        matched: Option<RouteMatch>,
+    ) -> Response<HyperOutgoingBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -166,7 +205,7 @@ impl HttpTrigger {
         if let Some(response) = self.well_known(&path) {
             return response;
         }
-        let Some(matched) = self.route(&request, origin) else {
+        let Some(matched) = matched else {
             return error_response(
                 StatusCode::NOT_FOUND,
                 "NOT_FOUND",
@@ -183,6 +222,11 @@ impl HttpTrigger {
         };
         let (component, route) = (&matched.component_id, &matched.raw_route);
         let status = response.status().as_u16();
+        let span = tracing::Span::current();
+        span.record("http.response.status_code", status);
+        if status >= 500 {
+            span.record("otel.status_code", "ERROR");
+        }
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.inner
             .metrics
@@ -301,21 +345,25 @@ impl HttpTrigger {
                 request.headers_mut().insert(http::header::HOST, host);
             }
         }
-        let trace_id = request
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(trace_id_from_traceparent)
-            .map(Arc::from);
+        // As Spin's `spin_trigger_http.execute_wasm`, inside the request's span.
+        let span = tracing::info_span!(
+            "spin_trigger_http.execute_wasm",
+            otel.name = format!("execute_wasm_component {component_id}"),
+            component = component_id,
+        );
         let log = LogContext {
             component: component.id.clone(),
             trigger: "http",
             route: matched.raw_route.as_str().into(),
-            trace_id,
+            traceparent: telemetry::traceparent(&span).map(Arc::from),
+            metrics: self.inner.metrics.clone(),
         };
         let chaining: Arc<dyn ServiceChaining> = Arc::new(self.clone());
         let store = component.new_store(log, Some(chaining));
-        match run_guest(store, pre.clone(), request).await {
+        match run_guest(store, pre.clone(), request)
+            .instrument(span)
+            .await
+        {
             Ok(response) => response,
             Err(e) => {
                 tracing::error!(component = %component_id, error = format!("{e:#}"), "component failed");
@@ -352,13 +400,16 @@ async fn run_guest(
         .http()
         .new_response_outparam(sender)
         .map_err(anyhow::Error::from)?;
-    let task = tokio::spawn(async move {
-        let proxy = pre.instantiate_async(&mut store).await?;
-        proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut store, incoming, out)
-            .await
-    });
+    let task = tokio::spawn(
+        async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, out)
+                .await
+        }
+        .in_current_span(),
+    );
     match receiver.await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(code)) => anyhow::bail!("component answered with error code {code:?}"),

@@ -14,12 +14,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::app::{App, AppComponent};
 use crate::bindings::inbound_redis::RedisHandlerPre;
 use crate::metrics::Metrics;
 use crate::state::InstanceState;
 use crate::stdio::LogContext;
+use crate::telemetry;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -162,16 +164,41 @@ async fn connect(
 }
 
 /// Runs every handler of the channel concurrently, each in a fresh instance, and waits for all.
-async fn handle_message(channel: &str, handlers: &Handlers, payload: Vec<u8>, metrics: &Metrics) {
+/// As Spin's `spin_trigger_redis.handle_message`, the message has one span, here the child of
+/// the envelope's `traceparent` (this host's extension), and each handler a span inside it.
+async fn handle_message(
+    channel: &str,
+    handlers: &Handlers,
+    payload: Vec<u8>,
+    metrics: &Arc<Metrics>,
+) {
+    let span = tracing::info_span!(
+        "spin_trigger_redis.handle_message",
+        otel.name = format!("{channel} receive"),
+        otel.kind = "consumer",
+        messaging.operation = "receive",
+        messaging.system = "redis",
+        messaging.destination.name = channel,
+    );
+    telemetry::set_parent(&span, telemetry::envelope_traceparent(&payload).as_deref());
     let runs = handlers.iter().map(|(component, pre)| {
         let payload = payload.clone();
+        let span = tracing::info_span!(
+            parent: &span,
+            "spin_trigger_redis.execute_wasm",
+            otel.name = format!("execute_wasm_component {}", component.id),
+            component = component.id.as_ref(),
+            otel.status_code = tracing::field::Empty,
+        );
+        let run_span = span.clone();
         async move {
             let started = Instant::now();
             let log = LogContext {
                 component: component.id.clone(),
                 trigger: "redis",
                 route: channel.into(),
-                trace_id: None,
+                traceparent: telemetry::traceparent(&span).map(Arc::from),
+                metrics: metrics.clone(),
             };
             let _in_flight = metrics.instance(&component.id, "redis");
             let mut store = component.new_store(log, None);
@@ -191,9 +218,13 @@ async fn handle_message(channel: &str, handlers: &Handlers, payload: Vec<u8>, me
             metrics.redis_message(&component.id, channel, outcome.is_ok(), duration_ms);
             match outcome {
                 Ok(()) => tracing::info!(component = %component.id, trigger = "redis", channel, duration_ms, "message handled"),
-                Err(e) => tracing::error!(component = %component.id, trigger = "redis", channel, duration_ms, error = format!("{e:#}"), "message handler failed (not retried)"),
+                Err(e) => {
+                    span.record("otel.status_code", "ERROR");
+                    tracing::error!(component = %component.id, trigger = "redis", channel, duration_ms, error = format!("{e:#}"), "message handler failed (not retried)")
+                }
             }
         }
+        .instrument(run_span)
     });
-    futures::future::join_all(runs).await;
+    futures::future::join_all(runs).instrument(span).await;
 }
