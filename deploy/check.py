@@ -11,14 +11,18 @@ side changes without the other:
   component uses, with fields Spin accepts;
 - every function the CronJob sweeps has an HTTP route under /<function>;
 - the Secrets and keys the SpinApp and CronJob read are those the example Secrets define;
-- the Redis trigger address comes from the `redis_address` variable the SpinApp sets.
+- the Redis trigger address comes from the `redis_address` variable the SpinApp sets;
+- the Fermyon Cloud manifest (deploy/cloud/spin.toml) is spin.toml without the Redis trigger,
+  `redis_address` and component builds, with `event_delivery = "http"` and a required
+  `delivery_token`: same components (same .wasm files), routes, stores, grants and variables.
 
-    python3 deploy/check.py [--manifest spin.toml]
+    python3 deploy/check.py [--manifest spin.toml] [--cloud-manifest deploy/cloud/spin.toml]
 
 Needs PyYAML (`apt-get install python3-yaml` or `pip install pyyaml`).
 """
 
 import argparse
+import copy
 import importlib.util
 import sys
 import tomllib
@@ -133,9 +137,56 @@ def check_redis_address(spin, spinapp, problems):
         problems.append("the Redis trigger uses redis_address, which the SpinApp does not set")
 
 
+def cloud_expected(spin, manifest_dir):
+    """spin.toml as the Cloud manifest must read: HTTP delivery, no Redis, no builds."""
+    cloud = copy.deepcopy(spin)
+    cloud.get("application", {}).get("trigger", {}).pop("redis", None)
+    if not cloud.get("application", {}).get("trigger", True):
+        del cloud["application"]["trigger"]
+    cloud.get("trigger", {}).pop("redis", None)
+    variables = cloud.setdefault("variables", {})
+    variables.pop("redis_address", None)
+    variables["event_delivery"] = {"default": "http"}
+    variables["delivery_token"] = {"required": True, "secret": True}
+    for component in cloud.get("component", {}).values():
+        component.pop("build", None)
+        component.get("variables", {}).pop("redis_address", None)
+        if "allowed_outbound_hosts" in component:
+            component["allowed_outbound_hosts"] = [
+                h for h in component["allowed_outbound_hosts"] if "redis_address" not in h]
+        if "source" in component:
+            # A source is relative to its manifest: compare the files, not the spelling.
+            component["source"] = str((manifest_dir / component["source"]).resolve())
+    return cloud
+
+
+def check_cloud(spin, manifest, cloud_manifest, problems):
+    cloud = tomllib.loads(cloud_manifest.read_text())
+    for component in cloud.get("component", {}).values():
+        if "source" in component:
+            component["source"] = str((cloud_manifest.parent / component["source"]).resolve())
+    expected = cloud_expected(spin, manifest.parent)
+    name = cloud_manifest.name
+    for section in sorted(set(expected) | set(cloud)):
+        want, have = expected.get(section), cloud.get(section)
+        if section == "component":
+            for comp in sorted(set(want or {}) | set(have or {})):
+                if (want or {}).get(comp) != (have or {}).get(comp):
+                    problems.append(f"cloud {name}: component {comp!r} is {(have or {}).get(comp)}, "
+                                    f"expected {(want or {}).get(comp)}")
+        elif section == "variables":
+            for var in sorted(set(want or {}) | set(have or {})):
+                if (want or {}).get(var) != (have or {}).get(var):
+                    problems.append(f"cloud {name}: variable {var!r} is {(have or {}).get(var)}, "
+                                    f"expected {(want or {}).get(var)}")
+        elif want != have:
+            problems.append(f"cloud {name}: [{section}] is {have}, expected {want}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", type=Path, default=HERE.parent / "spin.toml")
+    parser.add_argument("--cloud-manifest", type=Path, default=HERE / "cloud" / "spin.toml")
     args = parser.parse_args()
     spin = tomllib.loads(args.manifest.read_text())
 
@@ -151,6 +202,7 @@ def main() -> int:
         check_secrets(objects, spinapp, cronjob, problems)
         check_redis_address(spin, spinapp, problems)
     check_runtime_config(spin, args.manifest, problems)
+    check_cloud(spin, args.manifest, args.cloud_manifest, problems)
 
     if problems:
         print("deploy/ does not match spin.toml:\n  " + "\n  ".join(problems), file=sys.stderr)

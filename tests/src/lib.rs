@@ -35,6 +35,8 @@ impl Drop for RaiseOnDrop<'_> {
 
 /// The admin bearer token the fixture gives the app.
 pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+/// The delivery bearer token the Cloud fixture gives the app (`event_delivery = "http"`).
+pub const DELIVERY_TOKEN: &str = "e2e-delivery-token";
 /// How long any saga may take to settle before a test fails (the suite's bounded wait).
 pub const SETTLE: Duration = Duration::from_secs(30);
 /// The functions that produce or consume events, each with `/events` and `/sweep` routes.
@@ -48,10 +50,11 @@ const COMPONENTS: [&str; 5] = [
     "payment_sim",
 ];
 
-/// The shop running on a real host with a real Redis; both processes die with it.
+/// The shop running on a real host with a real Redis (none for the Cloud manifest); both
+/// processes die with it.
 pub struct Shop {
     /// The Redis the app's triggers subscribe to (stop/restart it to inject faults).
-    pub redis: RedisServer,
+    pub redis: AppRedis,
     /// The running `shop-host` (kill and restart it to inject faults).
     pub host: Host,
     /// Port of the host's admin listener (`--metrics-listen`), which serves Prometheus text.
@@ -64,6 +67,23 @@ pub struct Shop {
 /// A final order as the orders API reports it.
 pub type Order = Value;
 
+/// The Redis of a [`Shop`], absent when its manifest has no Redis trigger. It dereferences to
+/// the server so fault tests drive it directly; doing so without one is a test bug and panics.
+pub struct AppRedis(Option<RedisServer>);
+
+impl std::ops::Deref for AppRedis {
+    type Target = RedisServer;
+    fn deref(&self) -> &RedisServer {
+        self.0.as_ref().expect("this shop runs without Redis")
+    }
+}
+
+impl std::ops::DerefMut for AppRedis {
+    fn deref_mut(&mut self) -> &mut RedisServer {
+        self.0.as_mut().expect("this shop runs without Redis")
+    }
+}
+
 impl Shop {
     /// Starts Redis and the host for the real app; panics naming what is missing.
     pub fn start() -> Shop {
@@ -73,6 +93,21 @@ impl Shop {
     /// [`Shop::start`] with further app variables (`--variable name=value`), e.g. shorter
     /// breaker timeouts for fault tests.
     pub fn start_with(variables: &[(&str, &str)]) -> Shop {
+        Shop::start_manifest(&workspace_root().join("spin.toml"), true, variables)
+    }
+
+    /// The app as deployed to Fermyon Cloud: `deploy/cloud/spin.toml`, events delivered over
+    /// HTTP with [`DELIVERY_TOKEN`], and no Redis at all.
+    pub fn start_cloud() -> Shop {
+        Shop::start_manifest(
+            &workspace_root().join("deploy/cloud/spin.toml"),
+            false,
+            &[("delivery_token", DELIVERY_TOKEN)],
+        )
+    }
+
+    /// Starts the app of `manifest`, with a Redis for its triggers when `with_redis`.
+    fn start_manifest(manifest: &Path, with_redis: bool, variables: &[(&str, &str)]) -> Shop {
         let binary = workspace_root().join("target/debug/shop-host");
         assert!(
             binary.is_file(),
@@ -97,16 +132,15 @@ impl Shop {
             .tempdir()
             .expect("create temp dir");
         let runtime_config = write_runtime_config(dir.path());
-        let redis = RedisServer::start();
+        let redis = AppRedis(with_redis.then(RedisServer::start));
         let port = free_port();
         let metrics_port = free_port();
         let origin = format!("http://127.0.0.1:{port}");
-        let options = HostOptions::new(binary, workspace_root().join("spin.toml"))
+        let options = HostOptions::new(binary, manifest)
             .port(port)
             .state_dir(shared_state_dir())
             .runtime_config(runtime_config)
             .process_env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
-            .variable("redis_address", &redis.address())
             .variable("app_base_url", &origin)
             .variable("payment_provider_url", &format!("{origin}/payment-sim"))
             .variable("payment_provider_origin", &origin)
@@ -115,6 +149,10 @@ impl Shop {
                 "--metrics-listen".to_string(),
                 format!("127.0.0.1:{metrics_port}"),
             ]);
+        let options = match &redis.0 {
+            Some(server) => options.variable("redis_address", &server.address()),
+            None => options,
+        };
         let options = variables.iter().fold(options, |options, (name, value)| {
             options.variable(name, value)
         });
@@ -130,8 +168,16 @@ impl Shop {
         shop
     }
 
-    /// Waits until every channel the app consumes has its subscribers (after a (re)start).
+    /// Waits until every channel the app consumes has its subscribers (after a (re)start);
+    /// without Redis, until the app answers.
     pub fn wait_subscribed(&self) {
+        if self.redis.0.is_none() {
+            let up = eventually(SETTLE, || {
+                (self.host.get("/orders/health").status == 200).then_some(())
+            });
+            assert!(up.is_some(), "the app never answered\n{}", self.logs_tail());
+            return;
+        }
         let channels = ["shop.orders", "shop.inventory", "shop.billing"];
         let ready = eventually(SETTLE, || {
             channels

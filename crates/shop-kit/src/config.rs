@@ -30,3 +30,29 @@ pub fn redis_address() -> String {
 pub fn app_base_url() -> String {
     var_or("app_base_url", "http://127.0.0.1:3000")
 }
+
+/// How producers hand events to consumers (variable `event_delivery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventDelivery {
+    /// Publish on the `shop.<source>` Redis channels; Spin's Redis trigger runs the consumers.
+    Redis,
+    /// POST each event to every subscriber's `/<consumer>/events/deliveries` route, for
+    /// platforms without a Redis trigger (Fermyon Cloud). See docs/adr/0004.
+    Http,
+}
+
+/// The configured delivery mode: `http`, or `redis` for anything else (the default).
+pub fn event_delivery() -> EventDelivery {
+    if var_or("event_delivery", "redis").eq_ignore_ascii_case("http") {
+        EventDelivery::Http
+    } else {
+        EventDelivery::Redis
+    }
+}
+
+/// The bearer token of the delivery routes; empty (so no delivery is accepted) when not
+/// configured. Separate from the admin token so that whoever sweeps or stocks products cannot
+/// inject events.
+pub fn delivery_token() -> String {
+    var_or("delivery_token", "")
+}

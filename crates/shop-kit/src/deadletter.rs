@@ -279,7 +279,7 @@ pub mod sql {
         consumer: &impl Consumer,
     ) -> Result<spin_sdk::http::Response, Failure> {
         let response = super::replay_route(ctx, req, params, db, consumer).await?;
-        crate::relay::publish(ctx.service, db, &ctx.log);
+        ctx.publish_after_response();
         Ok(response)
     }
 }

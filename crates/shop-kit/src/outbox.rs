@@ -1,12 +1,11 @@
 //! Transactional outbox: an event is written in the same transaction as the state change
 //! that causes it (table `outbox`, `seq INTEGER PRIMARY KEY` so it is gap-free per source),
-//! published to `shop.<source>` after commit, and served as the source's feed.
+//! handed to its consumers after commit (`relay`), and served as the source's feed.
 
 use serde_json::json;
 use shop_events::ShopEvent;
 
 use crate::envelope::channel;
-use crate::log::Logger;
 use crate::sqlite::{i, int, t, text, Db};
 use crate::{ApiError, Envelope};
 
@@ -63,52 +62,48 @@ pub fn page(db: &Db, source: &str, after: i64, limit: i64) -> anyhow::Result<Vec
     )
 }
 
-/// Publishes every unpublished event, oldest first, and marks each published.
-/// Stops at the first failure: the rest stay for the next publish or sweep.
-pub fn publish_pending(db: &Db, source: &str, redis_address: &str, log: &Logger) -> usize {
-    match try_publish_pending(db, source, redis_address) {
-        Ok(n) => n,
-        Err(e) => {
-            log.warn(
-                &format!("publishing to {} deferred: {e:#}", channel(source)),
-                None,
-            );
-            0
-        }
-    }
+/// Up to `limit` unpublished events, oldest first.
+pub fn unpublished(db: &Db, source: &str, limit: i64) -> anyhow::Result<Vec<Envelope>> {
+    envelopes(
+        db,
+        source,
+        &format!("SELECT {COLUMNS} FROM outbox WHERE published = 0 ORDER BY seq LIMIT ?"),
+        &[i(limit)],
+    )
 }
 
-fn try_publish_pending(db: &Db, source: &str, redis_address: &str) -> anyhow::Result<usize> {
+/// Marks every event up to `seq` published.
+pub fn mark_published(db: &Db, seq: i64) -> anyhow::Result<()> {
+    db.exec(
+        "UPDATE outbox SET published = 1 WHERE published = 0 AND seq <= ?",
+        &[i(seq)],
+    )?;
+    Ok(())
+}
+
+/// Publishes every unpublished event on `shop.<source>`, oldest first, and marks each
+/// published. Stops at the first failure: the rest stay for the next publish or sweep.
+pub fn publish_to_redis(db: &Db, source: &str, redis_address: &str) -> anyhow::Result<usize> {
     // Cheap check first, so that handlers with nothing to publish take no write lock.
-    let pending = db.exec("SELECT 1 FROM outbox WHERE published = 0 LIMIT 1", &[])?;
-    if pending.rows.is_empty() {
+    if unpublished(db, source, 1)?.is_empty() {
         return Ok(0);
     }
     // Publishing inside a write transaction serialises concurrent publishers of this source:
     // each row goes out once and in seq order. A failure rolls back the marks; the rows are
     // published again later (consumers ignore duplicates).
     db.transaction(|| {
-        let pending = envelopes(
-            db,
-            source,
-            &format!("SELECT {COLUMNS} FROM outbox WHERE published = 0 ORDER BY seq LIMIT 200"),
-            &[],
-        )?;
-        if pending.is_empty() {
+        let pending = unpublished(db, source, 200)?;
+        let Some(last) = pending.last().map(|e| e.seq) else {
             return Ok(0);
-        }
+        };
         let conn = spin_sdk::redis::Connection::open(redis_address)
             .map_err(|e| anyhow::anyhow!("redis {redis_address}: {e:?}"))?;
         let chan = channel(source);
         for env in &pending {
             conn.publish(&chan, &serde_json::to_vec(env)?)
-                .map_err(|e| anyhow::anyhow!("publish: {e:?}"))?;
+                .map_err(|e| anyhow::anyhow!("publish to {chan}: {e:?}"))?;
         }
-        let last = pending.last().map_or(0, |e| e.seq);
-        db.exec(
-            "UPDATE outbox SET published = 1 WHERE published = 0 AND seq <= ?",
-            &[i(last)],
-        )?;
+        mark_published(db, last)?;
         Ok(pending.len())
     })
 }

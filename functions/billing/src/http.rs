@@ -9,12 +9,19 @@ use spin_sdk::http::{Request, Response};
 
 use crate::{events, open, store::SqlBilling, SERVICE};
 
-/// Routes one request; every failure becomes the one JSON error shape.
-pub async fn handle(req: Request) -> Response {
-    let ctx = Ctx::from_request(SERVICE, &req);
-    match route(&ctx, &req).await {
-        Ok(response) => response,
-        Err(failure) => ctx.failure(failure),
+/// The component's HTTP side: every failure becomes the one JSON error shape, and the outbox
+/// is published after the response.
+pub struct Http;
+
+impl web::Component for Http {
+    const SERVICE: &'static str = SERVICE;
+
+    async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
+        route(ctx, req).await
+    }
+
+    async fn publish(ctx: &Ctx) -> anyhow::Result<()> {
+        events::publish(ctx).await
     }
 }
 
@@ -24,6 +31,7 @@ pub enum Op {
     Health,
     Events,
     Sweep,
+    Deliver,
     OpenApi,
     DeadLetters,
     Replay,
@@ -35,6 +43,7 @@ pub const ROUTES: &[Route<Op>] = &[
     Route::new("GET", "/billing/health", Op::Health),
     Route::new("GET", "/billing/events", Op::Events),
     Route::new("POST", "/billing/sweep", Op::Sweep),
+    Route::new("POST", "/billing/events/deliveries", Op::Deliver),
     Route::new("GET", "/billing/openapi.json", Op::OpenApi),
     Route::new("GET", "/billing/dead-letters", Op::DeadLetters),
     Route::new(
@@ -60,6 +69,7 @@ async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
             ctx.require_admin(req)?;
             Ok(web::json(200, &events::sweep(ctx).await?))
         }
+        Op::Deliver => events::receive(ctx, req).await,
         Op::OpenApi => Ok(web::openapi(OPENAPI)),
         Op::DeadLetters => {
             let store = SqlBilling::open()?;

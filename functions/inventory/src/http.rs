@@ -11,12 +11,19 @@ use spin_sdk::http::{Request, Response};
 use crate::domain::ProductUpdate;
 use crate::{events, store::SqlInventory, Service, SERVICE};
 
-/// Routes one request; every failure becomes the one JSON error shape.
-pub async fn handle(req: Request) -> Response {
-    let ctx = Ctx::from_request(SERVICE, &req);
-    match route(&ctx, &req).await {
-        Ok(response) => response,
-        Err(failure) => ctx.failure(failure),
+/// The component's HTTP side: every failure becomes the one JSON error shape, and the outbox
+/// is published after the response.
+pub struct Http;
+
+impl web::Component for Http {
+    const SERVICE: &'static str = SERVICE;
+
+    async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
+        route(ctx, req).await
+    }
+
+    async fn publish(ctx: &Ctx) -> anyhow::Result<()> {
+        events::publish(ctx).await
     }
 }
 
@@ -30,6 +37,7 @@ pub enum Op {
     Health,
     Events,
     Sweep,
+    Deliver,
     OpenApi,
     DeadLetters,
     Replay,
@@ -43,6 +51,7 @@ pub const ROUTES: &[Route<Op>] = &[
     Route::new("GET", "/inventory/health", Op::Health),
     Route::new("GET", "/inventory/events", Op::Events),
     Route::new("POST", "/inventory/sweep", Op::Sweep),
+    Route::new("POST", "/inventory/events/deliveries", Op::Deliver),
     Route::new("GET", "/inventory/openapi.json", Op::OpenApi),
     Route::new("GET", "/inventory/dead-letters", Op::DeadLetters),
     Route::new(
@@ -70,6 +79,7 @@ async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
             ctx.require_admin(req)?;
             Ok(web::json(200, &events::sweep(ctx).await?))
         }
+        Op::Deliver => events::receive(ctx, req).await,
         Op::OpenApi => Ok(web::openapi(OPENAPI)),
         Op::DeadLetters => {
             let store = SqlInventory::open()?;

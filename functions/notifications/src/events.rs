@@ -1,13 +1,12 @@
-//! Event transport of notifications: inbound messages from `shop.orders` and the catch-up
-//! sweep (which also retries undelivered notifications). Notifications publish no events.
+//! Event transport of notifications: applying `orders` events (Redis messages or HTTP
+//! deliveries) and the catch-up sweep (which also retries undelivered notifications).
+//! Notifications publish no events.
 
 use shop_kit::web::Ctx;
-use shop_kit::{relay, Envelope, TraceContext};
+use shop_kit::{push, relay, Envelope, Failure, TraceContext};
+use spin_sdk::http::{Request, Response};
 
 use crate::{open, SERVICE};
-
-/// The sources notifications consumes.
-pub const UPSTREAM: &[&str] = &["orders"];
 
 /// Handles one message of `shop.orders`.
 pub async fn on_message(payload: &[u8]) -> anyhow::Result<()> {
@@ -18,10 +17,15 @@ pub async fn on_message(payload: &[u8]) -> anyhow::Result<()> {
     relay::on_message(SERVICE, payload, &service, None).await
 }
 
+/// `POST /notifications/events/deliveries`: one `orders` event pushed over HTTP.
+pub async fn receive(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
+    push::receive(ctx, req, &open(&ctx.trace)?).await
+}
+
 /// `POST /notifications/sweep`.
 pub async fn sweep(ctx: &Ctx) -> anyhow::Result<serde_json::Value> {
     let service = open(&ctx.trace)?;
-    let mut report = relay::sweep(ctx, &service, UPSTREAM, None).await;
+    let mut report = relay::sweep(ctx, &service, None).await;
     report["redelivered"] = match service.redeliver().await {
         Ok(n) => n.into(),
         Err(e) => format!("{e:#}").into(),

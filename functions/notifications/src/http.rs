@@ -10,12 +10,14 @@ use spin_sdk::http::{Request, Response};
 
 use crate::{events, open, SERVICE};
 
-/// Routes one request; every failure becomes the one JSON error shape.
-pub async fn handle(req: Request) -> Response {
-    let ctx = Ctx::from_request(SERVICE, &req);
-    match route(&ctx, &req).await {
-        Ok(response) => response,
-        Err(failure) => ctx.failure(failure),
+/// The component's HTTP side: every failure becomes the one JSON error shape.
+pub struct Http;
+
+impl web::Component for Http {
+    const SERVICE: &'static str = SERVICE;
+
+    async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
+        route(ctx, req).await
     }
 }
 
@@ -25,6 +27,7 @@ pub enum Op {
     Health,
     Events,
     Sweep,
+    Deliver,
     OpenApi,
     DeadLetters,
     Replay,
@@ -37,6 +40,7 @@ pub const ROUTES: &[Route<Op>] = &[
     Route::new("GET", "/notifications/health", Op::Health),
     Route::new("GET", "/notifications/events", Op::Events),
     Route::new("POST", "/notifications/sweep", Op::Sweep),
+    Route::new("POST", "/notifications/events/deliveries", Op::Deliver),
     Route::new("GET", "/notifications/openapi.json", Op::OpenApi),
     Route::new("GET", "/notifications/dead-letters", Op::DeadLetters),
     Route::new(
@@ -67,6 +71,7 @@ async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
             ctx.require_admin(req)?;
             Ok(web::json(200, &events::sweep(ctx).await?))
         }
+        Op::Deliver => events::receive(ctx, req).await,
         Op::OpenApi => Ok(web::openapi(OPENAPI)),
         Op::DeadLetters => {
             deadletter::list_route(ctx, req, &crate::store::KvNotifications::open()?)

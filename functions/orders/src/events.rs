@@ -1,28 +1,36 @@
-//! Event transport of orders: inbound messages from `shop.inventory` and `shop.billing`,
-//! publishing the outbox to `shop.orders`, and the catch-up sweep.
+//! Event transport of orders: applying upstream events (Redis messages or HTTP deliveries),
+//! publishing the outbox, and the catch-up sweep. Who feeds orders is `shop_kit::subscriptions`.
 
-use shop_kit::relay;
 use shop_kit::web::Ctx;
+use shop_kit::{push, relay, Failure};
+use spin_sdk::http::{Request, Response};
 
 use crate::store::SqlOrders;
 use crate::{Service, SERVICE};
 
-/// The sources orders consumes.
-pub const UPSTREAM: &[&str] = &["inventory", "billing"];
+fn service() -> anyhow::Result<Service> {
+    Ok(Service::new(SqlOrders::open()?))
+}
 
 /// Publishes whatever the outbox holds unpublished.
-pub fn publish(ctx: &Ctx, store: &SqlOrders) {
-    relay::publish(SERVICE, &store.db, &ctx.log);
+pub async fn publish(ctx: &Ctx) -> anyhow::Result<()> {
+    relay::publish(SERVICE, &SqlOrders::open()?.db, &ctx.log).await;
+    Ok(())
 }
 
 /// Handles one message of an upstream channel.
 pub async fn on_message(payload: &[u8]) -> anyhow::Result<()> {
-    let service = Service::new(SqlOrders::open()?);
+    let service = service()?;
     relay::on_message(SERVICE, payload, &service, Some(&service.store.db)).await
+}
+
+/// `POST /orders/events/deliveries`: one upstream event pushed over HTTP.
+pub async fn receive(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
+    push::receive(ctx, req, &service()?).await
 }
 
 /// `POST /orders/sweep`.
 pub async fn sweep(ctx: &Ctx) -> anyhow::Result<serde_json::Value> {
-    let service = Service::new(SqlOrders::open()?);
-    Ok(relay::sweep(ctx, &service, UPSTREAM, Some(&service.store.db)).await)
+    let service = service()?;
+    Ok(relay::sweep(ctx, &service, Some(&service.store.db)).await)
 }

@@ -12,12 +12,19 @@ use crate::domain::{NewOrder, Status, MAX_ID_LEN};
 use crate::service::{ListQuery, Placed, MAX_PAGE};
 use crate::{events, store::SqlOrders, Service, SERVICE};
 
-/// Routes one request; every failure becomes the one JSON error shape.
-pub async fn handle(req: Request) -> Response {
-    let ctx = Ctx::from_request(SERVICE, &req);
-    match route(&ctx, &req).await {
-        Ok(response) => response,
-        Err(failure) => ctx.failure(failure),
+/// The component's HTTP side: every failure becomes the one JSON error shape, and the outbox
+/// is published after the response.
+pub struct Http;
+
+impl web::Component for Http {
+    const SERVICE: &'static str = SERVICE;
+
+    async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
+        route(ctx, req).await
+    }
+
+    async fn publish(ctx: &Ctx) -> anyhow::Result<()> {
+        events::publish(ctx).await
     }
 }
 
@@ -27,6 +34,7 @@ pub enum Op {
     Health,
     Events,
     Sweep,
+    Deliver,
     OpenApi,
     DeadLetters,
     Replay,
@@ -41,6 +49,7 @@ pub const ROUTES: &[Route<Op>] = &[
     Route::new("GET", "/orders/health", Op::Health),
     Route::new("GET", "/orders/events", Op::Events),
     Route::new("POST", "/orders/sweep", Op::Sweep),
+    Route::new("POST", "/orders/events/deliveries", Op::Deliver),
     Route::new("GET", "/orders/openapi.json", Op::OpenApi),
     Route::new("GET", "/orders/dead-letters", Op::DeadLetters),
     Route::new(
@@ -69,6 +78,7 @@ async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
             ctx.require_admin(req)?;
             Ok(web::json(200, &events::sweep(ctx).await?))
         }
+        Op::Deliver => events::receive(ctx, req).await,
         Op::OpenApi => Ok(web::openapi(OPENAPI)),
         Op::DeadLetters => {
             let store = SqlOrders::open()?;
@@ -117,7 +127,7 @@ fn place(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
     match placed {
         Placed::Created => {
             ctx.log.info("order placed", Some(&order.id));
-            events::publish(ctx, &service.store);
+            ctx.publish_after_response();
         }
         Placed::Replayed => response.set_header("idempotent-replayed", "true"),
     }
@@ -176,7 +186,7 @@ fn cancel(ctx: &Ctx, raw_id: &str) -> Result<Response, Failure> {
     let service = service()?;
     let order = service.cancel(&id, &ctx.trace)?;
     ctx.log.info("order cancelled by customer", Some(&order.id));
-    events::publish(ctx, &service.store);
+    ctx.publish_after_response();
     Ok(web::json(200, &order.view()))
 }
 

@@ -14,9 +14,11 @@ pub type Service = service::Orders<store::SqlOrders>;
 /// domain and service are unit-tested.
 #[cfg(target_arch = "wasm32")]
 mod exports {
+    use spin_sdk::http::{Request, ResponseOutparam};
+
     #[spin_sdk::http_component]
-    async fn handle_http(req: spin_sdk::http::Request) -> spin_sdk::http::Response {
-        super::http::handle(req).await
+    async fn handle_http(req: Request, out: ResponseOutparam) {
+        shop_kit::web::serve::<super::http::Http>(req, out).await
     }
 
     #[spin_sdk::redis_component]

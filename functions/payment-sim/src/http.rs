@@ -9,12 +9,14 @@ use crate::domain::{ChargeRequest, Faults, RefundRequest};
 use crate::service::ProviderStore;
 use crate::{store::KvProvider, Service, SERVICE};
 
-/// Routes one request; every failure becomes the one JSON error shape.
-pub async fn handle(req: Request) -> Response {
-    let ctx = Ctx::from_request(SERVICE, &req);
-    match route(&ctx, &req) {
-        Ok(response) => response,
-        Err(failure) => ctx.failure(failure),
+/// The component's HTTP side: every failure becomes the one JSON error shape.
+pub struct Http;
+
+impl web::Component for Http {
+    const SERVICE: &'static str = SERVICE;
+
+    async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
+        route(ctx, req)
     }
 }
 
