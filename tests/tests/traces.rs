@@ -1,13 +1,14 @@
 //! Traces end to end: the real host exports its spans over OTLP/HTTP (protobuf) to a receiver in
 //! this test, and one order's saga comes out as one trace whose parent links all resolve: the
 //! request, every consumer's message handling, the call to the payment provider and the
-//! provider's own request.
+//! provider's own request. Spans still buffered when the host stops are flushed, not lost.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -20,6 +21,8 @@ use testkit::eventually;
 /// A trace id and span id of the test's own client span, sent as `traceparent`.
 const TRACE_ID: &str = "5af7651916cd43dd8448eb211c80319c";
 const CLIENT_SPAN: &str = "b7ad6b7169203331";
+/// The trace of the last request, answered just before the host is stopped.
+const LAST_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319d";
 
 /// An OTLP/HTTP trace receiver on loopback that keeps every span it is sent. Hand-written on
 /// std's listener, like the suite's other receivers: one `POST /v1/traces` per connection.
@@ -169,8 +172,8 @@ fn one_order_is_one_trace_with_every_parent_exported() {
     // The host inherits this process's environment; this file holds one test, so setting it
     // here races with nothing.
     std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint());
-    std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "200");
-    let shop = Shop::start();
+    std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "1000");
+    let mut shop = Shop::start();
     let sku = unique_sku("TRACES");
     shop.put_product(&sku, 1250, 3);
 
@@ -267,5 +270,24 @@ fn one_order_is_one_trace_with_every_parent_exported() {
             "orders",
             "payment-sim"
         ]),
+    );
+
+    // A request answered just before a graceful shutdown still has its span exported.
+    let last = format!("00-{LAST_TRACE_ID}-{CLIENT_SPAN}-01");
+    let response = shop.send(
+        "GET",
+        &format!("/orders/{id}"),
+        &[("traceparent", &last)],
+        &Value::Null,
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    let status = shop.host.terminate(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "host exit: {status:?}");
+    let flushed = receiver.trace(LAST_TRACE_ID);
+    assert!(
+        flushed
+            .iter()
+            .any(|s| s.name == "GET /orders/..." && hex(&s.parent_span_id) == CLIENT_SPAN),
+        "the last request's span was lost at shutdown: {flushed:?}"
     );
 }
