@@ -183,21 +183,21 @@ async fn handle_message(
     telemetry::set_parent(&span, telemetry::envelope_traceparent(&payload).as_deref());
     let runs = handlers.iter().map(|(component, pre)| {
         let payload = payload.clone();
-        let span = tracing::info_span!(
+        let execute = tracing::info_span!(
             parent: &span,
             "spin_trigger_redis.execute_wasm",
             otel.name = format!("execute_wasm_component {}", component.id),
             component = component.id.as_ref(),
             otel.status_code = tracing::field::Empty,
         );
-        let run_span = span.clone();
+        let traceparent = telemetry::traceparent(&execute).map(Arc::from);
         async move {
             let started = Instant::now();
             let log = LogContext {
                 component: component.id.clone(),
                 trigger: "redis",
                 route: channel.into(),
-                traceparent: telemetry::traceparent(&span).map(Arc::from),
+                traceparent,
                 metrics: metrics.clone(),
             };
             let _in_flight = metrics.instance(&component.id, "redis");
@@ -219,12 +219,12 @@ async fn handle_message(
             match outcome {
                 Ok(()) => tracing::info!(component = %component.id, trigger = "redis", channel, duration_ms, "message handled"),
                 Err(e) => {
-                    span.record("otel.status_code", "ERROR");
+                    tracing::Span::current().record("otel.status_code", "ERROR");
                     tracing::error!(component = %component.id, trigger = "redis", channel, duration_ms, error = format!("{e:#}"), "message handler failed (not retried)")
                 }
             }
         }
-        .instrument(run_span)
+        .instrument(execute)
     });
     futures::future::join_all(runs).instrument(span).await;
 }
