@@ -1,6 +1,7 @@
 //! `fermyon:spin/redis@2.0.0`: outbound Redis, checked against the component's
 //! `allowed_outbound_hosts` (scheme `redis`, default port 6379) as Spin's `factor-outbound-redis`.
 //! A denied or unparsable address is `invalid-address`, as in Spin.
+//! Each operation runs in a client span named as Spin names it (`spin_outbound_redis.*`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncCommands, FromRedisValue, ToRedisArgs, Value};
 use anyhow::Result;
+use tracing::instrument;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
 use crate::bindings::imports::fermyon::spin2_0_0::redis::{
@@ -98,6 +100,7 @@ fn to_results(value: Value, out: &mut Vec<RedisResult>) -> Result<(), Error> {
 impl spin_redis::Host for RedisState {}
 
 impl spin_redis::HostConnection for RedisState {
+    #[instrument(name = "spin_outbound_redis.open_connection", skip_all, fields(otel.kind = "client", db.system.name = "redis"))]
     async fn open(
         &mut self,
         address: String,
@@ -125,6 +128,7 @@ impl spin_redis::HostConnection for RedisState {
         Ok(Ok(self.table.push(OpenConnection { connection })?))
     }
 
+    #[instrument(name = "spin_outbound_redis.publish", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "PUBLISH"))]
     async fn publish(
         &mut self,
         handle: Resource<OpenConnection>,
@@ -138,6 +142,7 @@ impl spin_redis::HostConnection for RedisState {
             .map(drop))
     }
 
+    #[instrument(name = "spin_outbound_redis.get", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "GET"))]
     async fn get(
         &mut self,
         handle: Resource<OpenConnection>,
@@ -148,6 +153,7 @@ impl spin_redis::HostConnection for RedisState {
         Ok(run(self.connection(&handle), command).await)
     }
 
+    #[instrument(name = "spin_outbound_redis.set", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "SET"))]
     async fn set(
         &mut self,
         handle: Resource<OpenConnection>,
@@ -161,6 +167,7 @@ impl spin_redis::HostConnection for RedisState {
         Ok(result)
     }
 
+    #[instrument(name = "spin_outbound_redis.incr", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "INCR"))]
     async fn incr(
         &mut self,
         handle: Resource<OpenConnection>,
@@ -171,6 +178,7 @@ impl spin_redis::HostConnection for RedisState {
         Ok(run(self.connection(&handle), command).await)
     }
 
+    #[instrument(name = "spin_outbound_redis.del", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "DEL"))]
     async fn del(
         &mut self,
         handle: Resource<OpenConnection>,
@@ -181,6 +189,7 @@ impl spin_redis::HostConnection for RedisState {
         Ok(run(self.connection(&handle), command).await)
     }
 
+    #[instrument(name = "spin_outbound_redis.sadd", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "SADD"))]
     async fn sadd(
         &mut self,
         handle: Resource<OpenConnection>,
@@ -192,6 +201,7 @@ impl spin_redis::HostConnection for RedisState {
         Ok(run(self.connection(&handle), command).await)
     }
 
+    #[instrument(name = "spin_outbound_redis.smembers", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "SMEMBERS"))]
     async fn smembers(
         &mut self,
         handle: Resource<OpenConnection>,
@@ -202,6 +212,7 @@ impl spin_redis::HostConnection for RedisState {
         Ok(run(self.connection(&handle), command).await)
     }
 
+    #[instrument(name = "spin_outbound_redis.srem", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "SREM"))]
     async fn srem(
         &mut self,
         handle: Resource<OpenConnection>,
@@ -213,6 +224,7 @@ impl spin_redis::HostConnection for RedisState {
         Ok(run(self.connection(&handle), command).await)
     }
 
+    #[instrument(name = "spin_outbound_redis.execute", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "EXECUTE"))]
     async fn execute(
         &mut self,
         handle: Resource<OpenConnection>,
