@@ -27,14 +27,27 @@ pub struct Telemetry {
     provider: SdkTracerProvider,
 }
 
-/// Whether the environment asks for OTLP export, as Spin decides it.
+fn set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|value| !value.is_empty())
+}
+
+/// Whether the environment asks for OTLP export, as Spin decides it: an endpoint is set and
+/// `OTEL_SDK_DISABLED` is not.
 fn export_requested() -> bool {
-    [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    ]
-    .iter()
-    .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
+    (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        && !set("OTEL_SDK_DISABLED")
+}
+
+/// Checks the OTLP protocol asked for (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`, default `http/protobuf`, as in Spin). This host speaks only
+/// http/protobuf: `grpc` and `http/json` are refused rather than silently sent another way.
+fn check_protocol(traces: Option<&str>, general: Option<&str>) -> Result<()> {
+    match traces.or(general).unwrap_or("http/protobuf") {
+        "http/protobuf" => Ok(()),
+        other => anyhow::bail!(
+            "OTLP protocol `{other}` is not supported by shop-host; use http/protobuf"
+        ),
+    }
 }
 
 impl Telemetry {
@@ -50,6 +63,11 @@ impl Telemetry {
         }
         let mut provider = SdkTracerProvider::builder().with_resource(resource.build());
         if export_requested() {
+            let var = |name| std::env::var(name).ok();
+            check_protocol(
+                var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").as_deref(),
+                var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref(),
+            )?;
             // Endpoint, headers and timeout come from the OTEL_EXPORTER_OTLP_* variables.
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
@@ -127,6 +145,15 @@ mod tests {
         }
         assert_ne!(child, parent_span);
         telemetry.shutdown().await;
+    }
+
+    #[test]
+    fn only_http_protobuf_is_spoken() {
+        assert!(check_protocol(None, None).is_ok());
+        assert!(check_protocol(None, Some("http/protobuf")).is_ok());
+        assert!(check_protocol(Some("http/protobuf"), Some("grpc")).is_ok());
+        assert!(check_protocol(Some("grpc"), None).is_err());
+        assert!(check_protocol(None, Some("http/json")).is_err());
     }
 
     #[test]
