@@ -155,10 +155,9 @@ pub async fn replay_route(
 pub mod sql {
     use serde_json::Value;
 
-    use crate::consume::Consumer;
     use crate::inbox::{self, position, Outcome, Position};
     use crate::sqlite::{i, int, t, text, Db};
-    use crate::{Envelope, Failure};
+    use crate::Envelope;
 
     impl super::DeadLetterPort for Db {
         fn after(&self) -> i64 {
@@ -258,29 +257,6 @@ pub mod sql {
             )?;
             Ok(())
         }
-    }
-
-    /// `GET /<fn>/dead-letters` (admin).
-    pub fn list_route(
-        ctx: &crate::web::Ctx,
-        req: &spin_sdk::http::Request,
-        db: &Db,
-    ) -> Result<spin_sdk::http::Response, Failure> {
-        super::list_route(ctx, req, db)
-    }
-
-    /// `POST /<fn>/dead-letters/{source}/{seq}/replay` (admin); publishes what the replayed
-    /// effect wrote to the outbox.
-    pub async fn replay_route(
-        ctx: &crate::web::Ctx,
-        req: &spin_sdk::http::Request,
-        params: &crate::routes::Params,
-        db: &Db,
-        consumer: &impl Consumer,
-    ) -> Result<spin_sdk::http::Response, Failure> {
-        let response = super::replay_route(ctx, req, params, db, consumer).await?;
-        ctx.publish_after_response();
-        Ok(response)
     }
 }
 

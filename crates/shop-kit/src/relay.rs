@@ -75,18 +75,9 @@ pub async fn on_message(
     Ok(())
 }
 
-/// `POST /<fn>/sweep`: pulls every upstream feed (see `subscriptions`) from where this
-/// consumer stands, then republishes the outbox. Returns a report per source.
-pub async fn sweep(
-    ctx: &Ctx,
-    consumer: &impl Consumer,
-    outbox_db: Option<&Db>,
-) -> serde_json::Value {
+/// The catch-up half of `POST /<fn>/sweep`: pulls every upstream feed (see `subscriptions`)
+/// from where this consumer stands. Returns a report per source.
+pub async fn catch_up(ctx: &Ctx, consumer: &impl Consumer) -> serde_json::Value {
     let upstream = crate::subscriptions::upstream(ctx.service);
-    let consumed = catch_up_all(consumer, &feed(&ctx.trace), &upstream).await;
-    let published = match outbox_db {
-        Some(db) => Some(publish(ctx.service, db, &ctx.log).await),
-        None => None,
-    };
-    serde_json::json!({"consumed": consumed, "published": published})
+    catch_up_all(consumer, &feed(&ctx.trace), &upstream).await
 }

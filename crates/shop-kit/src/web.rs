@@ -1,11 +1,10 @@
-//! HTTP transport helpers shared by every component: the entry point that answers before
-//! relaying, request context, JSON responses in the one error shape, query strings, admin
-//! checks and the common `health`/`events` routes.
+//! HTTP transport helpers shared by every component: request context, JSON responses in the
+//! one error shape, query strings, admin checks and the common `health`/`events` answers.
 
 use std::cell::Cell;
 
 use serde::Serialize;
-use spin_sdk::http::{OutgoingResponse, Request, Response, ResponseOutparam};
+use spin_sdk::http::{Request, Response};
 
 use crate::log::Logger;
 use crate::routes::{Params, Resolved, Route};
@@ -16,7 +15,8 @@ pub struct Ctx {
     pub service: &'static str,
     pub trace: TraceContext,
     pub log: Logger,
-    /// Set by a handler whose work produced events: [`serve`] publishes after responding.
+    /// Set by a handler whose work produced events: `component::serve` publishes after
+    /// responding.
     publish: Cell<bool>,
 }
 
@@ -39,6 +39,11 @@ impl Ctx {
         self.publish.set(true);
     }
 
+    /// Whether a handler asked for [`Ctx::publish_after_response`].
+    pub fn wants_publish(&self) -> bool {
+        self.publish.get()
+    }
+
     /// Turns a failure into the error response, logging internal errors with their cause.
     pub fn failure(&self, failure: Failure) -> Response {
         let error = match failure {
@@ -54,44 +59,6 @@ impl Ctx {
     /// Checks the admin bearer token.
     pub fn require_admin(&self, req: &Request) -> Result<(), ApiError> {
         crate::auth::check_bearer(header(req, "authorization"), &crate::config::admin_token())
-    }
-}
-
-/// A component's HTTP side as [`serve`] runs it.
-#[allow(async_fn_in_trait)] // components are single-threaded; no Send bound is wanted
-pub trait Component {
-    const SERVICE: &'static str;
-    /// Answers one request; a failure becomes the one error shape.
-    async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure>;
-    /// Publishes the outbox (after the response, when a handler asked for it). Components
-    /// without an outbox keep this no-op.
-    async fn publish(_ctx: &Ctx) -> anyhow::Result<()> {
-        Ok(())
-    }
-}
-
-/// The component's `wasi:http` handler: answers, and only then publishes what the request
-/// produced. The host (ours and Spin) keeps the instance running until the handler returns,
-/// so the saga's next steps start without the client waiting for them.
-pub async fn serve<C: Component>(req: Request, out: ResponseOutparam) {
-    let ctx = Ctx::from_request(C::SERVICE, &req);
-    let mut response = match C::route(&ctx, &req).await {
-        Ok(response) => response,
-        Err(failure) => ctx.failure(failure),
-    };
-    let body = std::mem::take(response.body_mut());
-    match OutgoingResponse::try_from(response) {
-        Ok(head) => {
-            if let Err(e) = out.set_with_body(head, body).await {
-                ctx.log.warn(&format!("response body not sent: {e}"), None);
-            }
-        }
-        Err(e) => ctx.log.error(&format!("response not sent: {e:#}"), None),
-    }
-    if ctx.publish.get() {
-        if let Err(e) = C::publish(&ctx).await {
-            ctx.log.warn(&format!("publishing deferred: {e:#}"), None);
-        }
     }
 }
 
@@ -191,10 +158,18 @@ pub fn health(service: &str) -> Response {
     )
 }
 
-/// Answers `GET /<fn>/events?after=N&limit=M` from the outbox of `db`.
-pub fn serve_feed(ctx: &Ctx, req: &Request, db: &crate::sqlite::Db) -> Result<Response, Failure> {
+/// Answers `GET /<fn>/events?after=N&limit=M` from the outbox of `db`; a function without an
+/// outbox publishes nothing and serves an empty feed, so every function has the route.
+pub fn serve_feed(
+    ctx: &Ctx,
+    req: &Request,
+    db: Option<&crate::sqlite::Db>,
+) -> Result<Response, Failure> {
     let (after, limit) = crate::outbox::feed_params(&query(req))?;
-    let events = crate::outbox::page(db, ctx.service, after, limit)?;
+    let events = match db {
+        Some(db) => crate::outbox::page(db, ctx.service, after, limit)?,
+        None => Vec::new(),
+    };
     Ok(json(200, &crate::outbox::feed_json(&events, after)))
 }
 

@@ -18,7 +18,7 @@ mod exports {
 
     #[spin_sdk::http_component]
     async fn handle_http(req: Request, out: ResponseOutparam) {
-        shop_kit::web::serve::<super::http::Http>(req, out).await
+        shop_kit::component::serve_consumer::<super::http::Http>(req, out).await
     }
 
     #[spin_sdk::redis_component]

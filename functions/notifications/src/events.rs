@@ -1,10 +1,7 @@
-//! Event transport of notifications: applying `orders` events (Redis messages or HTTP
-//! deliveries) and the catch-up sweep (which also retries undelivered notifications).
-//! Notifications publish no events.
+//! Event transport of notifications: messages of `shop.orders`. HTTP deliveries and the sweep
+//! are `shop_kit::component`'s. Notifications publish no events.
 
-use shop_kit::web::Ctx;
-use shop_kit::{push, relay, Envelope, Failure, TraceContext};
-use spin_sdk::http::{Request, Response};
+use shop_kit::{relay, Envelope, TraceContext};
 
 use crate::{open, SERVICE};
 
@@ -15,20 +12,4 @@ pub async fn on_message(payload: &[u8]) -> anyhow::Result<()> {
         .unwrap_or_else(|_| TraceContext::new_root());
     let service = open(&trace)?;
     relay::on_message(SERVICE, payload, &service, None).await
-}
-
-/// `POST /notifications/events/deliveries`: one `orders` event pushed over HTTP.
-pub async fn receive(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-    push::receive(ctx, req, &open(&ctx.trace)?).await
-}
-
-/// `POST /notifications/sweep`.
-pub async fn sweep(ctx: &Ctx) -> anyhow::Result<serde_json::Value> {
-    let service = open(&ctx.trace)?;
-    let mut report = relay::sweep(ctx, &service, None).await;
-    report["redelivered"] = match service.redeliver().await {
-        Ok(n) => n.into(),
-        Err(e) => format!("{e:#}").into(),
-    };
-    Ok(report)
 }

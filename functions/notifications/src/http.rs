@@ -1,88 +1,76 @@
 //! HTTP transport of notifications: `/notifications/...` routes.
 
-use serde_json::json;
+use serde_json::{json, Value};
 use shop_kit::body::{check_order_id, is_plain_id};
-use shop_kit::deadletter;
-use shop_kit::routes::Route;
+use shop_kit::component::{Component, Consuming, Entry};
+use shop_kit::routes::{Params, Route};
 use shop_kit::web::{self, Ctx};
 use shop_kit::{ApiError, Failure};
 use spin_sdk::http::{Request, Response};
 
-use crate::{events, open, SERVICE};
+use crate::store::KvNotifications;
+use crate::{open, Service, SERVICE};
 
-/// The component's HTTP side: every failure becomes the one JSON error shape.
-pub struct Http;
-
-impl web::Component for Http {
-    const SERVICE: &'static str = SERVICE;
-
-    async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-        route(ctx, req).await
-    }
-}
-
-/// What each route does.
+/// What each of its own routes does (the common ones are `shop_kit::component`'s).
 #[derive(Debug, Clone, Copy)]
 pub enum Op {
-    Health,
-    Events,
-    Sweep,
-    Deliver,
-    OpenApi,
-    DeadLetters,
-    Replay,
     List,
 }
 
 /// Every route notifications serves: drives the router, and the unit tests hold
 /// `openapi.json` to it.
-pub const ROUTES: &[Route<Op>] = &[
-    Route::new("GET", "/notifications/health", Op::Health),
-    Route::new("GET", "/notifications/events", Op::Events),
-    Route::new("POST", "/notifications/sweep", Op::Sweep),
-    Route::new("POST", "/notifications/events/deliveries", Op::Deliver),
-    Route::new("GET", "/notifications/openapi.json", Op::OpenApi),
-    Route::new("GET", "/notifications/dead-letters", Op::DeadLetters),
-    Route::new(
-        "POST",
-        "/notifications/dead-letters/{source}/{seq}/replay",
-        Op::Replay,
-    ),
-    Route::new("GET", "/notifications", Op::List),
-];
+pub const ROUTES: &[Route<Entry<Op>>] = shop_kit::route_table!(
+    "/notifications",
+    consumer,
+    [("GET", "/notifications", Op::List)]
+);
 
 /// The API contract of notifications (OpenAPI 3.1), served at
 /// `GET /notifications/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-    let (op, params) = match web::resolve(SERVICE, ROUTES, req) {
-        Ok(found) => found,
-        Err(response) => return Ok(response),
-    };
-    match op {
-        Op::Health => Ok(web::health(SERVICE)),
-        Op::Events => {
-            // Notifications publish no events; the feed is always empty.
-            let (after, _) = shop_kit::outbox::feed_params(&web::query(req))?;
-            Ok(web::json(200, &shop_kit::outbox::feed_json(&[], after)))
+/// The component's HTTP side: the common routes, its own, and publishing after the response.
+pub struct Http;
+
+impl Component for Http {
+    const SERVICE: &'static str = SERVICE;
+    const OPENAPI: &'static str = OPENAPI;
+    type Op = Op;
+    const ROUTES: &'static [Route<Entry<Op>>] = ROUTES;
+
+    async fn answer(
+        ctx: &Ctx,
+        req: &Request,
+        op: Op,
+        _params: &Params,
+    ) -> Result<Response, Failure> {
+        match op {
+            Op::List => list(ctx, req),
         }
-        Op::Sweep => {
-            ctx.require_admin(req)?;
-            Ok(web::json(200, &events::sweep(ctx).await?))
-        }
-        Op::Deliver => events::receive(ctx, req).await,
-        Op::OpenApi => Ok(web::openapi(OPENAPI)),
-        Op::DeadLetters => {
-            deadletter::list_route(ctx, req, &crate::store::KvNotifications::open()?)
-        }
-        Op::Replay => {
-            let service = open(&ctx.trace)?;
-            deadletter::replay_route(ctx, req, &params, &service.store, &service).await
-        }
-        Op::List => list(ctx, req),
     }
 }
+
+impl Consuming for Http {
+    type Consumer = Service;
+    type Parked = KvNotifications;
+
+    fn open(ctx: &Ctx) -> anyhow::Result<Service> {
+        open(&ctx.trace)
+    }
+
+    fn parked(consumer: &Service) -> &KvNotifications {
+        &consumer.store
+    }
+
+    /// Retries the notifications whose webhook call failed.
+    async fn finish_deferred(consumer: &Service, _ctx: &Ctx, report: &mut Value) {
+        report["redelivered"] = match consumer.redeliver().await {
+            Ok(n) => n.into(),
+            Err(e) => format!("{e:#}").into(),
+        };
+    }
+}
+
 fn list(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
     let mut order_id = None;
     let mut customer_id = None;

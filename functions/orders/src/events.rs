@@ -1,36 +1,14 @@
-//! Event transport of orders: applying upstream events (Redis messages or HTTP deliveries),
-//! publishing the outbox, and the catch-up sweep. Who feeds orders is `shop_kit::subscriptions`.
+//! Event transport of orders: messages of the `shop.*` channels it subscribes to. HTTP
+//! deliveries, the sweep and publishing are `shop_kit::component`'s; who feeds orders is
+//! `shop_kit::subscriptions` (inventory and billing).
 
-use shop_kit::web::Ctx;
-use shop_kit::{push, relay, Failure};
-use spin_sdk::http::{Request, Response};
+use shop_kit::relay;
 
 use crate::store::SqlOrders;
 use crate::{Service, SERVICE};
 
-fn service() -> anyhow::Result<Service> {
-    Ok(Service::new(SqlOrders::open()?))
-}
-
-/// Publishes whatever the outbox holds unpublished.
-pub async fn publish(ctx: &Ctx) -> anyhow::Result<()> {
-    relay::publish(SERVICE, &SqlOrders::open()?.db, &ctx.log).await;
-    Ok(())
-}
-
 /// Handles one message of an upstream channel.
 pub async fn on_message(payload: &[u8]) -> anyhow::Result<()> {
-    let service = service()?;
+    let service = Service::new(SqlOrders::open()?);
     relay::on_message(SERVICE, payload, &service, Some(&service.store.db)).await
-}
-
-/// `POST /orders/events/deliveries`: one upstream event pushed over HTTP.
-pub async fn receive(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-    push::receive(ctx, req, &service()?).await
-}
-
-/// `POST /orders/sweep`.
-pub async fn sweep(ctx: &Ctx) -> anyhow::Result<serde_json::Value> {
-    let service = service()?;
-    Ok(relay::sweep(ctx, &service, Some(&service.store.db)).await)
 }

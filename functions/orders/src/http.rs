@@ -2,42 +2,20 @@
 
 use serde_json::json;
 use shop_kit::body::{check_order_id, is_plain_id};
-use shop_kit::deadletter;
-use shop_kit::routes::Route;
+use shop_kit::component::{Component, Consuming, Entry};
+use shop_kit::routes::{Params, Route};
+use shop_kit::sqlite::Db;
 use shop_kit::web::{self, Ctx};
 use shop_kit::{ApiError, Failure};
 use spin_sdk::http::{Request, Response};
 
 use crate::domain::{NewOrder, Status, MAX_ID_LEN};
 use crate::service::{ListQuery, Placed, MAX_PAGE};
-use crate::{events, store::SqlOrders, Service, SERVICE};
+use crate::{store::SqlOrders, Service, SERVICE};
 
-/// The component's HTTP side: every failure becomes the one JSON error shape, and the outbox
-/// is published after the response.
-pub struct Http;
-
-impl web::Component for Http {
-    const SERVICE: &'static str = SERVICE;
-
-    async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-        route(ctx, req).await
-    }
-
-    async fn publish(ctx: &Ctx) -> anyhow::Result<()> {
-        events::publish(ctx).await
-    }
-}
-
-/// What each route does.
+/// What each of its own routes does (the common ones are `shop_kit::component`'s).
 #[derive(Debug, Clone, Copy)]
 pub enum Op {
-    Health,
-    Events,
-    Sweep,
-    Deliver,
-    OpenApi,
-    DeadLetters,
-    Replay,
     Place,
     List,
     Get,
@@ -45,56 +23,61 @@ pub enum Op {
 }
 
 /// Every route orders serves: drives the router, and the unit tests hold `openapi.json` to it.
-pub const ROUTES: &[Route<Op>] = &[
-    Route::new("GET", "/orders/health", Op::Health),
-    Route::new("GET", "/orders/events", Op::Events),
-    Route::new("POST", "/orders/sweep", Op::Sweep),
-    Route::new("POST", "/orders/events/deliveries", Op::Deliver),
-    Route::new("GET", "/orders/openapi.json", Op::OpenApi),
-    Route::new("GET", "/orders/dead-letters", Op::DeadLetters),
-    Route::new(
-        "POST",
-        "/orders/dead-letters/{source}/{seq}/replay",
-        Op::Replay,
-    ),
-    Route::new("POST", "/orders", Op::Place),
-    Route::new("GET", "/orders", Op::List),
-    Route::new("GET", "/orders/{id}", Op::Get),
-    Route::new("POST", "/orders/{id}/cancel", Op::Cancel),
-];
+pub const ROUTES: &[Route<Entry<Op>>] = shop_kit::route_table!(
+    "/orders",
+    consumer,
+    [
+        ("POST", "/orders", Op::Place),
+        ("GET", "/orders", Op::List),
+        ("GET", "/orders/{id}", Op::Get),
+        ("POST", "/orders/{id}/cancel", Op::Cancel),
+    ]
+);
 
 /// The API contract of orders (OpenAPI 3.1), served at `GET /orders/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-    let (op, params) = match web::resolve(SERVICE, ROUTES, req) {
-        Ok(found) => found,
-        Err(response) => return Ok(response),
-    };
-    match op {
-        Op::Health => Ok(web::health(SERVICE)),
-        Op::Events => web::serve_feed(ctx, req, &SqlOrders::open()?.db),
-        Op::Sweep => {
-            ctx.require_admin(req)?;
-            Ok(web::json(200, &events::sweep(ctx).await?))
+/// The component's HTTP side: the common routes, its own, and publishing after the response.
+pub struct Http;
+
+impl Component for Http {
+    const SERVICE: &'static str = SERVICE;
+    const OPENAPI: &'static str = OPENAPI;
+    type Op = Op;
+    const ROUTES: &'static [Route<Entry<Op>>] = ROUTES;
+
+    async fn answer(
+        ctx: &Ctx,
+        req: &Request,
+        op: Op,
+        params: &Params,
+    ) -> Result<Response, Failure> {
+        match op {
+            Op::Place => place(ctx, req),
+            Op::List => list(req),
+            Op::Get => Ok(web::json(
+                200,
+                &service()?.get(&order_id(params.get("id"))?)?.view(),
+            )),
+            Op::Cancel => cancel(ctx, params.get("id")),
         }
-        Op::Deliver => events::receive(ctx, req).await,
-        Op::OpenApi => Ok(web::openapi(OPENAPI)),
-        Op::DeadLetters => {
-            let store = SqlOrders::open()?;
-            deadletter::sql::list_route(ctx, req, &store.db)
-        }
-        Op::Replay => {
-            let service = service()?;
-            deadletter::sql::replay_route(ctx, req, &params, &service.store.db, &service).await
-        }
-        Op::Place => place(ctx, req),
-        Op::List => list(req),
-        Op::Get => Ok(web::json(
-            200,
-            &service()?.get(&order_id(params.get("id"))?)?.view(),
-        )),
-        Op::Cancel => cancel(ctx, params.get("id")),
+    }
+
+    fn outbox() -> anyhow::Result<Option<Db>> {
+        Ok(Some(SqlOrders::open()?.db))
+    }
+}
+
+impl Consuming for Http {
+    type Consumer = Service;
+    type Parked = Db;
+
+    fn open(_ctx: &Ctx) -> anyhow::Result<Service> {
+        service()
+    }
+
+    fn parked(consumer: &Service) -> &Db {
+        &consumer.store.db
     }
 }
 

@@ -1,6 +1,7 @@
 //! HTTP transport of the payment simulator: `/payment-sim/...` routes.
 
-use shop_kit::routes::Route;
+use shop_kit::component::{Component, Entry};
+use shop_kit::routes::{Params, Route};
 use shop_kit::web::{self, Ctx};
 use shop_kit::Failure;
 use spin_sdk::http::{Request, Response};
@@ -8,17 +9,6 @@ use spin_sdk::http::{Request, Response};
 use crate::domain::{ChargeRequest, Faults, RefundRequest};
 use crate::service::ProviderStore;
 use crate::{store::KvProvider, Service, SERVICE};
-
-/// The component's HTTP side: every failure becomes the one JSON error shape.
-pub struct Http;
-
-impl web::Component for Http {
-    const SERVICE: &'static str = SERVICE;
-
-    async fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-        route(ctx, req)
-    }
-}
 
 fn service() -> anyhow::Result<Service> {
     Ok(Service::new(KvProvider::open()?))
@@ -40,12 +30,9 @@ fn faulty(service: &Service) -> Result<(), Failure> {
     Ok(service.check_faults(&faults, roll())?)
 }
 
-/// What each route does.
+/// What each of its own routes does (the common ones are `shop_kit::component`'s).
 #[derive(Debug, Clone, Copy)]
 pub enum Op {
-    Health,
-    Events,
-    OpenApi,
     Charge,
     GetCharge,
     Refund,
@@ -55,62 +42,67 @@ pub enum Op {
 
 /// Every route payment-sim serves: drives the router, and the unit tests hold
 /// `openapi.json` to it.
-pub const ROUTES: &[Route<Op>] = &[
-    Route::new("GET", "/payment-sim/health", Op::Health),
-    Route::new("GET", "/payment-sim/events", Op::Events),
-    Route::new("GET", "/payment-sim/openapi.json", Op::OpenApi),
-    Route::new("POST", "/payment-sim/charges", Op::Charge),
-    Route::new("GET", "/payment-sim/charges/{key}", Op::GetCharge),
-    Route::new("POST", "/payment-sim/refunds", Op::Refund),
-    Route::new("GET", "/payment-sim/faults", Op::Faults),
-    Route::new("PUT", "/payment-sim/faults", Op::SetFaults),
-];
+pub const ROUTES: &[Route<Entry<Op>>] = shop_kit::route_table!(
+    "/payment-sim",
+    basic,
+    [
+        ("POST", "/payment-sim/charges", Op::Charge),
+        ("GET", "/payment-sim/charges/{key}", Op::GetCharge),
+        ("POST", "/payment-sim/refunds", Op::Refund),
+        ("GET", "/payment-sim/faults", Op::Faults),
+        ("PUT", "/payment-sim/faults", Op::SetFaults),
+    ]
+);
 
 /// The API contract of payment-sim (OpenAPI 3.1), served at `GET /payment-sim/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-fn route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
-    let (op, params) = match web::resolve(SERVICE, ROUTES, req) {
-        Ok(found) => found,
-        Err(response) => return Ok(response),
-    };
-    match op {
-        Op::Health => Ok(web::health(SERVICE)),
-        Op::Events => {
-            // The simulator publishes no events; its feed is always empty.
-            let (after, _) = shop_kit::outbox::feed_params(&web::query(req))?;
-            Ok(web::json(200, &shop_kit::outbox::feed_json(&[], after)))
-        }
-        Op::OpenApi => Ok(web::openapi(OPENAPI)),
-        Op::Charge => {
-            let charge = ChargeRequest::parse(&web::json_object(req)?)?;
-            let service = service()?;
-            faulty(&service)?;
-            let (charge, new) = service.charge(charge)?;
-            if new {
-                ctx.log.info(
-                    &format!("charge {} {:?}", charge.provider_ref, charge.status),
-                    Some(&charge.idempotency_key),
-                );
+/// The component's HTTP side: the common routes, its own, and publishing after the response.
+pub struct Http;
+
+impl Component for Http {
+    const SERVICE: &'static str = SERVICE;
+    const OPENAPI: &'static str = OPENAPI;
+    type Op = Op;
+    const ROUTES: &'static [Route<Entry<Op>>] = ROUTES;
+
+    async fn answer(
+        ctx: &Ctx,
+        req: &Request,
+        op: Op,
+        params: &Params,
+    ) -> Result<Response, Failure> {
+        match op {
+            Op::Charge => {
+                let charge = ChargeRequest::parse(&web::json_object(req)?)?;
+                let service = service()?;
+                faulty(&service)?;
+                let (charge, new) = service.charge(charge)?;
+                if new {
+                    ctx.log.info(
+                        &format!("charge {} {:?}", charge.provider_ref, charge.status),
+                        Some(&charge.idempotency_key),
+                    );
+                }
+                Ok(web::json(if new { 201 } else { 200 }, &charge))
             }
-            Ok(web::json(if new { 201 } else { 200 }, &charge))
-        }
-        Op::GetCharge => Ok(web::json(200, &service()?.get_charge(params.get("key"))?)),
-        Op::Refund => {
-            let refund = RefundRequest::parse(&web::json_object(req)?)?;
-            let service = service()?;
-            faulty(&service)?;
-            Ok(web::json(200, &service.refund(refund)?))
-        }
-        Op::Faults => Ok(web::json(200, &service()?.store.faults()?)),
-        Op::SetFaults => {
-            ctx.require_admin(req)?;
-            let body = web::json_object(req)?;
-            let service = service()?;
-            let faults = Faults::parse(&body, service.store.faults()?)?;
-            service.store.set_faults(&faults)?;
-            ctx.log.info(&format!("faults set: {faults:?}"), None);
-            Ok(web::json(200, &faults))
+            Op::GetCharge => Ok(web::json(200, &service()?.get_charge(params.get("key"))?)),
+            Op::Refund => {
+                let refund = RefundRequest::parse(&web::json_object(req)?)?;
+                let service = service()?;
+                faulty(&service)?;
+                Ok(web::json(200, &service.refund(refund)?))
+            }
+            Op::Faults => Ok(web::json(200, &service()?.store.faults()?)),
+            Op::SetFaults => {
+                ctx.require_admin(req)?;
+                let body = web::json_object(req)?;
+                let service = service()?;
+                let faults = Faults::parse(&body, service.store.faults()?)?;
+                service.store.set_faults(&faults)?;
+                ctx.log.info(&format!("faults set: {faults:?}"), None);
+                Ok(web::json(200, &faults))
+            }
         }
     }
 }

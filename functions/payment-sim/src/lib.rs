@@ -18,6 +18,6 @@ mod exports {
 
     #[spin_sdk::http_component]
     async fn handle_http(req: Request, out: ResponseOutparam) {
-        shop_kit::web::serve::<super::http::Http>(req, out).await
+        shop_kit::component::serve::<super::http::Http>(req, out).await
     }
 }

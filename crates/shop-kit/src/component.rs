@@ -1,0 +1,214 @@
+//! What every function's HTTP side shares: the `wasi:http` entry point, which answers before
+//! it publishes, and the common routes (health, OpenAPI document, event feed; for consumers
+//! also sweep, deliveries and dead letters), declared and answered once here. A function
+//! implements [`Component`] (and [`Consuming`] when it consumes events) and lists its own
+//! routes after the common ones with [`route_table!`](crate::route_table).
+
+use serde_json::{json, Value};
+use spin_sdk::http::{OutgoingResponse, Request, Response, ResponseOutparam};
+
+use crate::consume::Consumer;
+use crate::deadletter::{self, ParkedStore};
+use crate::routes::{Params, Route};
+use crate::sqlite::Db;
+use crate::web::{self, Ctx};
+use crate::{push, relay, Failure};
+
+/// A route every function (`Health`, `OpenApi`, `Events`) or every consumer (the others)
+/// serves under its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Common {
+    Health,
+    OpenApi,
+    Events,
+    Sweep,
+    Deliver,
+    DeadLetters,
+    Replay,
+}
+
+/// What a route of a function's table leads to: a common route or one of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry<Op> {
+    Common(Common),
+    Own(Op),
+}
+
+/// A function's route table: the common routes under `$prefix`, then its own routes as
+/// `(method, path, op)`. `basic` gives health, OpenAPI document and feed; `consumer` adds
+/// sweep, deliveries and dead letters.
+#[macro_export]
+macro_rules! route_table {
+    (@common $method:literal, $prefix:literal, $path:literal, $route:ident) => {
+        $crate::routes::Route::new(
+            $method,
+            concat!($prefix, $path),
+            $crate::component::Entry::Common($crate::component::Common::$route),
+        )
+    };
+    ($prefix:literal, basic, [$(($method:literal, $path:literal, $op:expr)),* $(,)?]) => {
+        &[
+            $crate::route_table!(@common "GET", $prefix, "/health", Health),
+            $crate::route_table!(@common "GET", $prefix, "/openapi.json", OpenApi),
+            $crate::route_table!(@common "GET", $prefix, "/events", Events),
+            $($crate::routes::Route::new($method, $path, $crate::component::Entry::Own($op))),*
+        ]
+    };
+    ($prefix:literal, consumer, [$(($method:literal, $path:literal, $op:expr)),* $(,)?]) => {
+        &[
+            $crate::route_table!(@common "GET", $prefix, "/health", Health),
+            $crate::route_table!(@common "GET", $prefix, "/openapi.json", OpenApi),
+            $crate::route_table!(@common "GET", $prefix, "/events", Events),
+            $crate::route_table!(@common "POST", $prefix, "/sweep", Sweep),
+            $crate::route_table!(@common "POST", $prefix, "/events/deliveries", Deliver),
+            $crate::route_table!(@common "GET", $prefix, "/dead-letters", DeadLetters),
+            $crate::route_table!(
+                @common "POST", $prefix, "/dead-letters/{source}/{seq}/replay", Replay
+            ),
+            $($crate::routes::Route::new($method, $path, $crate::component::Entry::Own($op))),*
+        ]
+    };
+}
+
+/// A function's HTTP side as [`serve`] runs it.
+#[allow(async_fn_in_trait)] // components are single-threaded; no Send bound is wanted
+pub trait Component {
+    const SERVICE: &'static str;
+    /// The OpenAPI document served at `GET /<fn>/openapi.json`.
+    const OPENAPI: &'static str;
+    /// The function's own operations.
+    type Op: Copy + 'static;
+    /// Every route, common ones included (see [`route_table!`](crate::route_table)).
+    const ROUTES: &'static [Route<Entry<Self::Op>>];
+    /// Answers one of the function's own routes.
+    async fn answer(
+        ctx: &Ctx,
+        req: &Request,
+        op: Self::Op,
+        params: &Params,
+    ) -> Result<Response, Failure>;
+    /// Where the function keeps the events it publishes; `None`: it publishes none.
+    fn outbox() -> anyhow::Result<Option<Db>> {
+        Ok(None)
+    }
+}
+
+/// The consuming side of a function, served by [`serve_consumer`].
+#[allow(async_fn_in_trait)] // components are single-threaded; no Send bound is wanted
+pub trait Consuming: Component {
+    type Consumer: Consumer;
+    type Parked: ParkedStore;
+    /// Opens the consumer within the request's trace.
+    fn open(ctx: &Ctx) -> anyhow::Result<Self::Consumer>;
+    /// Where `consumer` keeps its dead letters.
+    fn parked(consumer: &Self::Consumer) -> &Self::Parked;
+    /// Deferred work the sweep finishes besides catching up (billing: refunds owed;
+    /// notifications: undelivered webhooks), added to its report.
+    async fn finish_deferred(_consumer: &Self::Consumer, _ctx: &Ctx, _report: &mut Value) {}
+}
+
+/// Answers a consumer's common routes: `POST /<fn>/sweep` and the dead-letter routes (admin),
+/// `POST /<fn>/events/deliveries` (delivery token).
+async fn consume<C: Consuming>(
+    ctx: &Ctx,
+    req: &Request,
+    route: Common,
+    params: &Params,
+) -> Result<Response, Failure> {
+    match route {
+        Common::Deliver => push::receive(ctx, req, &C::open(ctx)?).await,
+        Common::Sweep => {
+            ctx.require_admin(req)?;
+            let consumer = C::open(ctx)?;
+            let mut report = json!({"consumed": relay::catch_up(ctx, &consumer).await});
+            C::finish_deferred(&consumer, ctx, &mut report).await;
+            // After the deferred work, so that what it produced goes out too.
+            report["published"] = match C::outbox()? {
+                Some(db) => relay::publish(ctx.service, &db, &ctx.log).await.into(),
+                None => Value::Null,
+            };
+            Ok(web::json(200, &report))
+        }
+        Common::DeadLetters => deadletter::list_route(ctx, req, C::parked(&C::open(ctx)?)),
+        Common::Replay => {
+            let consumer = C::open(ctx)?;
+            let response =
+                deadletter::replay_route(ctx, req, params, C::parked(&consumer), &consumer).await?;
+            ctx.publish_after_response();
+            Ok(response)
+        }
+        Common::Health | Common::OpenApi | Common::Events => Ok(web::no_route(ctx.service)),
+    }
+}
+
+/// Answers for a function that consumes nothing: its table lists no consumer routes.
+async fn consume_nothing(
+    ctx: &Ctx,
+    _req: &Request,
+    _route: Common,
+    _params: &Params,
+) -> Result<Response, Failure> {
+    Ok(web::no_route(ctx.service))
+}
+
+async fn route<C: Component>(
+    ctx: &Ctx,
+    req: &Request,
+    consume: impl AsyncFn(&Ctx, &Request, Common, &Params) -> Result<Response, Failure>,
+) -> Result<Response, Failure> {
+    let (op, params) = match web::resolve(C::SERVICE, C::ROUTES, req) {
+        Ok(found) => found,
+        Err(response) => return Ok(response),
+    };
+    match op {
+        Entry::Own(op) => C::answer(ctx, req, op, &params).await,
+        Entry::Common(Common::Health) => Ok(web::health(C::SERVICE)),
+        Entry::Common(Common::OpenApi) => Ok(web::openapi(C::OPENAPI)),
+        Entry::Common(Common::Events) => web::serve_feed(ctx, req, C::outbox()?.as_ref()),
+        Entry::Common(other) => consume(ctx, req, other, &params).await,
+    }
+}
+
+/// The `wasi:http` handler of a function that consumes no events (see [`serve_with`]).
+pub async fn serve<C: Component>(req: Request, out: ResponseOutparam) {
+    serve_with::<C>(req, out, consume_nothing).await
+}
+
+/// The `wasi:http` handler of a consumer (see [`serve_with`]).
+pub async fn serve_consumer<C: Consuming>(req: Request, out: ResponseOutparam) {
+    serve_with::<C>(req, out, consume::<C>).await
+}
+
+/// Answers (every failure in the one error shape), and only then publishes what the request
+/// produced. The host (ours and Spin) keeps the instance running until the handler returns,
+/// so the saga's next steps start without the client waiting for them.
+async fn serve_with<C: Component>(
+    req: Request,
+    out: ResponseOutparam,
+    consume: impl AsyncFn(&Ctx, &Request, Common, &Params) -> Result<Response, Failure>,
+) {
+    let ctx = Ctx::from_request(C::SERVICE, &req);
+    let mut response = match route::<C>(&ctx, &req, consume).await {
+        Ok(response) => response,
+        Err(failure) => ctx.failure(failure),
+    };
+    let body = std::mem::take(response.body_mut());
+    match OutgoingResponse::try_from(response) {
+        Ok(head) => {
+            if let Err(e) = out.set_with_body(head, body).await {
+                ctx.log.warn(&format!("response body not sent: {e}"), None);
+            }
+        }
+        Err(e) => ctx.log.error(&format!("response not sent: {e:#}"), None),
+    }
+    if !ctx.wants_publish() {
+        return;
+    }
+    match C::outbox() {
+        Ok(Some(db)) => {
+            relay::publish(C::SERVICE, &db, &ctx.log).await;
+        }
+        Ok(None) => {}
+        Err(e) => ctx.log.warn(&format!("publishing deferred: {e:#}"), None),
+    }
+}
