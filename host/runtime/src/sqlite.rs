@@ -31,10 +31,17 @@ pub struct Databases {
     databases: HashMap<String, Target>,
 }
 
-/// Where connections of one label go. An in-memory database is a named shared-cache one, kept
-/// alive by `_anchor`, so all connections (and instances) see the same data, as in Spin.
+/// Where connections of one label go. Both kinds keep an `_anchor` connection open for the
+/// host's lifetime. For a file, that keeps the WAL in place: when the last connection to a WAL
+/// database closes, SQLite checkpoints it and deletes the WAL file, and as every instance opens
+/// and closes its own connection, each request would pay a checkpoint, several fsyncs and the
+/// re-creation of the WAL. An in-memory database is a named shared-cache one that the anchor
+/// keeps alive, so all connections (and instances) see the same data, as in Spin.
 enum Target {
-    File(PathBuf),
+    File {
+        path: PathBuf,
+        _anchor: Mutex<Connection>,
+    },
     Memory {
         uri: String,
         _anchor: Mutex<Connection>,
@@ -55,10 +62,13 @@ impl Databases {
                     // WAL is a property of the file: set it once, before any instance runs.
                     // Switching per connection races other connections and fails with
                     // "database is locked" without waiting for the busy timeout.
-                    let connection = Connection::open(path)?;
-                    configure(&connection)?;
-                    enable_wal(&connection)?;
-                    Target::File(path.clone())
+                    let anchor = Connection::open(path)?;
+                    configure(&anchor)?;
+                    enable_wal(&anchor)?;
+                    Target::File {
+                        path: path.clone(),
+                        _anchor: Mutex::new(anchor),
+                    }
                 }
                 StoreLocation::InMemory => {
                     let uri = format!(
@@ -81,7 +91,7 @@ impl Databases {
 impl Target {
     fn connect(&self) -> rusqlite::Result<Connection> {
         match self {
-            Target::File(path) => {
+            Target::File { path, .. } => {
                 let connection = Connection::open(path)?;
                 configure(&connection)?;
                 Ok(connection)
@@ -167,13 +177,11 @@ impl SqliteState {
         if !databases.databases.contains_key(&label) {
             return Err(OpenError::NoSuchDatabase);
         }
-        let connection =
-            tokio::task::spawn_blocking(move || match databases.databases.get(&label) {
-                Some(target) => target.connect().map_err(|e| OpenError::Io(e.to_string())),
-                None => Err(OpenError::NoSuchDatabase),
-            })
-            .await
-            .map_err(|e| OpenError::Io(e.to_string()))??;
+        // Opening takes no lock (the schema is read by the first statement): done in place.
+        let connection = match databases.databases.get(&label) {
+            Some(target) => target.connect().map_err(|e| OpenError::Io(e.to_string()))?,
+            None => return Err(OpenError::NoSuchDatabase),
+        };
         self.table
             .push(OpenDatabase {
                 connection: Arc::new(Mutex::new(connection)),
@@ -186,36 +194,60 @@ impl SqliteState {
     }
 }
 
-/// Runs one statement on a blocking thread and collects its rows.
+/// Runs one statement and collects its rows. It runs in place first, without waiting for locks:
+/// most statements take microseconds, and handing each one to a blocking thread cost more in
+/// thread switches than the statement itself. Only when another connection holds the lock
+/// (`SQLITE_BUSY`) is it re-run on a blocking thread, which waits up to the busy timeout without
+/// stalling the executor that the lock holder may need.
 async fn execute(
     connection: Option<Arc<Mutex<Connection>>>,
     statement: String,
     parameters: Vec<SqlValue>,
 ) -> Result<Rows, OpenError> {
     let connection = connection.ok_or(OpenError::InvalidConnection)?;
+    let poisoned = || OpenError::Io("connection lock poisoned".into());
+    {
+        let connection = connection.lock().map_err(|_| poisoned())?;
+        match without_waiting(&connection, |c| query(c, &statement, parameters.clone())) {
+            Err(e) if is_busy(&e) => {}
+            done => return done.map_err(|e| OpenError::Io(e.to_string())),
+        }
+    }
     tokio::task::spawn_blocking(move || {
-        let connection = connection
-            .lock()
-            .map_err(|_| OpenError::Io("connection lock poisoned".into()))?;
+        let connection = connection.lock().map_err(|_| poisoned())?;
         query(&connection, &statement, parameters).map_err(|e| OpenError::Io(e.to_string()))
     })
     .await
     .map_err(|e| OpenError::Io(e.to_string()))?
 }
 
-/// Runs `op` with the connection on a blocking thread.
-async fn with_connection<T: Send + 'static>(
+/// Runs `op` with the busy timeout off, so a locked database fails at once instead of waiting.
+fn without_waiting<T>(
+    connection: &Connection,
+    op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    connection.busy_timeout(Duration::ZERO)?;
+    let result = op(connection);
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    result
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(e, _)
+        if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
+/// Runs `op`, which reads connection state and takes no lock, with the connection.
+fn with_connection<T>(
     connection: Option<Arc<Mutex<Connection>>>,
-    op: impl FnOnce(&Connection) -> T + Send + 'static,
+    op: impl FnOnce(&Connection) -> T,
 ) -> wasmtime::Result<T> {
     let connection =
         connection.ok_or_else(|| wasmtime::format_err!("invalid sqlite connection handle"))?;
-    let result = tokio::task::spawn_blocking(move || {
-        let connection = connection.lock().map_err(|_| "connection lock poisoned")?;
-        Ok::<_, &str>(op(&connection))
-    })
-    .await?;
-    result.map_err(|e| wasmtime::format_err!("{e}"))
+    let connection = connection
+        .lock()
+        .map_err(|_| wasmtime::format_err!("connection lock poisoned"))?;
+    Ok(op(&connection))
 }
 
 /// Errors common to both interface versions.
@@ -380,11 +412,11 @@ impl v3::HostConnection for SqliteState {
     }
 
     async fn last_insert_rowid(&mut self, handle: Resource<OpenDatabase>) -> wasmtime::Result<i64> {
-        with_connection(self.connection(&handle), |c| c.last_insert_rowid()).await
+        with_connection(self.connection(&handle), |c| c.last_insert_rowid())
     }
 
     async fn changes(&mut self, handle: Resource<OpenDatabase>) -> wasmtime::Result<u64> {
-        with_connection(self.connection(&handle), |c| c.changes()).await
+        with_connection(self.connection(&handle), |c| c.changes())
     }
 
     async fn drop(&mut self, handle: Resource<OpenDatabase>) -> wasmtime::Result<()> {
@@ -531,5 +563,43 @@ mod tests {
                 .unwrap();
             assert_eq!(mode, "wal");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_statement_on_a_locked_database_waits_for_the_lock() {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        let file = dir.path().join("locked.db");
+        let configured = IndexMap::from([(
+            "default".to_string(),
+            SqliteDatabase {
+                location: StoreLocation::File(file.clone()),
+                allow_attach_file: false,
+            },
+        )]);
+        let databases = Arc::new(Databases::new(&configured).unwrap());
+        let target = &databases.databases["default"];
+        let connection = Arc::new(Mutex::new(target.connect().unwrap()));
+        execute(
+            Some(connection.clone()),
+            "CREATE TABLE t (x)".into(),
+            vec![],
+        )
+        .await
+        .unwrap();
+
+        let holder = target.connect().unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            holder.execute_batch("COMMIT").unwrap();
+        });
+        let started = std::time::Instant::now();
+        let inserted = execute(Some(connection), "INSERT INTO t VALUES (1)".into(), vec![]).await;
+        release.join().unwrap();
+        assert!(inserted.is_ok(), "{:?}", inserted.err());
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "the insert cannot have run while the lock was held"
+        );
     }
 }
