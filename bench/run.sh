@@ -131,6 +131,26 @@ log "GET /inventory/products/:sku on the host (${SECONDS_PER_RUN}s, $CONNECTIONS
 read -r W_RPS W_P50 W_P99 W_BAD < <(run_wrk "$CONNECTIONS" "$BASE/inventory/products/bench-read")
 log "GET /inventory/health on the host, 1 connection"
 read -r WH_RPS WH_P50 WH_P99 _ < <(run_wrk 1 "$BASE/inventory/health")
+# Instantiation alone, from the host's histogram over every request so far: mean, and the
+# bucket holding the median.
+read -r I_MEAN I_MEDIAN < <(curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | python3 -c '
+import re, sys
+series = r"component=\"inventory\",trigger=\"http\""
+buckets, total, count = [], 0.0, 0.0
+for line in sys.stdin:
+    m = re.match(r"shop_host_instantiation_duration_seconds_(bucket|sum|count)\{(.*)\} (\S+)", line)
+    if not m or series not in m[2]:
+        continue
+    if m[1] == "bucket":
+        le = re.search(r"le=\"([^\"]+)\"", m[2])[1]
+        buckets.append((float(le), float(m[3])))
+    elif m[1] == "sum":
+        total = float(m[3])
+    else:
+        count = float(m[3])
+median = next((le for le, n in sorted(buckets) if n >= count / 2), float("nan"))
+print("%.0f %.0f" % (total / count * 1e6 if count else float("nan"), median * 1e6))
+')
 
 NATIVE_PORT=$(free_port)
 NBASE="http://127.0.0.1:$NATIVE_PORT"
@@ -185,6 +205,7 @@ cat <<TABLE
 | Wasm / native read throughput | $(ratio "$W_RPS" "$N_RPS") |
 | GET /inventory/health c=1, Wasm vs native | $WH_RPS vs $NH_RPS req/s; p50 $WH_P50 vs $NH_P50 ms |
 | per-request Wasm overhead (health p50 Wasm - native: instantiate + run) | $(diff_us "$WH_P50" "$NH_P50") µs |
+| instantiation per request (host histogram) | mean $I_MEAN µs, median ≤ $I_MEDIAN µs |
 | POST /orders max (c=$CONNECTIONS) | $P_RPS req/s, p50 $P_P50 ms, p99 $P_P99 ms, non-2xx $P_BAD |
 | POST /orders at $HALF/s (half max), fixed rate | p50 $H_P50 ms, p99 $H_P99 ms ($H_OK/$H_SENT created) |
 | saga created -> confirmed at $SAGA_RATE orders/s | p50 $S_P50 ms, p99 $S_P99 ms ($S_DONE confirmed / $S_PLACED placed) |

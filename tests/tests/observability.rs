@@ -152,6 +152,16 @@ fn metrics_move_as_the_traffic_sent_says() {
     );
     assert_eq!(sample(&after, &timed) - sample(&before, &timed), 3.0);
     assert_eq!(sample(&after, &slow) - sample(&before, &slow), 3.0);
+    // One instantiation per request, each timed (and well under the histogram's top bucket).
+    let instance = r#"component="inventory",trigger="http""#;
+    let instantiated = format!("shop_host_instantiation_duration_seconds_count{{{instance}}}");
+    let seconds = format!("shop_host_instantiation_duration_seconds_sum{{{instance}}}");
+    assert_eq!(
+        sample(&after, &instantiated) - sample(&before, &instantiated),
+        3.0
+    );
+    let took = sample(&after, &seconds) - sample(&before, &seconds);
+    assert!(took > 0.0 && took < 3.0, "3 instantiations took {took} s");
     let errors = format!("shop_host_http_request_errors_total{{{route}}}");
     assert_eq!(sample(&after, &errors), 0.0, "a 404 is not a server error");
 

@@ -360,7 +360,10 @@ impl HttpTrigger {
         };
         let chaining: Arc<dyn ServiceChaining> = Arc::new(self.clone());
         let store = component.new_store(log, Some(chaining));
-        match run_guest(store, pre.clone(), request)
+        let metrics = self.inner.metrics.clone();
+        let id = component.id.clone();
+        let instantiated = move |took| metrics.instantiated(&id, "http", took);
+        match run_guest(store, pre.clone(), request, instantiated)
             .instrument(span)
             .await
         {
@@ -383,6 +386,7 @@ async fn run_guest(
     mut store: wasmtime::Store<InstanceState>,
     pre: ProxyPre<InstanceState>,
     request: Request<Full<Bytes>>,
+    instantiated: impl FnOnce(std::time::Duration) + Send + 'static,
 ) -> Result<Response<HyperOutgoingBody>> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let request = request.map(|body| {
@@ -402,7 +406,9 @@ async fn run_guest(
         .map_err(anyhow::Error::from)?;
     let task = tokio::spawn(
         async move {
+            let started = std::time::Instant::now();
             let proxy = pre.instantiate_async(&mut store).await?;
+            instantiated(started.elapsed());
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, out)

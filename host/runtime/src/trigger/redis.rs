@@ -203,7 +203,9 @@ async fn handle_message(
             let _in_flight = metrics.instance(&component.id, "redis");
             let mut store = component.new_store(log, None);
             let outcome: Result<()> = async {
+                let instantiating = Instant::now();
                 let instance = pre.instantiate_async(&mut store).await?;
+                metrics.instantiated(&component.id, "redis", instantiating.elapsed());
                 match instance
                     .fermyon_spin_inbound_redis()
                     .call_handle_message(&mut store, &payload)
