@@ -48,7 +48,7 @@ impl SqliteStore {
                     std::fs::create_dir_all(dir)?;
                 }
                 let connection = Connection::open(path)?;
-                connection.busy_timeout(std::time::Duration::from_secs(5))?;
+                connection.busy_timeout(crate::sqlite::BUSY_TIMEOUT)?;
                 crate::sqlite::enable_wal(&connection)?;
                 connection
             }
@@ -68,17 +68,24 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `op` on a blocking thread: SQLite calls must not stall the async executor.
+    /// Runs `op` in place with the busy timeout off (a key-value operation is one short statement,
+    /// cheaper than a hand-off to another thread), and on a blocking thread, waiting for the
+    /// lock, only when another process holds the file (see `sqlite::execute`).
     async fn with<T: Send + 'static>(
         self: &Arc<Self>,
-        op: impl FnOnce(&Connection, &str) -> rusqlite::Result<T> + Send + 'static,
+        op: impl Fn(&Connection, &str) -> rusqlite::Result<T> + Send + Sync + 'static,
     ) -> Result<T, Error> {
+        let poisoned = || Error::Other("key-value store lock poisoned".into());
+        {
+            let connection = self.connection.lock().map_err(|_| poisoned())?;
+            match crate::sqlite::without_waiting(&connection, |c| op(c, &self.name)) {
+                Err(e) if crate::sqlite::is_busy(&e) => {}
+                done => return done.map_err(|e| Error::Other(e.to_string())),
+            }
+        }
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
-            let connection = store
-                .connection
-                .lock()
-                .map_err(|_| Error::Other("key-value store lock poisoned".into()))?;
+            let connection = store.connection.lock().map_err(|_| poisoned())?;
             op(&connection, &store.name).map_err(|e| Error::Other(e.to_string()))
         })
         .await

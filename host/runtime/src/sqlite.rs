@@ -24,7 +24,7 @@ use crate::bindings::imports::spin::sqlite::sqlite as v3;
 use crate::state::InstanceState;
 
 /// How long a statement waits for another connection's write lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every database the app can open: label -> where it lives.
 pub struct Databases {
@@ -65,6 +65,9 @@ impl Databases {
                     let anchor = Connection::open(path)?;
                     configure(&anchor)?;
                     enable_wal(&anchor)?;
+                    // A connection counts as one that holds the WAL open only once it has
+                    // read through it: read once, so the anchor keeps the WAL index mapped.
+                    anchor.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
                     Target::File {
                         path: path.clone(),
                         _anchor: Mutex::new(anchor),
@@ -222,7 +225,7 @@ async fn execute(
 }
 
 /// Runs `op` with the busy timeout off, so a locked database fails at once instead of waiting.
-fn without_waiting<T>(
+pub(crate) fn without_waiting<T>(
     connection: &Connection,
     op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
@@ -232,7 +235,8 @@ fn without_waiting<T>(
     result
 }
 
-fn is_busy(error: &rusqlite::Error) -> bool {
+/// Whether `error` means another connection holds the lock.
+pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
     matches!(error, rusqlite::Error::SqliteFailure(e, _)
         if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
@@ -600,6 +604,30 @@ mod tests {
         assert!(
             started.elapsed() >= Duration::from_millis(250),
             "the insert cannot have run while the lock was held"
+        );
+    }
+
+    #[test]
+    fn an_instance_closing_its_connection_leaves_the_wal_in_place() {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        let file = dir.path().join("kept.db");
+        let configured = IndexMap::from([(
+            "default".to_string(),
+            SqliteDatabase {
+                location: StoreLocation::File(file.clone()),
+                allow_attach_file: false,
+            },
+        )]);
+        let databases = Databases::new(&configured).unwrap();
+        let connection = databases.databases["default"].connect().unwrap();
+        connection
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        drop(connection);
+        let wal = dir.path().join("kept.db-wal");
+        assert!(
+            wal.exists(),
+            "the WAL was checkpointed and deleted when the instance closed its connection"
         );
     }
 }
