@@ -50,6 +50,7 @@ impl SqliteStore {
                 let connection = Connection::open(path)?;
                 connection.busy_timeout(crate::sqlite::BUSY_TIMEOUT)?;
                 crate::sqlite::enable_wal(&connection)?;
+                crate::sqlite::relaxed_sync(&connection)?;
                 connection
             }
             StoreLocation::InMemory => Connection::open_in_memory()?,
