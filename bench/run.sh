@@ -135,7 +135,7 @@ read -r WH_RPS WH_P50 WH_P99 _ < <(run_wrk 1 "$BASE/inventory/health")
 # bucket holding the median.
 read -r I_MEAN I_MEDIAN < <(curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" | python3 -c '
 import re, sys
-series = r"component=\"inventory\",trigger=\"http\""
+series = "component=\"inventory\",trigger=\"http\""
 buckets, total, count = [], 0.0, 0.0
 for line in sys.stdin:
     m = re.match(r"shop_host_instantiation_duration_seconds_(bucket|sum|count)\{(.*)\} (\S+)", line)
