@@ -22,8 +22,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Concurrent instances, as Spin's `SPIN_MAX_INSTANCE_COUNT` default.
 const MAX_INSTANCES: u32 = 1000;
 
-/// Bytes of each pooled memory and table slot kept resident between instances.
-const KEEP_RESIDENT: usize = 1 << 20;
+/// Bytes of each pooled memory, table and async stack slot kept resident between instances.
+const KEEP_RESIDENT: usize = 4 << 20;
 
 /// Builds the engine. Compiled code is cached under `<state_dir>/cache` (when the app keeps
 /// state on disk) so that a restart with unchanged `.wasm` files skips Cranelift and serves its
@@ -63,10 +63,11 @@ fn pooling_config() -> PoolingAllocationConfig {
         .total_tables(MAX_INSTANCES * 4)
         .total_stacks(MAX_INSTANCES)
         .max_memory_size(1 << 30)
-        // Reset the first MiB of a reused slot with memset instead of giving it back to the
+        // Reset the first MiBs of a reused slot with memset instead of giving them back to the
         // kernel: a fresh instance would otherwise page-fault its way back in on every request.
         .linear_memory_keep_resident(KEEP_RESIDENT)
-        .table_keep_resident(KEEP_RESIDENT);
+        .table_keep_resident(KEEP_RESIDENT)
+        .async_stack_keep_resident(KEEP_RESIDENT);
     pooling
 }
 
