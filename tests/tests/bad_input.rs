@@ -1,4 +1,4 @@
-//! Bad input over every route (issue 7): malformed JSON, wrong types, missing fields, oversized
+//! Bad input over every route: malformed JSON, wrong types, missing fields, oversized
 //! values, unknown ids and routes, wrong methods (405 with `Allow`), wrong content types and
 //! admin routes without a valid bearer token. Each is answered with its documented status and
 //! the one error shape, no store changes, and the admin token never reaches the host's logs.

@@ -1,4 +1,4 @@
-//! Fault injection end to end (issue 4): Redis dies mid-saga, every event arrives twice, the
+//! Fault injection end to end: Redis dies mid-saga, every event arrives twice, the
 //! payment provider goes down or flakes, the host is SIGKILLed. After each, within a bounded
 //! time (and with the catch-up sweep a deployment runs on a timer), the saga invariants hold for
 //! every order: nothing lost, nothing done twice.

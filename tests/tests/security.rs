@@ -1,4 +1,4 @@
-//! Injection strings through every parameter of the public API (issue 7): path ids, SKUs,
+//! Injection strings through every parameter of the public API: path ids, SKUs,
 //! customer ids, query parameters, body fields and the idempotency header. Each one is refused
 //! with the one error shape (400 or 404), and afterwards every store reads exactly as before.
 
