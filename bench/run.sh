@@ -170,16 +170,32 @@ read -r S_P50 S_P99 S_DONE S_PLACED < <(python3 bench/rate.py saga "$BASE" "$SAG
 
 # Waits until no order is pending or reserved (the saga backlog of a load run has drained).
 drain() {
-    local deadline=$(( $(now_ms) + 60000 ))
+    local deadline=$(( $(now_ms) + 180000 ))
     while (( $(now_ms) < deadline )); do
         local open=0
         for s in pending reserved; do
             open=$(( open + $(curl -sf "$BASE/orders?status=$s&limit=1" | jq '.orders | length') ))
         done
-        (( open == 0 )) && return 0
+        (( open == 0 )) && break
         sleep 0.5
     done
-    log "saga backlog did not drain within 60 s"
+    # Final orders still leave events for the other consumers (notifications, stock commits):
+    # wait until the host has handled no Redis message for a whole second.
+    local before after
+    after=$(messages_handled)
+    while (( $(now_ms) < deadline )); do
+        sleep 1
+        before=$after
+        after=$(messages_handled)
+        [[ $after == "$before" ]] && return 0
+    done
+    log "saga backlog did not drain within 180 s"
+}
+
+# Redis messages the host has handled so far, over every consumer and channel.
+messages_handled() {
+    curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" |
+        awk '/^shop_host_redis_messages_total/ { n += $NF } END { printf "%d\n", n }'
 }
 
 # --- POST /orders: maximum throughput, then latency at half of it ---
