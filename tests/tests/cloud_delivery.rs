@@ -9,6 +9,19 @@ use shop_e2e::{
     assert_error, order_body, public_state, unique_key, unique_sku, Shop, ADMIN_TOKEN,
     DELIVERY_TOKEN,
 };
+use testkit::HttpResponse;
+
+/// Asserts a 400 `INVALID_ARGUMENT` whose message starts with the offending `field`.
+fn refused_naming(response: &HttpResponse, field: &str) {
+    let error = assert_error(response, 400, "INVALID_ARGUMENT");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{field}:")),
+        "{error}"
+    );
+}
 
 fn notification_kinds(shop: &Shop, id: &str) -> Vec<Value> {
     shop.notifications(id)
@@ -123,31 +136,12 @@ fn deliveries_need_the_delivery_token_and_a_well_formed_envelope_and_repeats_cha
     }
     let mut tampered = created.clone();
     tampered["seq"] = json!(0);
-    let error = assert_error(
+    refused_naming(
         &deliver("inventory", Some(DELIVERY_TOKEN), &tampered),
-        400,
-        "INVALID_ARGUMENT",
-    );
-    assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("seq:"),
-        "{error}"
+        "seq",
     );
     // orders does not consume its own events.
-    let error = assert_error(
-        &deliver("orders", Some(DELIVERY_TOKEN), &created),
-        400,
-        "INVALID_ARGUMENT",
-    );
-    assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("source:"),
-        "{error}"
-    );
+    refused_naming(&deliver("orders", Some(DELIVERY_TOKEN), &created), "source");
     let mut unknown = created.clone();
     unknown["data"] = json!({"order_id": 7});
     assert_error(

@@ -3,6 +3,17 @@
 use serde::{Deserialize, Serialize};
 use shop_events::{DecodeError, ShopEvent};
 
+/// The envelope's fields as they appear in JSON.
+pub const FIELDS: [&str; 7] = [
+    "id",
+    "type",
+    "source",
+    "seq",
+    "occurred_at",
+    "traceparent",
+    "data",
+];
+
 /// One event as published on `shop.<source>` and served by `GET /<source>/events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
@@ -70,15 +81,7 @@ mod tests {
             data: event.data(),
         };
         let json = serde_json::to_value(&env).unwrap();
-        for field in [
-            "id",
-            "type",
-            "source",
-            "seq",
-            "occurred_at",
-            "traceparent",
-            "data",
-        ] {
+        for field in FIELDS {
             assert!(json.get(field).is_some(), "missing {field}");
         }
         assert_eq!(json["type"], "stock-rejected");

@@ -22,17 +22,6 @@ const BATCH: i64 = 200;
 /// How long one delivery may take: the consumer answers after applying the event, which for
 /// billing includes the payment provider's calls and their retries.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// The fields of an envelope; a delivery with any other is refused.
-const FIELDS: [&str; 7] = [
-    "id",
-    "type",
-    "source",
-    "seq",
-    "occurred_at",
-    "traceparent",
-    "data",
-];
-
 /// Pushes `source`'s unpublished events, oldest first, to every subscriber, and marks them
 /// published up to the last one all subscribers accepted. A subscriber that refuses is not
 /// sent later events in this round (it fills the gap from the feed when it gets them again).
@@ -119,7 +108,10 @@ pub async fn receive(
 /// Checks a delivered body: exactly the envelope's fields, a source `upstream` names, a
 /// positive seq and a payload of its type.
 fn envelope(body: Map<String, Value>, upstream: &[&str]) -> Result<Envelope, ApiError> {
-    if let Some(field) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+    if let Some(field) = body
+        .keys()
+        .find(|k| !crate::envelope::FIELDS.contains(&k.as_str()))
+    {
         return Err(ApiError::invalid(field, "unknown field"));
     }
     let env: Envelope =

@@ -443,19 +443,24 @@ mod tests {
     use super::*;
     use v3::HostConnection;
 
+    /// The runtime config's databases: only `default`, at `location`.
+    fn default_database(location: StoreLocation) -> IndexMap<String, SqliteDatabase> {
+        IndexMap::from([(
+            "default".to_string(),
+            SqliteDatabase {
+                location,
+                allow_attach_file: false,
+            },
+        )])
+    }
+
     fn borrow(handle: &Resource<OpenDatabase>) -> Resource<OpenDatabase> {
         Resource::new_borrow(handle.rep())
     }
 
     #[tokio::test]
     async fn transactions_span_execute_calls_and_grants_are_enforced() {
-        let configured = IndexMap::from([(
-            "default".to_string(),
-            SqliteDatabase {
-                location: StoreLocation::InMemory,
-                allow_attach_file: false,
-            },
-        )]);
+        let configured = default_database(StoreLocation::InMemory);
         let databases = Arc::new(Databases::new(&configured).unwrap());
         let granted = Arc::new(HashSet::from(["default".to_string()]));
         let mut state = SqliteState::new(databases, granted);
@@ -523,13 +528,7 @@ mod tests {
         other
             .execute_batch("CREATE TABLE t (x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);")
             .unwrap();
-        let configured = IndexMap::from([(
-            "default".to_string(),
-            SqliteDatabase {
-                location: StoreLocation::File(file.clone()),
-                allow_attach_file: false,
-            },
-        )]);
+        let configured = default_database(StoreLocation::File(file.clone()));
         let databases = std::thread::scope(|scope| {
             let start = scope.spawn(|| Databases::new(&configured));
             std::thread::sleep(Duration::from_millis(300));
@@ -549,13 +548,7 @@ mod tests {
         let dir = testkit::tempfile::tempdir().unwrap();
         for round in 0..50 {
             let file = dir.path().join(format!("shared-{round}.db"));
-            let configured = IndexMap::from([(
-                "default".to_string(),
-                SqliteDatabase {
-                    location: StoreLocation::File(file.clone()),
-                    allow_attach_file: false,
-                },
-            )]);
+            let configured = default_database(StoreLocation::File(file.clone()));
             let barrier = std::sync::Barrier::new(8);
             std::thread::scope(|scope| {
                 let starts: Vec<_> = (0..8)
@@ -582,13 +575,7 @@ mod tests {
     async fn a_statement_on_a_locked_database_waits_for_the_lock() {
         let dir = testkit::tempfile::tempdir().unwrap();
         let file = dir.path().join("locked.db");
-        let configured = IndexMap::from([(
-            "default".to_string(),
-            SqliteDatabase {
-                location: StoreLocation::File(file.clone()),
-                allow_attach_file: false,
-            },
-        )]);
+        let configured = default_database(StoreLocation::File(file.clone()));
         let databases = Arc::new(Databases::new(&configured).unwrap());
         let target = &databases.databases["default"];
         let connection = Arc::new(Mutex::new(target.connect().unwrap()));
@@ -620,13 +607,7 @@ mod tests {
     fn an_instance_closing_its_connection_leaves_the_wal_in_place() {
         let dir = testkit::tempfile::tempdir().unwrap();
         let file = dir.path().join("kept.db");
-        let configured = IndexMap::from([(
-            "default".to_string(),
-            SqliteDatabase {
-                location: StoreLocation::File(file.clone()),
-                allow_attach_file: false,
-            },
-        )]);
+        let configured = default_database(StoreLocation::File(file.clone()));
         let databases = Databases::new(&configured).unwrap();
         let connection = databases.databases["default"].connect().unwrap();
         connection
@@ -643,13 +624,7 @@ mod tests {
     #[test]
     fn file_connections_commit_without_waiting_for_fsync() {
         let dir = testkit::tempfile::tempdir().unwrap();
-        let configured = IndexMap::from([(
-            "default".to_string(),
-            SqliteDatabase {
-                location: StoreLocation::File(dir.path().join("sync.db")),
-                allow_attach_file: false,
-            },
-        )]);
+        let configured = default_database(StoreLocation::File(dir.path().join("sync.db")));
         let databases = Databases::new(&configured).unwrap();
         let connection = databases.databases["default"].connect().unwrap();
         let synchronous: i64 = connection
