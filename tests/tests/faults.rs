@@ -109,6 +109,9 @@ fn every_event_delivered_twice_is_applied_once() {
         let stop_echo = RaiseOnDrop(&stop);
         let mut ids = place_mix(&shop, &sku, 6);
         ids.push(shop.place_order("fault-oos", &[(&scarce, 2)], "tok_visa"));
+        // A slow provider keeps this order from confirming (a matter of milliseconds otherwise)
+        // before its cancel arrives.
+        shop.set_faults(json!({"latency_ms": 1000}));
         ids.push(shop.place_order("fault-cancel", &[(&sku, 1)], "tok_visa"));
         let cancel = shop.send(
             "POST",
@@ -116,6 +119,7 @@ fn every_event_delivered_twice_is_applied_once() {
             &[],
             &Value::Null,
         );
+        shop.set_faults(json!({"latency_ms": 0}));
         assert_eq!(cancel.status, 200, "{}", cancel.body);
         shop.wait_final_all(&ids);
         shop.check_invariants(&ids);

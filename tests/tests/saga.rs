@@ -104,6 +104,9 @@ fn customer_cancel_before_confirmation_compensates() {
     shop.put_product(&sku, 2000, 5);
 
     // Right after placing: the saga is still in flight and must be compensated wherever it is.
+    // The provider answers slowly from here on, so that the saga (a few milliseconds otherwise)
+    // cannot reach confirmation before the cancel arrives.
+    shop.set_faults(json!({"latency_ms": 3000}));
     let early = shop.place_order("dave", &[(&sku, 2)], "tok_visa");
     let response = shop.send(
         "POST",
@@ -118,8 +121,7 @@ fn customer_cancel_before_confirmation_compensates() {
     );
     assert_eq!(response.json()["status"], "cancelled");
 
-    // While billing waits on a slow provider: the order is reserved, not yet confirmed.
-    shop.set_faults(json!({"latency_ms": 3000}));
+    // While billing waits on the slow provider: the order is reserved, not yet confirmed.
     let slow = shop.place_order("dave", &[(&sku, 1)], "tok_visa");
     let reserved = eventually(SETTLE, || {
         let order = shop.order(&slow);
