@@ -100,12 +100,14 @@ impl LineWriter {
         if let Some(fields) = record.get("fields").and_then(Value::as_object) {
             context.metrics.log_event(&context.component, fields);
         }
-        // One write per line, so lines from concurrent instances and host logs never interleave.
-        let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "{record}");
+        // Each line is formatted first and written whole, in one write: formatting straight
+        // into an unbuffered stream costs a system call per JSON token.
+        let mut json = record.to_string().into_bytes();
+        json.push(b'\n');
+        crate::logging::write_stderr(&json);
         if let Some(file) = &self.stream.file {
             if let Ok(mut file) = file.lock() {
-                let _ = writeln!(file, "{}", text.trim_end_matches('\r'));
+                let _ = file.write_all(format!("{}\n", text.trim_end_matches('\r')).as_bytes());
             }
         }
     }
