@@ -1,9 +1,34 @@
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let telemetry = match shop_host::logging::init() {
-        Ok(telemetry) => telemetry,
+fn main() -> std::process::ExitCode {
+    keep_error_backtraces_off();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run())
+}
+
+/// Wasmtime builds an error value each time an instance's store is dropped, and with
+/// `RUST_BACKTRACE=1` in the environment every such value captures a stack backtrace: a third
+/// of a small request's CPU time. The host never prints error backtraces, so they stay off
+/// unless `RUST_LIB_BACKTRACE` asks for them; panics still follow `RUST_BACKTRACE`.
+fn keep_error_backtraces_off() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread exists.
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
+    }
+}
+
+async fn run() -> std::process::ExitCode {
+    let logging = match shop_host::logging::init() {
+        Ok(logging) => logging,
         Err(e) => {
             eprintln!("Error: cannot set up telemetry: {e:#}");
             return std::process::ExitCode::FAILURE;
@@ -11,11 +36,13 @@ async fn main() -> std::process::ExitCode {
     };
     let cli = shop_host::cli::Cli::parse();
     let result = shop_host::cli::run(cli).await;
-    telemetry.shutdown().await;
+    if let Err(e) = &result {
+        tracing::error!(error = format!("{e:#}"), "shop-host failed");
+    }
+    logging.shutdown().await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "shop-host failed");
             eprintln!("Error: {e:#}");
             std::process::ExitCode::FAILURE
         }
