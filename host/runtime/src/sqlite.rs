@@ -5,18 +5,19 @@
 //!
 //! Each `open` gets its own SQLite connection, so a `BEGIN` ... `COMMIT` spread over several
 //! `execute` calls is one transaction, and instances running concurrently wait on each other
-//! (busy timeout, WAL) instead of failing.
+//! (WAL; a statement that finds the write lock taken waits for it) instead of failing.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use indexmap::IndexMap;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 use spin_host_config::runtime_config::{SqliteDatabase, StoreLocation};
+use tokio::sync::Notify;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
 use crate::bindings::imports::fermyon::spin2_0_0::sqlite as v2;
@@ -26,9 +27,29 @@ use crate::state::InstanceState;
 /// How long a statement waits for another connection's write lock before failing.
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often a statement waiting for the lock tries again without being woken: another process
+/// holding the file cannot wake it.
+const LOCK_RECHECK: Duration = Duration::from_millis(5);
+
 /// Every database the app can open: label -> where it lives.
 pub struct Databases {
-    databases: HashMap<String, Target>,
+    databases: HashMap<String, Database>,
+}
+
+/// One label: where its connections go, and its statements waiting for the write lock.
+struct Database {
+    target: Target,
+    waits: Arc<LockWaits>,
+}
+
+/// The statements of one database waiting for its write lock (see `execute`).
+#[derive(Default)]
+struct LockWaits {
+    /// Signalled when a connection of this host lets go of a lock.
+    released: Notify,
+    /// Taken by a waiting statement until it gets the lock: waiters take turns, first come
+    /// first served.
+    queue: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Where connections of one label go. Both kinds keep an `_anchor` connection open for the
@@ -85,9 +106,19 @@ impl Databases {
                     }
                 }
             };
-            databases.insert(label.clone(), target);
+            let waits = Arc::default();
+            databases.insert(label.clone(), Database { target, waits });
         }
         Ok(Self { databases })
+    }
+}
+
+impl Database {
+    fn connect(&self) -> rusqlite::Result<DbConnection> {
+        Ok(DbConnection {
+            connection: Mutex::new(self.target.connect()?),
+            waits: self.waits.clone(),
+        })
     }
 }
 
@@ -161,8 +192,74 @@ pub(crate) fn relaxed_sync(connection: &Connection) -> rusqlite::Result<()> {
 }
 
 /// An opened connection (the guest's `connection` resource, both interface versions).
-pub struct OpenDatabase {
-    connection: Arc<Mutex<Connection>>,
+pub struct OpenDatabase(Arc<DbConnection>);
+
+/// One instance's connection, shared with the statement running on it.
+struct DbConnection {
+    connection: Mutex<Connection>,
+    waits: Arc<LockWaits>,
+}
+
+/// What a connection held before a statement, to tell whether the statement let go of a lock.
+struct Held {
+    in_transaction: bool,
+    total_changes: u64,
+}
+
+impl Held {
+    fn of(connection: &Connection) -> Self {
+        Self {
+            in_transaction: !connection.is_autocommit(),
+            total_changes: connection.total_changes(),
+        }
+    }
+
+    /// A transaction ended, or a statement outside one wrote (and so took and released the
+    /// write lock). A failed attempt to take the lock releases nothing: waking the other
+    /// waiters for it would only make them all try again.
+    fn released_by(&self, connection: &Connection) -> bool {
+        connection.is_autocommit()
+            && (self.in_transaction || connection.total_changes() != self.total_changes)
+    }
+}
+
+impl DbConnection {
+    /// One try at the statement, never waiting inside SQLite; wakes the waiting statements when
+    /// this one let go of a lock.
+    fn attempt(
+        &self,
+        statement: &str,
+        parameters: &[SqlValue],
+    ) -> Result<rusqlite::Result<Rows>, OpenError> {
+        let connection = self
+            .connection
+            .lock()
+            .map_err(|_| OpenError::Io("connection lock poisoned".into()))?;
+        // Never SQLite's busy handler, whatever `PRAGMA busy_timeout` the guest set: it would
+        // sleep on this executor thread, which the lock holder may need to finish.
+        connection
+            .busy_timeout(Duration::ZERO)
+            .map_err(|e| OpenError::Io(e.to_string()))?;
+        let before = Held::of(&connection);
+        let result = query(&connection, statement, parameters.to_vec());
+        if before.released_by(&connection) {
+            self.waits.released.notify_waiters();
+        }
+        Ok(result)
+    }
+}
+
+impl Drop for DbConnection {
+    /// An instance that ends inside a transaction loses it, as closing the connection would;
+    /// rolled back here so the waiting statements can be woken now.
+    fn drop(&mut self) {
+        if let Ok(connection) = self.connection.get_mut() {
+            if !connection.is_autocommit() {
+                let _ = connection.execute_batch("ROLLBACK");
+            }
+        }
+        self.waits.released.notify_waiters();
+    }
 }
 
 /// Per-instance state: which labels this component may open and its open connections.
@@ -185,52 +282,71 @@ impl SqliteState {
         if !self.granted.contains(&label) {
             return Err(OpenError::AccessDenied);
         }
-        let databases = self.databases.clone();
-        if !databases.databases.contains_key(&label) {
+        let Some(database) = self.databases.databases.get(&label) else {
             return Err(OpenError::NoSuchDatabase);
-        }
-        // Opening takes no lock (the schema is read by the first statement): done in place.
-        let connection = match databases.databases.get(&label) {
-            Some(target) => target.connect().map_err(|e| OpenError::Io(e.to_string()))?,
-            None => return Err(OpenError::NoSuchDatabase),
         };
+        // Opening takes no lock (the schema is read by the first statement): done in place.
+        let connection = database
+            .connect()
+            .map_err(|e| OpenError::Io(e.to_string()))?;
         self.table
-            .push(OpenDatabase {
-                connection: Arc::new(Mutex::new(connection)),
-            })
+            .push(OpenDatabase(Arc::new(connection)))
             .map_err(|e| OpenError::Io(e.to_string()))
     }
 
-    fn connection(&self, handle: &Resource<OpenDatabase>) -> Option<Arc<Mutex<Connection>>> {
-        self.table.get(handle).ok().map(|db| db.connection.clone())
+    fn connection(&self, handle: &Resource<OpenDatabase>) -> Option<Arc<DbConnection>> {
+        self.table.get(handle).ok().map(|db| db.0.clone())
     }
 }
 
-/// Runs one statement and collects its rows. It runs in place first, without waiting for locks:
-/// most statements take microseconds, and handing each one to a blocking thread cost more in
-/// thread switches than the statement itself. Only when another connection holds the lock
-/// (`SQLITE_BUSY`) is it re-run on a blocking thread, which waits up to the busy timeout without
-/// stalling the executor that the lock holder may need.
+/// Runs one statement and collects its rows, in place: most statements take microseconds, and
+/// handing each one to a blocking thread cost more in thread switches than the statement itself.
+///
+/// When another connection holds the write lock (`SQLITE_BUSY`), the statement waits for it
+/// here, asynchronously, until the busy timeout. Waiters take turns in the order they found the
+/// lock taken, and the one whose turn it is tries again as soon as a connection of this host
+/// lets go of the lock (every few milliseconds too, for other processes). SQLite's own busy
+/// handler would sleep instead, 1, 2, 5, 10 ms and longer between attempts, in no order, and
+/// those sleeps were the tail of write latency under load.
 async fn execute(
-    connection: Option<Arc<Mutex<Connection>>>,
+    db: Option<Arc<DbConnection>>,
     statement: String,
     parameters: Vec<SqlValue>,
 ) -> Result<Rows, OpenError> {
-    let connection = connection.ok_or(OpenError::InvalidConnection)?;
-    let poisoned = || OpenError::Io("connection lock poisoned".into());
-    {
-        let connection = connection.lock().map_err(|_| poisoned())?;
-        match without_waiting(&connection, |c| query(c, &statement, parameters.clone())) {
-            Err(e) if is_busy(&e) => {}
+    let db = db.ok_or(OpenError::InvalidConnection)?;
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut turn = None;
+    loop {
+        // Registered before trying, so a release between the attempt and the wait still wakes it.
+        let released = db.waits.released.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        match db.attempt(&statement, &parameters)? {
+            Err(e) if waits_for_lock(&e) && Instant::now() < deadline => {}
             done => return done.map_err(|e| OpenError::Io(e.to_string())),
         }
+        if turn.is_none() {
+            // Queued behind the statements that found the lock taken before this one; once at
+            // the front, try again at once: the lock may have been let go meanwhile.
+            if let Ok(guard) =
+                tokio::time::timeout_at(deadline.into(), db.waits.queue.clone().lock_owned()).await
+            {
+                turn = Some(guard);
+            }
+            continue;
+        }
+        let wait = LOCK_RECHECK.min(deadline.saturating_duration_since(Instant::now()));
+        let _ = tokio::time::timeout(wait, released).await;
     }
-    tokio::task::spawn_blocking(move || {
-        let connection = connection.lock().map_err(|_| poisoned())?;
-        query(&connection, &statement, parameters).map_err(|e| OpenError::Io(e.to_string()))
-    })
-    .await
-    .map_err(|e| OpenError::Io(e.to_string()))?
+}
+
+/// Whether `error` is another connection holding the lock, which waiting can cure. A stale WAL
+/// snapshot (`SQLITE_BUSY_SNAPSHOT`: a read transaction that tries to write after another
+/// connection committed) cannot: as with SQLite's busy handler, it fails at once.
+fn waits_for_lock(error: &rusqlite::Error) -> bool {
+    is_busy(error)
+        && !matches!(error, rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_BUSY_SNAPSHOT)
 }
 
 /// Runs `op` with the busy timeout off, so a locked database fails at once instead of waiting.
@@ -252,12 +368,12 @@ pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
 
 /// Runs `op`, which reads connection state and takes no lock, with the connection.
 fn with_connection<T>(
-    connection: Option<Arc<Mutex<Connection>>>,
+    db: Option<Arc<DbConnection>>,
     op: impl FnOnce(&Connection) -> T,
 ) -> wasmtime::Result<T> {
-    let connection =
-        connection.ok_or_else(|| wasmtime::format_err!("invalid sqlite connection handle"))?;
-    let connection = connection
+    let db = db.ok_or_else(|| wasmtime::format_err!("invalid sqlite connection handle"))?;
+    let connection = db
+        .connection
         .lock()
         .map_err(|_| wasmtime::format_err!("connection lock poisoned"))?;
     Ok(op(&connection))
@@ -571,35 +687,165 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_statement_on_a_locked_database_waits_for_the_lock() {
-        let dir = testkit::tempfile::tempdir().unwrap();
-        let file = dir.path().join("locked.db");
-        let configured = default_database(StoreLocation::File(file.clone()));
-        let databases = Arc::new(Databases::new(&configured).unwrap());
-        let target = &databases.databases["default"];
-        let connection = Arc::new(Mutex::new(target.connect().unwrap()));
-        execute(
-            Some(connection.clone()),
-            "CREATE TABLE t (x)".into(),
-            vec![],
-        )
-        .await
-        .unwrap();
+    /// A database file with table `t (x)`, and its label's connections as an instance has them.
+    fn file_database(dir: &std::path::Path) -> Databases {
+        let configured = default_database(StoreLocation::File(dir.join("locked.db")));
+        let databases = Databases::new(&configured).unwrap();
+        databases.databases["default"]
+            .target
+            .connect()
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        databases
+    }
 
-        let holder = target.connect().unwrap();
+    fn instance_connection(databases: &Databases) -> Arc<DbConnection> {
+        Arc::new(databases.databases["default"].connect().unwrap())
+    }
+
+    async fn run(db: &Arc<DbConnection>, sql: &str) -> Result<Rows, OpenError> {
+        execute(Some(db.clone()), sql.into(), vec![]).await
+    }
+
+    async fn count(db: &Arc<DbConnection>) -> i64 {
+        match run(db, "SELECT count(*) FROM t").await.unwrap().rows[0][0] {
+            SqlValue::Integer(n) => n,
+            ref other => panic!("count is {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_statement_on_a_database_locked_by_another_process_waits_for_the_lock() {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        let databases = file_database(dir.path());
+        let connection = instance_connection(&databases);
+        let holder = databases.databases["default"].target.connect().unwrap();
         holder.execute_batch("BEGIN IMMEDIATE").unwrap();
         let release = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
             holder.execute_batch("COMMIT").unwrap();
         });
-        let started = std::time::Instant::now();
-        let inserted = execute(Some(connection), "INSERT INTO t VALUES (1)".into(), vec![]).await;
+        let started = Instant::now();
+        let inserted = run(&connection, "INSERT INTO t VALUES (1)").await;
         release.join().unwrap();
         assert!(inserted.is_ok(), "{:?}", inserted.err());
         assert!(
             started.elapsed() >= Duration::from_millis(250),
             "the insert cannot have run while the lock was held"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_statement_runs_once_the_holding_instance_commits() {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        let databases = file_database(dir.path());
+        let (holder, waiter) = (
+            instance_connection(&databases),
+            instance_connection(&databases),
+        );
+        run(&holder, "BEGIN IMMEDIATE").await.unwrap();
+        run(&holder, "INSERT INTO t VALUES (1)").await.unwrap();
+        let waiting = tokio::spawn({
+            let waiter = waiter.clone();
+            async move { run(&waiter, "INSERT INTO t SELECT count(*) + 1 FROM t").await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the insert ran while the lock was held"
+        );
+        run(&holder, "COMMIT").await.unwrap();
+        waiting
+            .await
+            .unwrap()
+            .expect("the insert runs after the commit");
+        let rows = run(&waiter, "SELECT x FROM t ORDER BY x")
+            .await
+            .unwrap()
+            .rows;
+        assert_eq!(
+            rows,
+            vec![vec![SqlValue::Integer(1)], vec![SqlValue::Integer(2)]],
+            "the waiting insert saw the committed row"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_instance_ending_inside_a_transaction_lets_the_waiting_statements_in() {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        let databases = file_database(dir.path());
+        let (holder, waiter) = (
+            instance_connection(&databases),
+            instance_connection(&databases),
+        );
+        run(&holder, "BEGIN IMMEDIATE").await.unwrap();
+        run(&holder, "INSERT INTO t VALUES (1)").await.unwrap();
+        let waiting = tokio::spawn({
+            let waiter = waiter.clone();
+            async move { run(&waiter, "INSERT INTO t VALUES (2)").await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(holder);
+        waiting
+            .await
+            .unwrap()
+            .expect("the insert runs once the holder is gone");
+        assert_eq!(
+            count(&waiter).await,
+            1,
+            "the unfinished transaction was rolled back"
+        );
+    }
+
+    /// The guest may set its own `PRAGMA busy_timeout`; a statement that waits for the lock must
+    /// still leave the executor thread to the others (here the only one).
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiting_for_the_lock_never_blocks_the_executor() {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        let databases = file_database(dir.path());
+        let (holder, waiter) = (
+            instance_connection(&databases),
+            instance_connection(&databases),
+        );
+        run(&waiter, "PRAGMA busy_timeout = 5000").await.unwrap();
+        run(&holder, "BEGIN IMMEDIATE").await.unwrap();
+        let waiting = tokio::spawn({
+            let waiter = waiter.clone();
+            async move { run(&waiter, "INSERT INTO t VALUES (1)").await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished());
+        run(&holder, "COMMIT")
+            .await
+            .expect("the holder got the thread back");
+        waiting
+            .await
+            .unwrap()
+            .expect("the waiting insert ran after the commit");
+        assert_eq!(count(&waiter).await, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_from_a_stale_snapshot_fails_at_once() {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        let databases = file_database(dir.path());
+        let (reader, writer) = (
+            instance_connection(&databases),
+            instance_connection(&databases),
+        );
+        run(&reader, "BEGIN").await.unwrap();
+        assert_eq!(count(&reader).await, 0);
+        run(&writer, "INSERT INTO t VALUES (1)").await.unwrap();
+        let started = Instant::now();
+        let stale = run(&reader, "INSERT INTO t VALUES (2)").await;
+        assert!(
+            stale.is_err(),
+            "a write from an old snapshot cannot succeed"
+        );
+        assert!(
+            started.elapsed() < BUSY_TIMEOUT,
+            "waiting cannot help a stale snapshot; it must not wait for the busy timeout"
         );
     }
 
@@ -609,7 +855,7 @@ mod tests {
         let file = dir.path().join("kept.db");
         let configured = default_database(StoreLocation::File(file.clone()));
         let databases = Databases::new(&configured).unwrap();
-        let connection = databases.databases["default"].connect().unwrap();
+        let connection = databases.databases["default"].target.connect().unwrap();
         connection
             .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
             .unwrap();
@@ -626,7 +872,7 @@ mod tests {
         let dir = testkit::tempfile::tempdir().unwrap();
         let configured = default_database(StoreLocation::File(dir.path().join("sync.db")));
         let databases = Databases::new(&configured).unwrap();
-        let connection = databases.databases["default"].connect().unwrap();
+        let connection = databases.databases["default"].target.connect().unwrap();
         let synchronous: i64 = connection
             .query_row("PRAGMA synchronous", [], |row| row.get(0))
             .unwrap();
