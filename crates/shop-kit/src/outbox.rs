@@ -88,6 +88,9 @@ pub fn publish_to_redis(db: &Db, source: &str, redis_address: &str) -> anyhow::R
     if unpublished(db, source, 1)?.is_empty() {
         return Ok(0);
     }
+    // Connected before the write lock is taken, so the lock covers only the publishes.
+    let conn = spin_sdk::redis::Connection::open(redis_address)
+        .map_err(|e| anyhow::anyhow!("redis {redis_address}: {e:?}"))?;
     // Publishing inside a write transaction serialises concurrent publishers of this source:
     // each row goes out once and in seq order. A failure rolls back the marks; the rows are
     // published again later (consumers ignore duplicates).
@@ -96,8 +99,6 @@ pub fn publish_to_redis(db: &Db, source: &str, redis_address: &str) -> anyhow::R
         let Some(last) = pending.last().map(|e| e.seq) else {
             return Ok(0);
         };
-        let conn = spin_sdk::redis::Connection::open(redis_address)
-            .map_err(|e| anyhow::anyhow!("redis {redis_address}: {e:?}"))?;
         let chan = channel(source);
         for env in &pending {
             conn.publish(&chan, &serde_json::to_vec(env)?)
