@@ -736,25 +736,41 @@ mod tests {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_waiting_statement_runs_once_the_holding_instance_commits() {
-        let dir = testkit::tempfile::tempdir().unwrap();
-        let databases = file_database(dir.path());
+    /// A holder instance inside a write transaction (row 1 inserted), and another instance's
+    /// `statement` already waiting for the lock.
+    async fn waiting_behind_a_transaction(
+        databases: &Databases,
+        statement: &'static str,
+    ) -> (
+        Arc<DbConnection>,
+        Arc<DbConnection>,
+        tokio::task::JoinHandle<Result<Rows, OpenError>>,
+    ) {
         let (holder, waiter) = (
-            instance_connection(&databases),
-            instance_connection(&databases),
+            instance_connection(databases),
+            instance_connection(databases),
         );
         run(&holder, "BEGIN IMMEDIATE").await.unwrap();
         run(&holder, "INSERT INTO t VALUES (1)").await.unwrap();
         let waiting = tokio::spawn({
             let waiter = waiter.clone();
-            async move { run(&waiter, "INSERT INTO t SELECT count(*) + 1 FROM t").await }
+            async move { run(&waiter, statement).await }
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             !waiting.is_finished(),
-            "the insert ran while the lock was held"
+            "the statement ran while the lock was held"
         );
+        (holder, waiter, waiting)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_statement_runs_once_the_holding_instance_commits() {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        let databases = file_database(dir.path());
+        let (holder, waiter, waiting) =
+            waiting_behind_a_transaction(&databases, "INSERT INTO t SELECT count(*) + 1 FROM t")
+                .await;
         run(&holder, "COMMIT").await.unwrap();
         waiting
             .await
@@ -775,17 +791,8 @@ mod tests {
     async fn an_instance_ending_inside_a_transaction_lets_the_waiting_statements_in() {
         let dir = testkit::tempfile::tempdir().unwrap();
         let databases = file_database(dir.path());
-        let (holder, waiter) = (
-            instance_connection(&databases),
-            instance_connection(&databases),
-        );
-        run(&holder, "BEGIN IMMEDIATE").await.unwrap();
-        run(&holder, "INSERT INTO t VALUES (1)").await.unwrap();
-        let waiting = tokio::spawn({
-            let waiter = waiter.clone();
-            async move { run(&waiter, "INSERT INTO t VALUES (2)").await }
-        });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (holder, waiter, waiting) =
+            waiting_behind_a_transaction(&databases, "INSERT INTO t VALUES (2)").await;
         drop(holder);
         waiting
             .await
