@@ -71,7 +71,8 @@ impl SqliteStore {
 
     /// Runs `op` in place with the busy timeout off (a key-value operation is one short statement,
     /// cheaper than a hand-off to another thread), and on a blocking thread, waiting for the
-    /// lock, only when another process holds the file (see `sqlite::execute`).
+    /// lock, only when another process holds the file: every instance shares this one
+    /// connection, so within the host key-value operations never wait on each other.
     async fn with<T: Send + 'static>(
         self: &Arc<Self>,
         op: impl Fn(&Connection, &str) -> rusqlite::Result<T> + Send + Sync + 'static,

@@ -241,7 +241,7 @@ impl DbConnection {
             .busy_timeout(Duration::ZERO)
             .map_err(|e| OpenError::Io(e.to_string()))?;
         let before = Held::of(&connection);
-        let result = query(&connection, statement, parameters.to_vec());
+        let result = query(&connection, statement, parameters);
         if before.released_by(&connection) {
             self.waits.released.notify_waiters();
         }
@@ -403,21 +403,28 @@ struct Rows {
     rows: Vec<Vec<SqlValue>>,
 }
 
-fn query(connection: &Connection, sql: &str, parameters: Vec<SqlValue>) -> rusqlite::Result<Rows> {
+/// Parameters are bound by reference, so a statement retried while it waits for the lock binds
+/// the guest's values again without copying them.
+impl rusqlite::ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(match self {
+            SqlValue::Integer(i) => ValueRef::Integer(*i),
+            SqlValue::Real(f) => ValueRef::Real(*f),
+            SqlValue::Text(s) => ValueRef::Text(s.as_bytes()),
+            SqlValue::Blob(b) => ValueRef::Blob(b),
+            SqlValue::Null => ValueRef::Null,
+        }))
+    }
+}
+
+fn query(connection: &Connection, sql: &str, parameters: &[SqlValue]) -> rusqlite::Result<Rows> {
     let mut statement = connection.prepare_cached(sql)?;
     let columns: Vec<String> = statement
         .column_names()
         .into_iter()
         .map(String::from)
         .collect();
-    let params = parameters.into_iter().map(|value| match value {
-        SqlValue::Integer(i) => rusqlite::types::Value::Integer(i),
-        SqlValue::Real(f) => rusqlite::types::Value::Real(f),
-        SqlValue::Text(s) => rusqlite::types::Value::Text(s),
-        SqlValue::Blob(b) => rusqlite::types::Value::Blob(b),
-        SqlValue::Null => rusqlite::types::Value::Null,
-    });
-    let mut result = statement.query(rusqlite::params_from_iter(params))?;
+    let mut result = statement.query(rusqlite::params_from_iter(parameters))?;
     let mut rows = Vec::new();
     while let Some(row) = result.next()? {
         let mut values = Vec::with_capacity(columns.len());
