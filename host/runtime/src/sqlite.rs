@@ -5,7 +5,8 @@
 //!
 //! Each `open` gets its own SQLite connection, so a `BEGIN` ... `COMMIT` spread over several
 //! `execute` calls is one transaction, and instances running concurrently wait on each other
-//! (WAL; a statement that finds the write lock taken waits for it) instead of failing.
+//! (WAL; a statement that finds the write lock taken waits for it) instead of failing. The
+//! connection may be one an earlier instance used, made to look fresh (`sqlite_pool`).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
 use crate::bindings::imports::fermyon::spin2_0_0::sqlite as v2;
 use crate::bindings::imports::spin::sqlite::sqlite as v3;
+use crate::sqlite_pool::{Lease, Pool};
 use crate::state::InstanceState;
 
 /// How long a statement waits for another connection's write lock before failing.
@@ -36,9 +38,11 @@ pub struct Databases {
     databases: HashMap<String, Database>,
 }
 
-/// One label: where its connections go, and its statements waiting for the write lock.
+/// One label: where its connections go, the ones idle between instances, and its statements
+/// waiting for the write lock.
 struct Database {
     target: Target,
+    idle: Arc<Pool>,
     waits: Arc<LockWaits>,
 }
 
@@ -106,8 +110,12 @@ impl Databases {
                     }
                 }
             };
-            let waits = Arc::default();
-            databases.insert(label.clone(), Database { target, waits });
+            let database = Database {
+                target,
+                idle: Arc::default(),
+                waits: Arc::default(),
+            };
+            databases.insert(label.clone(), database);
         }
         Ok(Self { databases })
     }
@@ -115,8 +123,11 @@ impl Databases {
 
 impl Database {
     fn connect(&self) -> rusqlite::Result<DbConnection> {
+        let lease = self.idle.take(|| self.target.connect())?;
         Ok(DbConnection {
-            connection: Mutex::new(self.target.connect()?),
+            changes_before: lease.connection.total_changes(),
+            lease: Mutex::new(Some(lease)),
+            idle: self.idle.clone(),
             waits: self.waits.clone(),
         })
     }
@@ -194,9 +205,14 @@ pub(crate) fn relaxed_sync(connection: &Connection) -> rusqlite::Result<()> {
 /// An opened connection (the guest's `connection` resource, both interface versions).
 pub struct OpenDatabase(Arc<DbConnection>);
 
-/// One instance's connection, shared with the statement running on it.
+/// One instance's connection, shared with the statement running on it; back to the idle ones
+/// when the instance drops it.
 struct DbConnection {
-    connection: Mutex<Connection>,
+    /// Always `Some` until dropped.
+    lease: Mutex<Option<Lease>>,
+    /// The connection's total changes when this instance got it (see `changes`).
+    changes_before: u64,
+    idle: Arc<Pool>,
     waits: Arc<LockWaits>,
 }
 
@@ -231,21 +247,36 @@ impl DbConnection {
         statement: &str,
         parameters: &[SqlValue],
     ) -> Result<rusqlite::Result<Rows>, OpenError> {
-        let connection = self
-            .connection
+        let lease = self
+            .lease
             .lock()
             .map_err(|_| OpenError::Io("connection lock poisoned".into()))?;
+        let connection = &lease
+            .as_ref()
+            .ok_or(OpenError::InvalidConnection)?
+            .connection;
         // Never SQLite's busy handler, whatever `PRAGMA busy_timeout` the guest set: it would
         // sleep on this executor thread, which the lock holder may need to finish.
         connection
             .busy_timeout(Duration::ZERO)
             .map_err(|e| OpenError::Io(e.to_string()))?;
-        let before = Held::of(&connection);
-        let result = query(&connection, statement, parameters);
-        if before.released_by(&connection) {
+        let before = Held::of(connection);
+        let result = query(connection, statement, parameters);
+        if before.released_by(connection) {
             self.waits.released.notify_waiters();
         }
         Ok(result)
+    }
+
+    /// `changes` as a fresh connection reports it: 0 until this instance's first change.
+    /// `total_changes` grows with every row a statement of this connection changes, so when it
+    /// has not moved, the last change SQLite remembers is an earlier instance's.
+    fn changes(connection: &Connection, changes_before: u64) -> u64 {
+        if connection.total_changes() == changes_before {
+            0
+        } else {
+            connection.changes()
+        }
     }
 }
 
@@ -253,10 +284,11 @@ impl Drop for DbConnection {
     /// An instance that ends inside a transaction loses it, as closing the connection would;
     /// rolled back here so the waiting statements can be woken now.
     fn drop(&mut self) {
-        if let Ok(connection) = self.connection.get_mut() {
-            if !connection.is_autocommit() {
-                let _ = connection.execute_batch("ROLLBACK");
+        if let Some(lease) = self.lease.get_mut().ok().and_then(Option::take) {
+            if !lease.connection.is_autocommit() {
+                let _ = lease.connection.execute_batch("ROLLBACK");
             }
+            self.idle.give_back(lease);
         }
         self.waits.released.notify_waiters();
     }
@@ -366,17 +398,20 @@ pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
         if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
 
-/// Runs `op`, which reads connection state and takes no lock, with the connection.
+/// Runs `op`, which reads connection state and takes no lock, with the connection and its
+/// total changes when this instance got it.
 fn with_connection<T>(
     db: Option<Arc<DbConnection>>,
-    op: impl FnOnce(&Connection) -> T,
+    op: impl FnOnce(&Connection, u64) -> T,
 ) -> wasmtime::Result<T> {
-    let db = db.ok_or_else(|| wasmtime::format_err!("invalid sqlite connection handle"))?;
-    let connection = db
-        .connection
+    let invalid = || wasmtime::format_err!("invalid sqlite connection handle");
+    let db = db.ok_or_else(invalid)?;
+    let lease = db
+        .lease
         .lock()
         .map_err(|_| wasmtime::format_err!("connection lock poisoned"))?;
-    Ok(op(&connection))
+    let lease = lease.as_ref().ok_or_else(invalid)?;
+    Ok(op(&lease.connection, db.changes_before))
 }
 
 /// Errors common to both interface versions.
@@ -548,11 +583,11 @@ impl v3::HostConnection for SqliteState {
     }
 
     async fn last_insert_rowid(&mut self, handle: Resource<OpenDatabase>) -> wasmtime::Result<i64> {
-        with_connection(self.connection(&handle), |c| c.last_insert_rowid())
+        with_connection(self.connection(&handle), |c, _| c.last_insert_rowid())
     }
 
     async fn changes(&mut self, handle: Resource<OpenDatabase>) -> wasmtime::Result<u64> {
-        with_connection(self.connection(&handle), |c| c.changes())
+        with_connection(self.connection(&handle), DbConnection::changes)
     }
 
     async fn drop(&mut self, handle: Resource<OpenDatabase>) -> wasmtime::Result<()> {
@@ -641,6 +676,51 @@ mod tests {
             1,
             "a second connection sees the same in-memory database"
         );
+    }
+
+    #[tokio::test]
+    async fn a_reused_connection_looks_fresh_to_the_next_instance() {
+        let configured = default_database(StoreLocation::InMemory);
+        let databases = Arc::new(Databases::new(&configured).unwrap());
+        let granted = Arc::new(HashSet::from(["default".to_string()]));
+        let mut first = SqliteState::new(databases.clone(), granted.clone());
+        let db = HostConnection::open(&mut first, "default".into())
+            .await
+            .unwrap()
+            .unwrap();
+        for sql in [
+            "CREATE TABLE t (x)",
+            "INSERT INTO t VALUES (1), (2)",
+            "BEGIN",
+        ] {
+            HostConnection::execute(&mut first, borrow(&db), sql.into(), vec![])
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(first.changes(borrow(&db)).await.unwrap(), 2);
+        assert_eq!(first.last_insert_rowid(borrow(&db)).await.unwrap(), 2);
+        drop(first);
+
+        let mut second = SqliteState::new(databases, granted);
+        let db = HostConnection::open(&mut second, "default".into())
+            .await
+            .unwrap()
+            .unwrap();
+        let reused = second.connection(&db).unwrap().changes_before;
+        assert_eq!(reused, 2, "the first instance's connection, not a new one");
+        assert_eq!(second.changes(borrow(&db)).await.unwrap(), 0);
+        assert_eq!(second.last_insert_rowid(borrow(&db)).await.unwrap(), 0);
+        // Not inside the first instance's transaction: a new one begins.
+        HostConnection::execute(&mut second, borrow(&db), "BEGIN".into(), vec![])
+            .await
+            .unwrap()
+            .expect("the earlier transaction was rolled back");
+        HostConnection::execute(&mut second, borrow(&db), "SELECT * FROM t".into(), vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.changes(borrow(&db)).await.unwrap(), 0);
     }
 
     #[test]

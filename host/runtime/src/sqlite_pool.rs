@@ -1,0 +1,236 @@
+//! SQLite connections reused across instances. Spin opens a connection for every `open`, and so
+//! did this host; opening one, reading its schema and parsing every statement again took a
+//! quarter of the host's CPU time under the saga. A connection an instance is done with now
+//! goes back to its database's idle list and serves a later `open`, with its schema and
+//! prepared statements still in place.
+//!
+//! To the guest it is indistinguishable from a fresh connection: it comes back outside any
+//! transaction (the instance's transaction is rolled back first), `last-insert-rowid` and
+//! `changes` start from zero again, and a connection on which a statement changed state that
+//! belongs to the connection (a connection PRAGMA, a TEMP object, ATTACH) is closed instead of
+//! kept. SQLite's authorizer reports those statements as they are prepared. This is written by
+//! hand: connection pools such as r2d2 hand a connection back as it is, and cannot tell such a
+//! statement from any other.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::Connection;
+
+/// Idle connections kept per database; enough for the instances that run at once on a few
+/// cores, few enough that their page caches stay small.
+const MAX_IDLE: usize = 8;
+
+/// Distinct statements each connection keeps prepared: every statement of a component's code.
+const STATEMENT_CACHE: usize = 128;
+
+/// The idle connections of one database.
+#[derive(Default)]
+pub(crate) struct Pool {
+    idle: Mutex<Vec<Lease>>,
+}
+
+/// A connection, and the flag its authorizer raises when a statement changes state that would
+/// outlive the instance using it.
+pub(crate) struct Lease {
+    pub(crate) connection: Connection,
+    tainted: Arc<AtomicBool>,
+}
+
+impl Pool {
+    /// An idle connection made to look fresh, or a new one from `open`.
+    pub(crate) fn take(
+        &self,
+        open: impl FnOnce() -> rusqlite::Result<Connection>,
+    ) -> rusqlite::Result<Lease> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        match idle {
+            Some(lease) => {
+                lease.forget_last_insert();
+                Ok(lease)
+            }
+            None => Lease::new(open()?),
+        }
+    }
+
+    /// Keeps `lease` for a later instance if nothing of this one's can leak through it.
+    pub(crate) fn give_back(&self, lease: Lease) {
+        if !lease.reusable() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_IDLE {
+                idle.push(lease);
+            }
+        }
+    }
+}
+
+impl Lease {
+    fn new(connection: Connection) -> rusqlite::Result<Self> {
+        let tainted = Arc::new(AtomicBool::new(false));
+        let flag = tainted.clone();
+        connection.authorizer(Some(move |context: AuthContext<'_>| {
+            if changes_connection_state(&context) {
+                flag.store(true, Ordering::Relaxed);
+            }
+            Authorization::Allow
+        }));
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(Self {
+            connection,
+            tainted,
+        })
+    }
+
+    fn reusable(&self) -> bool {
+        !self.tainted.load(Ordering::Relaxed) && self.connection.is_autocommit()
+    }
+
+    /// A fresh connection's `last-insert-rowid` is 0.
+    fn forget_last_insert(&self) {
+        // SAFETY: the handle belongs to this live connection, which nothing else uses meanwhile
+        // (the lease is owned here), and the call only sets an integer on it.
+        unsafe { rusqlite::ffi::sqlite3_set_last_insert_rowid(self.connection.handle(), 0) };
+    }
+}
+
+/// Whether a statement changes what belongs to its connection rather than to the database file:
+/// settings, TEMP objects, attached databases. Reads of a PRAGMA, and the PRAGMAs that act on
+/// the file or only report, change nothing of the kind. `busy_timeout` is harmless too: this
+/// host never lets SQLite's busy handler wait (see `sqlite::DbConnection::attempt`).
+fn changes_connection_state(context: &AuthContext<'_>) -> bool {
+    let in_temp = context
+        .database_name
+        .is_some_and(|name| name.eq_ignore_ascii_case("temp"));
+    match context.action {
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value: Some(value),
+        } => {
+            let name = pragma_name.to_ascii_lowercase();
+            let harmless = matches!(
+                name.as_str(),
+                "busy_timeout"
+                    | "user_version"
+                    | "application_id"
+                    | "table_info"
+                    | "table_xinfo"
+                    | "table_list"
+                    | "index_info"
+                    | "index_xinfo"
+                    | "index_list"
+                    | "foreign_key_list"
+                    | "foreign_key_check"
+                    | "integrity_check"
+                    | "quick_check"
+                    | "wal_checkpoint"
+                    | "optimize"
+            ) || (name == "journal_mode" && value.eq_ignore_ascii_case("wal"));
+            !harmless
+        }
+        AuthAction::Attach { .. }
+        | AuthAction::Detach { .. }
+        | AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. } => true,
+        // `CREATE TABLE temp.t` and the like: a TEMP object by its schema's name.
+        AuthAction::CreateTable { .. }
+        | AuthAction::CreateIndex { .. }
+        | AuthAction::CreateTrigger { .. }
+        | AuthAction::CreateView { .. }
+        | AuthAction::CreateVtable { .. } => in_temp,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory() -> rusqlite::Result<Connection> {
+        Connection::open_in_memory()
+    }
+
+    fn taken(pool: &Pool) -> Lease {
+        pool.take(memory).unwrap()
+    }
+
+    /// Runs `sql` on a connection of `pool` and gives it back; whether the same connection
+    /// serves the next `take` (told by a marker table it holds).
+    fn kept_after(sql: &str) -> bool {
+        let pool = Pool::default();
+        let lease = taken(&pool);
+        lease
+            .connection
+            .execute_batch("CREATE TABLE marker (x)")
+            .unwrap();
+        lease.connection.execute_batch(sql).unwrap();
+        pool.give_back(lease);
+        let next = taken(&pool);
+        next.connection
+            .prepare("SELECT x FROM marker")
+            .map(drop)
+            .is_ok()
+    }
+
+    #[test]
+    fn a_connection_used_for_plain_statements_serves_the_next_open() {
+        assert!(kept_after(
+            "INSERT INTO marker VALUES (1); SELECT * FROM marker; UPDATE marker SET x = 2"
+        ));
+        assert!(kept_after("PRAGMA busy_timeout = 5000"));
+        assert!(kept_after("PRAGMA foreign_keys"), "a PRAGMA read");
+        assert!(
+            kept_after("PRAGMA user_version = 3"),
+            "a PRAGMA of the file"
+        );
+        assert!(kept_after("PRAGMA table_info(marker)"));
+    }
+
+    #[test]
+    fn a_connection_whose_own_state_changed_is_closed_instead() {
+        for sql in [
+            "PRAGMA foreign_keys = OFF",
+            "PRAGMA main.cache_size = 10",
+            "PRAGMA query_only = 1",
+            "PRAGMA journal_mode = MEMORY",
+            "CREATE TEMP TABLE scratch (x)",
+            "CREATE TABLE temp.scratch (x)",
+            "CREATE TEMP VIEW v AS SELECT 1",
+            "ATTACH ':memory:' AS other",
+        ] {
+            assert!(!kept_after(sql), "{sql} must not reach another instance");
+        }
+    }
+
+    #[test]
+    fn a_connection_inside_a_transaction_is_closed_instead() {
+        assert!(!kept_after("BEGIN"));
+    }
+
+    #[test]
+    fn a_reused_connection_reports_no_insert_yet() {
+        let pool = Pool::default();
+        let lease = taken(&pool);
+        lease
+            .connection
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1)")
+            .unwrap();
+        assert_eq!(lease.connection.last_insert_rowid(), 1);
+        pool.give_back(lease);
+        assert_eq!(taken(&pool).connection.last_insert_rowid(), 0);
+    }
+
+    #[test]
+    fn no_more_than_the_idle_limit_is_kept() {
+        let pool = Pool::default();
+        let leases: Vec<Lease> = (0..MAX_IDLE + 3).map(|_| taken(&pool)).collect();
+        for lease in leases {
+            pool.give_back(lease);
+        }
+        assert_eq!(pool.idle.lock().unwrap().len(), MAX_IDLE);
+    }
+}
