@@ -20,7 +20,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use crate::engine;
 use crate::key_value::{KeyValueState, KeyValueStores};
 use crate::outbound_http::{OutboundHttp, OutboundRules, ServiceChaining};
-use crate::redis_outbound::RedisState;
+use crate::redis_outbound::{RedisState, SharedConnections};
 use crate::sqlite::{Databases, SqliteState};
 use crate::state::InstanceState;
 use crate::stdio::{self, LogContext, LogStream};
@@ -61,6 +61,7 @@ pub struct AppComponent {
     kv_granted: Arc<HashSet<String>>,
     databases: Arc<Databases>,
     sqlite_granted: Arc<HashSet<String>>,
+    redis_connections: Arc<SharedConnections>,
     max_memory: Option<usize>,
     timeout: Duration,
     /// stdout and stderr files in the runtime config's `log_dir`.
@@ -95,6 +96,7 @@ impl App {
         }
         let key_value = Arc::new(KeyValueStores::open(&runtime_config.key_value_stores)?);
         let databases = Arc::new(Databases::new(&runtime_config.sqlite_databases)?);
+        let redis_connections = Arc::new(SharedConnections::default());
         let max_memory = runtime_config
             .max_instance_memory
             .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
@@ -151,6 +153,7 @@ impl App {
                     kv_granted: labels(&component.key_value_stores),
                     databases: databases.clone(),
                     sqlite_granted: labels(&component.sqlite_databases),
+                    redis_connections: redis_connections.clone(),
                     max_memory,
                     timeout: options.instance_timeout,
                     log_files,
@@ -214,7 +217,7 @@ impl AppComponent {
             outbound_http: OutboundHttp::new(self.id.clone(), self.rules.clone(), chaining),
             key_value: KeyValueState::new(self.key_value.clone(), self.kv_granted.clone()),
             sqlite: SqliteState::new(self.databases.clone(), self.sqlite_granted.clone()),
-            redis: RedisState::new(self.rules.clone()),
+            redis: RedisState::new(self.rules.clone(), self.redis_connections.clone()),
             variables: VariablesState::new(self.id.clone(), self.variables.clone()),
             limits: self.limits(),
         };

@@ -2,12 +2,20 @@
 //! `allowed_outbound_hosts` (scheme `redis`, default port 6379) as Spin's `factor-outbound-redis`.
 //! A denied or unparsable address is `invalid-address`, as in Spin.
 //! Each operation runs in a client span named as Spin names it (`spin_outbound_redis.*`).
+//!
+//! Spin connects for every `open`. Here the typed operations (`publish`, `get`, `set`, ...) of
+//! every instance share one multiplexed connection per address: a TCP connection and the
+//! Redis handshake per instance that publishes cost more than the publish. Those commands leave
+//! no state on the connection and never block it, so sharing it shows nowhere. `execute` runs
+//! any command, `SELECT`, `MULTI` or `BLPOP` included, so a handle's first `execute` gets the
+//! handle a connection of its own, which then serves all that handle does, as Spin's would.
+//! A shared connection that fails is forgotten, and the next `open` connects again.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use ::redis::aio::MultiplexedConnection;
-use ::redis::{AsyncCommands, FromRedisValue, ToRedisArgs, Value};
+use ::redis::{FromRedisValue, ToRedisArgs, Value};
 use anyhow::Result;
 use tracing::instrument;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
@@ -18,36 +26,100 @@ use crate::bindings::imports::fermyon::spin2_0_0::redis::{
 use crate::outbound_http::OutboundRules;
 use crate::state::InstanceState;
 
-/// An opened connection (the guest's `connection` resource).
-pub struct OpenConnection {
-    connection: MultiplexedConnection,
+/// The connections every instance's typed operations share, one per address.
+#[derive(Default)]
+pub struct SharedConnections {
+    by_address: Mutex<HashMap<String, MultiplexedConnection>>,
 }
 
-/// Per-instance state: the component's outbound rules, its open connections, and connections
-/// already made in this instance, reused when the guest opens the same address again.
+impl SharedConnections {
+    /// The shared connection to `address`, connecting first if there is none.
+    async fn get(&self, address: &str) -> Result<MultiplexedConnection, Error> {
+        if let Some(connection) = self.lock().get(address) {
+            return Ok(connection.clone());
+        }
+        let connection = connect(address).await?;
+        self.lock().insert(address.to_string(), connection.clone());
+        Ok(connection)
+    }
+
+    /// Drops the shared connection to `address` after a failure on it, so the next `open`
+    /// connects again (a restarted Redis, say).
+    fn forget(&self, address: &str) {
+        self.lock().remove(address);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, MultiplexedConnection>> {
+        // The map holds handles only; one left by a panicking thread is still sound.
+        self.by_address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+async fn connect(address: &str) -> Result<MultiplexedConnection, Error> {
+    let client = ::redis::Client::open(address).map_err(|_| Error::InvalidAddress)?;
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(other)
+}
+
+/// An opened connection (the guest's `connection` resource).
+pub struct OpenConnection {
+    address: String,
+    shared: MultiplexedConnection,
+    /// The handle's own connection, made by its first `execute`; everything after goes to it.
+    own: Option<MultiplexedConnection>,
+}
+
+/// Per-instance state: the component's outbound rules, its open connections, and the host's
+/// shared ones.
 pub struct RedisState {
     rules: Arc<OutboundRules>,
     table: ResourceTable,
-    by_address: HashMap<String, MultiplexedConnection>,
+    shared: Arc<SharedConnections>,
+}
+
+/// Which connection a command went out on, to tell whether a failure concerns the shared one.
+enum Route {
+    Shared(String),
+    Own,
 }
 
 impl RedisState {
-    pub fn new(rules: Arc<OutboundRules>) -> Self {
+    pub fn new(rules: Arc<OutboundRules>, shared: Arc<SharedConnections>) -> Self {
         Self {
             rules,
             table: ResourceTable::new(),
-            by_address: HashMap::new(),
+            shared,
         }
     }
 
+    /// The connection for the handle's next command.
     fn connection(
         &self,
         handle: &Resource<OpenConnection>,
-    ) -> Result<MultiplexedConnection, Error> {
-        self.table
-            .get(handle)
-            .map(|open| open.connection.clone())
-            .map_err(|e| Error::Other(e.to_string()))
+    ) -> Result<(MultiplexedConnection, Route), Error> {
+        let open = self.table.get(handle).map_err(other)?;
+        Ok(match &open.own {
+            Some(own) => (own.clone(), Route::Own),
+            None => (open.shared.clone(), Route::Shared(open.address.clone())),
+        })
+    }
+
+    /// The handle's own connection, made now if it has none yet.
+    async fn own_connection(
+        &mut self,
+        handle: &Resource<OpenConnection>,
+    ) -> Result<(MultiplexedConnection, Route), Error> {
+        let open = self.table.get(handle).map_err(other)?;
+        if open.own.is_none() {
+            let address = open.address.clone();
+            let own = connect(&address).await?;
+            self.table.get_mut(handle).map_err(other)?.own = Some(own);
+        }
+        self.connection(handle)
     }
 }
 
@@ -56,23 +128,27 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
     Ok(())
 }
 
-fn other(error: impl std::fmt::Display) -> Error {
-    Error::Other(error.to_string())
-}
-
-/// Runs one command, turning Redis errors into the interface's error (type errors kept apart).
+/// Runs `command` on `connection`, turning Redis errors into the interface's error (type errors
+/// kept apart). A shared connection is forgotten after any failure: a dead one fails every
+/// command after, and telling that from a refused command is not worth the risk.
 async fn run<T: FromRedisValue>(
-    connection: Result<MultiplexedConnection, Error>,
+    shared: &Arc<SharedConnections>,
+    connection: Result<(MultiplexedConnection, Route), Error>,
     command: ::redis::Cmd,
 ) -> Result<T, Error> {
-    let mut connection = connection?;
-    command
-        .query_async::<T>(&mut connection)
-        .await
-        .map_err(|e| match e.kind() {
-            ::redis::ErrorKind::TypeError => Error::TypeError,
-            _ => other(e),
-        })
+    let (mut connection, route) = connection?;
+    let result = command.query_async::<T>(&mut connection).await;
+    if let (Err(_), Route::Shared(address)) = (&result, route) {
+        shared.forget(&address);
+    }
+    result.map_err(|e| match e.kind() {
+        ::redis::ErrorKind::TypeError => Error::TypeError,
+        _ => other(e),
+    })
+}
+
+fn other(error: impl std::fmt::Display) -> Error {
+    Error::Other(error.to_string())
 }
 
 /// Spin's mapping of a Redis reply to `redis-result`s (arrays are flattened).
@@ -109,23 +185,16 @@ impl spin_redis::HostConnection for RedisState {
             tracing::warn!(address = %address, "redis address denied by allowed_outbound_hosts");
             return Ok(Err(Error::InvalidAddress));
         }
-        let connection = match self.by_address.get(&address) {
-            Some(connection) => connection.clone(),
-            None => {
-                let client = match ::redis::Client::open(address.as_str()) {
-                    Ok(client) => client,
-                    Err(_) => return Ok(Err(Error::InvalidAddress)),
-                };
-                match client.get_multiplexed_async_connection().await {
-                    Ok(connection) => {
-                        self.by_address.insert(address, connection.clone());
-                        connection
-                    }
-                    Err(e) => return Ok(Err(other(e))),
-                }
-            }
+        let shared = match self.shared.get(&address).await {
+            Ok(shared) => shared,
+            Err(e) => return Ok(Err(e)),
         };
-        Ok(Ok(self.table.push(OpenConnection { connection })?))
+        let open = OpenConnection {
+            address,
+            shared,
+            own: None,
+        };
+        Ok(Ok(self.table.push(open)?))
     }
 
     #[instrument(name = "spin_outbound_redis.publish", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "PUBLISH"))]
@@ -137,7 +206,7 @@ impl spin_redis::HostConnection for RedisState {
     ) -> wasmtime::Result<Result<(), Error>> {
         let mut command = ::redis::cmd("PUBLISH");
         command.arg(channel).arg(payload);
-        Ok(run::<i64>(self.connection(&handle), command)
+        Ok(run::<i64>(&self.shared, self.connection(&handle), command)
             .await
             .map(drop))
     }
@@ -150,7 +219,7 @@ impl spin_redis::HostConnection for RedisState {
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
         let mut command = ::redis::cmd("GET");
         command.arg(key);
-        Ok(run(self.connection(&handle), command).await)
+        Ok(run(&self.shared, self.connection(&handle), command).await)
     }
 
     #[instrument(name = "spin_outbound_redis.set", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "SET"))]
@@ -160,11 +229,9 @@ impl spin_redis::HostConnection for RedisState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let result = match self.connection(&handle) {
-            Ok(mut connection) => connection.set::<_, _, ()>(key, value).await.map_err(other),
-            Err(e) => Err(e),
-        };
-        Ok(result)
+        let mut command = ::redis::cmd("SET");
+        command.arg(key).arg(value);
+        Ok(run::<()>(&self.shared, self.connection(&handle), command).await)
     }
 
     #[instrument(name = "spin_outbound_redis.incr", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "INCR"))]
@@ -175,7 +242,7 @@ impl spin_redis::HostConnection for RedisState {
     ) -> wasmtime::Result<Result<i64, Error>> {
         let mut command = ::redis::cmd("INCR");
         command.arg(key);
-        Ok(run(self.connection(&handle), command).await)
+        Ok(run(&self.shared, self.connection(&handle), command).await)
     }
 
     #[instrument(name = "spin_outbound_redis.del", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "DEL"))]
@@ -186,7 +253,7 @@ impl spin_redis::HostConnection for RedisState {
     ) -> wasmtime::Result<Result<u32, Error>> {
         let mut command = ::redis::cmd("DEL");
         command.arg(keys);
-        Ok(run(self.connection(&handle), command).await)
+        Ok(run(&self.shared, self.connection(&handle), command).await)
     }
 
     #[instrument(name = "spin_outbound_redis.sadd", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "SADD"))]
@@ -198,7 +265,7 @@ impl spin_redis::HostConnection for RedisState {
     ) -> wasmtime::Result<Result<u32, Error>> {
         let mut command = ::redis::cmd("SADD");
         command.arg(key).arg(values);
-        Ok(run(self.connection(&handle), command).await)
+        Ok(run(&self.shared, self.connection(&handle), command).await)
     }
 
     #[instrument(name = "spin_outbound_redis.smembers", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "SMEMBERS"))]
@@ -209,7 +276,7 @@ impl spin_redis::HostConnection for RedisState {
     ) -> wasmtime::Result<Result<Vec<String>, Error>> {
         let mut command = ::redis::cmd("SMEMBERS");
         command.arg(key);
-        Ok(run(self.connection(&handle), command).await)
+        Ok(run(&self.shared, self.connection(&handle), command).await)
     }
 
     #[instrument(name = "spin_outbound_redis.srem", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "SREM"))]
@@ -221,7 +288,7 @@ impl spin_redis::HostConnection for RedisState {
     ) -> wasmtime::Result<Result<u32, Error>> {
         let mut command = ::redis::cmd("SREM");
         command.arg(key).arg(values);
-        Ok(run(self.connection(&handle), command).await)
+        Ok(run(&self.shared, self.connection(&handle), command).await)
     }
 
     #[instrument(name = "spin_outbound_redis.execute", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "EXECUTE"))]
@@ -238,7 +305,8 @@ impl spin_redis::HostConnection for RedisState {
                 RedisParameter::Binary(bytes) => command.arg(bytes.to_redis_args()),
             };
         }
-        let value = match run::<Value>(self.connection(&handle), command).await {
+        let connection = self.own_connection(&handle).await;
+        let value = match run::<Value>(&self.shared, connection, command).await {
             Ok(value) => value,
             Err(e) => return Ok(Err(e)),
         };
@@ -255,6 +323,125 @@ impl spin_redis::HostConnection for RedisState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spin_host_config::allowed_hosts::AllowedHosts;
+    use spin_redis::HostConnection;
+    use testkit::RedisServer;
+
+    /// An instance's Redis state, allowed to reach any Redis, sharing `shared`.
+    fn instance(shared: &Arc<SharedConnections>) -> RedisState {
+        let allowed = AllowedHosts::new(&["redis://*:*"], &[]).unwrap();
+        RedisState::new(Arc::new(OutboundRules::new(allowed)), shared.clone())
+    }
+
+    fn borrow(handle: &Resource<OpenConnection>) -> Resource<OpenConnection> {
+        Resource::new_borrow(handle.rep())
+    }
+
+    async fn open(state: &mut RedisState, server: &RedisServer) -> Resource<OpenConnection> {
+        state.open(server.address()).await.unwrap().unwrap()
+    }
+
+    /// Connections the server has accepted so far.
+    fn connections_accepted(server: &RedisServer) -> u64 {
+        let client = ::redis::Client::open(server.address()).unwrap();
+        let info: String = ::redis::cmd("INFO")
+            .arg("stats")
+            .query(&mut client.get_connection().unwrap())
+            .unwrap();
+        info.lines()
+            .find_map(|line| line.strip_prefix("total_connections_received:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn instances_share_one_connection_for_typed_commands() {
+        let server = RedisServer::start();
+        let shared = Arc::new(SharedConnections::default());
+        let before = connections_accepted(&server);
+        for round in 0..5 {
+            let mut state = instance(&shared);
+            let handle = open(&mut state, &server).await;
+            let key = format!("k{round}");
+            state
+                .set(borrow(&handle), key.clone(), b"v".to_vec())
+                .await
+                .unwrap()
+                .unwrap();
+            state
+                .publish(borrow(&handle), "c".into(), b"m".to_vec())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(server.get(&key).as_deref(), Some("v"));
+        }
+        // One for the shared connection, one per `server.get` and one for this count's own.
+        assert_eq!(connections_accepted(&server) - before, 1 + 5 + 1);
+    }
+
+    #[tokio::test]
+    async fn a_handle_that_executes_gets_a_connection_of_its_own() {
+        let server = RedisServer::start();
+        let shared = Arc::new(SharedConnections::default());
+        let mut first = instance(&shared);
+        let handle = open(&mut first, &server).await;
+        first
+            .execute(
+                borrow(&handle),
+                "SELECT".into(),
+                vec![RedisParameter::Int64(1)],
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        first
+            .set(borrow(&handle), "where".into(), b"db1".to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut second = instance(&shared);
+        let other = open(&mut second, &server).await;
+        assert_eq!(
+            second
+                .get(borrow(&other), "where".into())
+                .await
+                .unwrap()
+                .unwrap(),
+            None,
+            "the SELECT stayed on the first handle's connection"
+        );
+        assert_eq!(
+            first
+                .get(borrow(&handle), "where".into())
+                .await
+                .unwrap()
+                .unwrap(),
+            Some(b"db1".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_shared_connection_is_replaced_by_the_next_open() {
+        let mut server = RedisServer::start();
+        let shared = Arc::new(SharedConnections::default());
+        let mut state = instance(&shared);
+        let handle = open(&mut state, &server).await;
+        server.restart();
+        let failed = state.get(borrow(&handle), "k".into()).await.unwrap();
+        assert!(
+            failed.is_err(),
+            "the old connection is gone with the server"
+        );
+        let mut next = instance(&shared);
+        let handle = open(&mut next, &server).await;
+        next.set(borrow(&handle), "k".into(), b"back".to_vec())
+            .await
+            .unwrap()
+            .expect("a new connection to the restarted server");
+        assert_eq!(server.get("k").as_deref(), Some("back"));
+    }
 
     #[test]
     fn replies_map_like_spin() {
