@@ -152,16 +152,25 @@ median = next((le for le, n in sorted(buckets) if n >= count / 2), float("nan"))
 print("%.0f %.0f" % (total / count * 1e6 if count else float("nan"), median * 1e6))
 ')
 
-NATIVE_PORT=$(free_port)
-NBASE="http://127.0.0.1:$NATIVE_PORT"
-"$BIN/native-baseline" "127.0.0.1:$NATIVE_PORT" "$WORK/stores/inventory.db" &
-NATIVE_PID=$!
-PIDS+=("$NATIVE_PID")
-wait_ready "$NBASE/inventory/health" "$(now_ms)" >/dev/null
-log "GET /inventory/products/:sku on the native baseline"
+# Starts the native baseline with connection mode $1 (see bench/native-baseline); sets NBASE.
+start_native() {
+    local port
+    port=$(free_port)
+    NBASE="http://127.0.0.1:$port"
+    "$BIN/native-baseline" "127.0.0.1:$port" "$WORK/stores/inventory.db" "$1" &
+    NATIVE_PID=$!
+    PIDS+=("$NATIVE_PID")
+    wait_ready "$NBASE/inventory/health" "$(now_ms)" >/dev/null
+}
+start_native kept
+log "GET /inventory/products/:sku on the native baseline (connection kept)"
 read -r N_RPS N_P50 N_P99 N_BAD < <(run_wrk "$CONNECTIONS" "$NBASE/inventory/products/bench-read")
 log "GET /inventory/health on the native baseline, 1 connection"
 read -r NH_RPS NH_P50 NH_P99 _ < <(run_wrk 1 "$NBASE/inventory/health")
+kill "$NATIVE_PID"
+start_native per-request
+log "GET /inventory/products/:sku on the native baseline (connection per request)"
+read -r NO_RPS NO_P50 NO_P99 NO_BAD < <(run_wrk "$CONNECTIONS" "$NBASE/inventory/products/bench-read")
 kill "$NATIVE_PID"
 
 # --- saga completion at a fixed offered rate ---
@@ -217,8 +226,10 @@ cat <<TABLE
 | measurement | value |
 | --- | --- |
 | GET /inventory/products/:sku, Wasm (c=$CONNECTIONS) | $W_RPS req/s, p50 $W_P50 ms, p99 $W_P99 ms, non-2xx $W_BAD |
-| GET /inventory/products/:sku, native (c=$CONNECTIONS) | $N_RPS req/s, p50 $N_P50 ms, p99 $N_P99 ms, non-2xx $N_BAD |
-| Wasm / native read throughput | $(ratio "$W_RPS" "$N_RPS") |
+| GET /inventory/products/:sku, native, connection kept (c=$CONNECTIONS) | $N_RPS req/s, p50 $N_P50 ms, p99 $N_P99 ms, non-2xx $N_BAD |
+| Wasm / native read throughput (connection kept: like for like) | $(ratio "$W_RPS" "$N_RPS") |
+| GET /inventory/products/:sku, native, connection per request (c=$CONNECTIONS) | $NO_RPS req/s, p50 $NO_P50 ms, p99 $NO_P99 ms, non-2xx $NO_BAD |
+| Wasm / native read throughput (native opening per request) | $(ratio "$W_RPS" "$NO_RPS") |
 | GET /inventory/health c=1, Wasm vs native | $WH_RPS vs $NH_RPS req/s; p50 $WH_P50 vs $NH_P50 ms |
 | per-request Wasm overhead (health p50 Wasm - native: instantiate + run) | $(diff_us "$WH_P50" "$NH_P50") µs |
 | instantiation per request (host histogram) | mean $I_MEAN µs, median ≤ $I_MEDIAN µs |

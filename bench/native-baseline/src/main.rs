@@ -2,12 +2,18 @@
 //! served by plain tokio/hyper over the inventory SQLite file the Wasm app created, so the cost
 //! of the Wasm path can be reported as a ratio measured side by side.
 //!
-//! It does per request what the component does: open the database, set the busy timeout, run
-//! the same point query, answer the same JSON. Spin gives a component no state across
-//! requests, so opening per request keeps the comparison about Wasm, not about pooling.
+//! It does per request what the component does: run the same point query on a connection with
+//! the busy timeout set, answer the same JSON. Two ways to get that connection:
+//! - `kept` (the default): one connection per thread, its statement prepared once. The host
+//!   hands instances connections that earlier instances opened, with their prepared statements
+//!   (`shop-host`'s `sqlite_pool`), so this is the like-for-like baseline: the comparison is
+//!   about Wasm, not about connection reuse.
+//! - `per-request`: opened and prepared anew for every request, as the component's own code
+//!   reads (Spin gives it no state across requests), the way a naive server would run it.
 //!
-//! Usage: `native-baseline <listen-addr> <inventory.db>`
+//! Usage: `native-baseline <listen-addr> <inventory.db> [kept|per-request]`
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,11 +42,20 @@ struct Product {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
+    let usage = "usage: native-baseline <listen-addr> <inventory.db> [kept|per-request]";
     let (Some(listen), Some(db)) = (args.next(), args.next()) else {
-        anyhow::bail!("usage: native-baseline <listen-addr> <inventory.db>");
+        anyhow::bail!(usage);
+    };
+    let connections = match args.next().as_deref() {
+        None | Some("kept") => Connections::Kept,
+        Some("per-request") => Connections::PerRequest,
+        Some(other) => anyhow::bail!("unknown connection mode {other}; {usage}"),
     };
     let listen: SocketAddr = listen.parse().context("listen address")?;
-    let db = Arc::new(PathBuf::from(db));
+    let db = Arc::new(Database {
+        path: PathBuf::from(db),
+        connections,
+    });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     loop {
         let (stream, _) = listener.accept().await?;
@@ -58,7 +73,18 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-fn handle(db: &std::path::Path, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// The inventory file and how requests get a connection to it.
+struct Database {
+    path: PathBuf,
+    connections: Connections,
+}
+
+enum Connections {
+    Kept,
+    PerRequest,
+}
+
+fn handle(db: &Database, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path == "/inventory/health" {
         return json_response(
@@ -80,25 +106,47 @@ fn handle(db: &std::path::Path, req: &Request<Incoming>) -> Response<Full<Bytes>
     }
 }
 
-fn product(db: &std::path::Path, sku: &str) -> rusqlite::Result<Option<Product>> {
+thread_local! {
+    /// This worker thread's connection, opened by its first request.
+    static CONNECTION: RefCell<Option<Connection>> = const { RefCell::new(None) };
+}
+
+fn product(db: &Database, sku: &str) -> rusqlite::Result<Option<Product>> {
+    match db.connections {
+        Connections::Kept => CONNECTION.with_borrow_mut(|slot| {
+            let conn = match slot {
+                Some(conn) => conn,
+                None => slot.insert(open(&db.path)?),
+            };
+            read_product(conn, sku)
+        }),
+        // The statement is prepared anew too: it goes with the connection.
+        Connections::PerRequest => read_product(&open(&db.path)?, sku),
+    }
+}
+
+fn open(db: &std::path::Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.query_row(
+    Ok(conn)
+}
+
+fn read_product(conn: &Connection, sku: &str) -> rusqlite::Result<Option<Product>> {
+    conn.prepare_cached(
         "SELECT sku, name, price_cents, available, reserved FROM products WHERE sku = ?",
-        [sku],
-        |row| {
-            Ok(Product {
-                sku: row.get(0)?,
-                name: row.get(1)?,
-                price_cents: row.get(2)?,
-                available: row.get(3)?,
-                reserved: row.get(4)?,
-            })
-        },
-    )
+    )?
+    .query_row([sku], |row| {
+        Ok(Product {
+            sku: row.get(0)?,
+            name: row.get(1)?,
+            price_cents: row.get(2)?,
+            available: row.get(3)?,
+            reserved: row.get(4)?,
+        })
+    })
     .optional()
 }
 
