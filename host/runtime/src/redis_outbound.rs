@@ -341,6 +341,28 @@ mod tests {
         state.open(server.address()).await.unwrap().unwrap()
     }
 
+    async fn get(
+        state: &mut RedisState,
+        handle: &Resource<OpenConnection>,
+        key: &str,
+    ) -> Option<Vec<u8>> {
+        let value = state.get(borrow(handle), key.into()).await.unwrap();
+        value.expect("GET succeeds")
+    }
+
+    async fn set(
+        state: &mut RedisState,
+        handle: &Resource<OpenConnection>,
+        key: &str,
+        value: &str,
+    ) {
+        state
+            .set(borrow(handle), key.into(), value.as_bytes().to_vec())
+            .await
+            .unwrap()
+            .expect("SET succeeds");
+    }
+
     /// Connections the server has accepted so far.
     fn connections_accepted(server: &RedisServer) -> u64 {
         let client = ::redis::Client::open(server.address()).unwrap();
@@ -365,11 +387,7 @@ mod tests {
             let mut state = instance(&shared);
             let handle = open(&mut state, &server).await;
             let key = format!("k{round}");
-            state
-                .set(borrow(&handle), key.clone(), b"v".to_vec())
-                .await
-                .unwrap()
-                .unwrap();
+            set(&mut state, &handle, &key, "v").await;
             state
                 .publish(borrow(&handle), "c".into(), b"m".to_vec())
                 .await
@@ -396,28 +414,16 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        first
-            .set(borrow(&handle), "where".into(), b"db1".to_vec())
-            .await
-            .unwrap()
-            .unwrap();
+        set(&mut first, &handle, "where", "db1").await;
         let mut second = instance(&shared);
         let other = open(&mut second, &server).await;
         assert_eq!(
-            second
-                .get(borrow(&other), "where".into())
-                .await
-                .unwrap()
-                .unwrap(),
+            get(&mut second, &other, "where").await,
             None,
             "the SELECT stayed on the first handle's connection"
         );
         assert_eq!(
-            first
-                .get(borrow(&handle), "where".into())
-                .await
-                .unwrap()
-                .unwrap(),
+            get(&mut first, &handle, "where").await,
             Some(b"db1".to_vec())
         );
     }
@@ -436,10 +442,8 @@ mod tests {
         );
         let mut next = instance(&shared);
         let handle = open(&mut next, &server).await;
-        next.set(borrow(&handle), "k".into(), b"back".to_vec())
-            .await
-            .unwrap()
-            .expect("a new connection to the restarted server");
+        // A new connection, to the restarted server.
+        set(&mut next, &handle, "k", "back").await;
         assert_eq!(server.get("k").as_deref(), Some("back"));
     }
 

@@ -616,34 +616,54 @@ mod tests {
         Resource::new_borrow(handle.rep())
     }
 
-    #[tokio::test]
-    async fn transactions_span_execute_calls_and_grants_are_enforced() {
-        let configured = default_database(StoreLocation::InMemory);
-        let databases = Arc::new(Databases::new(&configured).unwrap());
+    /// An instance's SQLite state over the in-memory `default` database of `databases` (new ones
+    /// when `None`), granted `default` only.
+    fn memory_instance(databases: Option<&Arc<Databases>>) -> (SqliteState, Arc<Databases>) {
+        let databases = databases.cloned().unwrap_or_else(|| {
+            let configured = default_database(StoreLocation::InMemory);
+            Arc::new(Databases::new(&configured).unwrap())
+        });
         let granted = Arc::new(HashSet::from(["default".to_string()]));
-        let mut state = SqliteState::new(databases, granted);
+        (SqliteState::new(databases.clone(), granted), databases)
+    }
 
-        let denied = HostConnection::open(&mut state, "other".into())
-            .await
-            .unwrap();
-        assert!(matches!(denied, Err(v3::Error::AccessDenied)));
-        let db = HostConnection::open(&mut state, "default".into())
+    async fn open_default(state: &mut SqliteState) -> Resource<OpenDatabase> {
+        HostConnection::open(state, "default".into())
             .await
             .unwrap()
-            .unwrap();
-        for sql in [
-            "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT)",
-            "DELETE FROM t",
-            "BEGIN",
-            "INSERT INTO t (name) VALUES ('a')",
-            "ROLLBACK",
-            "INSERT INTO t (name) VALUES ('b')",
-        ] {
-            HostConnection::execute(&mut state, borrow(&db), sql.into(), vec![])
+            .unwrap()
+    }
+
+    async fn run_all(state: &mut SqliteState, db: &Resource<OpenDatabase>, statements: &[&str]) {
+        for sql in statements {
+            HostConnection::execute(state, borrow(db), sql.to_string(), vec![])
                 .await
                 .unwrap()
                 .unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn transactions_span_execute_calls_and_grants_are_enforced() {
+        let (mut state, _) = memory_instance(None);
+        let denied = HostConnection::open(&mut state, "other".into())
+            .await
+            .unwrap();
+        assert!(matches!(denied, Err(v3::Error::AccessDenied)));
+        let db = open_default(&mut state).await;
+        run_all(
+            &mut state,
+            &db,
+            &[
+                "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT)",
+                "DELETE FROM t",
+                "BEGIN",
+                "INSERT INTO t (name) VALUES ('a')",
+                "ROLLBACK",
+                "INSERT INTO t (name) VALUES ('b')",
+            ],
+        )
+        .await;
         assert_eq!(state.changes(borrow(&db)).await.unwrap(), 1);
         let rows = HostConnection::execute(
             &mut state,
@@ -680,46 +700,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_reused_connection_looks_fresh_to_the_next_instance() {
-        let configured = default_database(StoreLocation::InMemory);
-        let databases = Arc::new(Databases::new(&configured).unwrap());
-        let granted = Arc::new(HashSet::from(["default".to_string()]));
-        let mut first = SqliteState::new(databases.clone(), granted.clone());
-        let db = HostConnection::open(&mut first, "default".into())
-            .await
-            .unwrap()
-            .unwrap();
-        for sql in [
+        let (mut first, databases) = memory_instance(None);
+        let db = open_default(&mut first).await;
+        let statements = [
             "CREATE TABLE t (x)",
             "INSERT INTO t VALUES (1), (2)",
             "BEGIN",
-        ] {
-            HostConnection::execute(&mut first, borrow(&db), sql.into(), vec![])
-                .await
-                .unwrap()
-                .unwrap();
-        }
+        ];
+        run_all(&mut first, &db, &statements).await;
         assert_eq!(first.changes(borrow(&db)).await.unwrap(), 2);
         assert_eq!(first.last_insert_rowid(borrow(&db)).await.unwrap(), 2);
         drop(first);
 
-        let mut second = SqliteState::new(databases, granted);
-        let db = HostConnection::open(&mut second, "default".into())
-            .await
-            .unwrap()
-            .unwrap();
+        let (mut second, _) = memory_instance(Some(&databases));
+        let db = open_default(&mut second).await;
         let reused = second.connection(&db).unwrap().changes_before;
         assert_eq!(reused, 2, "the first instance's connection, not a new one");
         assert_eq!(second.changes(borrow(&db)).await.unwrap(), 0);
         assert_eq!(second.last_insert_rowid(borrow(&db)).await.unwrap(), 0);
-        // Not inside the first instance's transaction: a new one begins.
-        HostConnection::execute(&mut second, borrow(&db), "BEGIN".into(), vec![])
-            .await
-            .unwrap()
-            .expect("the earlier transaction was rolled back");
-        HostConnection::execute(&mut second, borrow(&db), "SELECT * FROM t".into(), vec![])
-            .await
-            .unwrap()
-            .unwrap();
+        // Not inside the first instance's transaction: BEGIN starts a new one.
+        run_all(&mut second, &db, &["BEGIN", "SELECT * FROM t"]).await;
         assert_eq!(second.changes(borrow(&db)).await.unwrap(), 0);
     }
 
