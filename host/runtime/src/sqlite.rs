@@ -38,9 +38,6 @@ pub struct Databases {
     databases: HashMap<String, Database>,
 }
 
-/// How often the host copies each database file's WAL back into the file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
 /// One label: where its connections go, the ones idle between instances, and its statements
 /// waiting for the write lock.
 struct Database {
@@ -59,7 +56,7 @@ struct LockWaits {
     queue: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Where connections of one label go. Both kinds keep an `anchor` connection open for the
+/// Where connections of one label go. Both kinds keep an `_anchor` connection open for the
 /// host's lifetime. For a file, that keeps the WAL in place: when the last connection to a WAL
 /// database closes, SQLite checkpoints it and deletes the WAL file, and as every instance opens
 /// and closes its own connection, each request would pay a checkpoint, several fsyncs and the
@@ -68,7 +65,7 @@ struct LockWaits {
 enum Target {
     File {
         path: PathBuf,
-        anchor: Arc<Mutex<Connection>>,
+        _anchor: Mutex<Connection>,
     },
     Memory {
         uri: String,
@@ -98,7 +95,7 @@ impl Databases {
                     anchor.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
                     Target::File {
                         path: path.clone(),
-                        anchor: Arc::new(Mutex::new(anchor)),
+                        _anchor: Mutex::new(anchor),
                     }
                 }
                 StoreLocation::InMemory => {
@@ -120,45 +117,8 @@ impl Databases {
             };
             databases.insert(label.clone(), database);
         }
-        let files = databases.values().filter_map(|db| match &db.target {
-            Target::File { anchor, .. } => Some(Arc::downgrade(anchor)),
-            Target::Memory { .. } => None,
-        });
-        start_checkpointer(files.collect())?;
         Ok(Self { databases })
     }
-}
-
-/// Checkpoints each database file's WAL every `CHECKPOINT_EVERY` on a thread of its own, through
-/// the file's anchor connection, until the databases are dropped. SQLite's default is to
-/// checkpoint inside the commit that fills the WAL past 1000 pages: under load that was one
-/// POST /orders in a few hundred, which then waited tens of milliseconds for the checkpoint's
-/// writes and fsync (POST /orders at 594/s, p99: 126 ms then, 12-38 ms now). A passive
-/// checkpoint waits for no reader or writer; what it cannot copy yet, the next one does.
-fn start_checkpointer(files: Vec<std::sync::Weak<Mutex<Connection>>>) -> std::io::Result<()> {
-    if files.is_empty() {
-        return Ok(());
-    }
-    std::thread::Builder::new()
-        .name("sqlite-checkpoint".into())
-        .spawn(move || loop {
-            std::thread::sleep(CHECKPOINT_EVERY);
-            let mut alive = false;
-            for anchor in files.iter().filter_map(std::sync::Weak::upgrade) {
-                alive = true;
-                if let Ok(connection) = anchor.lock() {
-                    if let Err(e) =
-                        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::warn!(error = %e, "WAL checkpoint failed; retrying later");
-                    }
-                }
-            }
-            if !alive {
-                return;
-            }
-        })
-        .map(drop)
 }
 
 impl Database {
@@ -229,8 +189,6 @@ pub(crate) fn enable_wal(connection: &Connection) -> rusqlite::Result<()> {
 }
 
 fn configure(connection: &Connection) -> rusqlite::Result<()> {
-    // Checkpoints are the host's (`start_checkpointer`), never part of a guest's commit.
-    connection.pragma_update(None, "wal_autocheckpoint", 0)?;
     connection.busy_timeout(BUSY_TIMEOUT)?;
     relaxed_sync(connection)?;
     connection.pragma_update(None, "foreign_keys", "ON")
@@ -827,37 +785,6 @@ mod tests {
             .execute_batch("CREATE TABLE t (x)")
             .unwrap();
         databases
-    }
-
-    #[tokio::test]
-    async fn commits_leave_checkpoints_to_the_host_thread() {
-        let dir = testkit::tempfile::tempdir().unwrap();
-        let databases = file_database(dir.path());
-        let file = dir.path().join("locked.db");
-        let db = instance_connection(&databases);
-        // 2000 rows of a page each: past SQLite's default auto-checkpoint of 1000 pages.
-        run(
-            &db,
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
-             INSERT INTO t SELECT zeroblob(4000) FROM n",
-        )
-        .await
-        .unwrap();
-        let size = || std::fs::metadata(&file).unwrap().len();
-        assert!(
-            size() < 1_000_000,
-            "the commit did not copy the WAL into the file ({} bytes)",
-            size()
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while size() < 8_000_000 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(
-            size() >= 8_000_000,
-            "the host's checkpoint copied it ({} bytes)",
-            size()
-        );
     }
 
     fn instance_connection(databases: &Databases) -> Arc<DbConnection> {
