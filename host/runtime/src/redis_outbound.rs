@@ -132,7 +132,7 @@ pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
 /// kept apart). A shared connection is forgotten after any failure: a dead one fails every
 /// command after, and telling that from a refused command is not worth the risk.
 async fn run<T: FromRedisValue>(
-    shared: &Arc<SharedConnections>,
+    shared: &SharedConnections,
     connection: Result<(MultiplexedConnection, Route), Error>,
     command: ::redis::Cmd,
 ) -> Result<T, Error> {

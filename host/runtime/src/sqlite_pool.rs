@@ -50,7 +50,7 @@ impl Pool {
                 lease.forget_last_insert();
                 Ok(lease)
             }
-            None => Lease::new(open()?),
+            None => Ok(Lease::new(open()?)),
         }
     }
 
@@ -68,7 +68,7 @@ impl Pool {
 }
 
 impl Lease {
-    fn new(connection: Connection) -> rusqlite::Result<Self> {
+    fn new(connection: Connection) -> Self {
         let tainted = Arc::new(AtomicBool::new(false));
         let flag = tainted.clone();
         connection.authorizer(Some(move |context: AuthContext<'_>| {
@@ -78,10 +78,10 @@ impl Lease {
             Authorization::Allow
         }));
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(Self {
+        Self {
             connection,
             tainted,
-        })
+        }
     }
 
     fn reusable(&self) -> bool {
