@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
-    UpdateDeadline,
+    Cache, CacheConfig, Config, Enabled, Engine, InstanceAllocationStrategy,
+    PoolingAllocationConfig, UpdateDeadline,
 };
 
 use crate::state::InstanceState;
@@ -65,9 +65,12 @@ fn pooling_config() -> PoolingAllocationConfig {
         .max_memory_size(1 << 30)
         // Reset the first MiBs of a reused slot with memset instead of giving them back to the
         // kernel: a fresh instance would otherwise page-fault its way back in on every request.
+        // Where the kernel offers PAGEMAP_SCAN (Linux 6.7+), only the pages the last instance
+        // dirtied are reset, not all of them: the memset was a tenth of a read's CPU time.
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(KEEP_RESIDENT)
-        .async_stack_keep_resident(KEEP_RESIDENT);
+        .async_stack_keep_resident(KEEP_RESIDENT)
+        .pagemap_scan(Enabled::Auto);
     pooling
 }
 

@@ -22,6 +22,30 @@ fn every_request_gets_a_fresh_instance() {
     }
 }
 
+/// Memory an instance wrote must read as zero in the next instance that gets the same slot,
+/// however the pooling allocator resets it (memset, madvise, or only the pages it finds dirty).
+#[test]
+fn memory_written_by_one_instance_is_zero_in_the_next() {
+    let host = Host::start(support::options("catch-all.toml"));
+    let mut first_pages = Vec::new();
+    for _ in 0..4 {
+        let response = host.get("/residue?pages=32");
+        assert_eq!(response.status, 200, "{}", response.body);
+        let report = response.json();
+        assert_eq!(report["pages"], 32, "{report}");
+        assert_eq!(
+            report["nonzero"], 0,
+            "an earlier instance's bytes leaked: {report}"
+        );
+        first_pages.push(report["first_page"].clone());
+    }
+    // The same layout each time: the writes of one request landed where the next one looked.
+    assert!(
+        first_pages.windows(2).all(|w| w[0] == w[1]),
+        "{first_pages:?}"
+    );
+}
+
 #[test]
 fn a_trapping_component_gets_500_and_the_host_goes_on() {
     let host = Host::start(support::options("catch-all.toml"));

@@ -14,6 +14,8 @@
 //! - `/panic`: traps
 //! - `/spin`: loops forever (the host's per-instance deadline must stop it)
 //! - `/alloc?mb=N`: allocates and touches N MiB (the host's memory cap must stop it)
+//! - `/residue?pages=N`: grows memory by N pages, counts the non-zero bytes found there, then
+//!   fills them (a reused memory slot must come back zeroed)
 //! - anything else: the method, path, query, headers, environment and body length of the request
 //!
 //! Paths are taken below the component's route (`spin-path-info`).
@@ -54,6 +56,7 @@ async fn handle(request: Request) -> Response {
         ["panic"] => panic!("probe asked to panic"),
         ["spin"] => spin_forever(),
         ["alloc"] => alloc(query.get("mb")),
+        ["residue"] => residue(query.get("pages")),
         _ => echo(&request),
     };
     json_response(body)
@@ -81,6 +84,30 @@ fn alloc(mb: &str) -> Value {
     let mb: usize = mb.parse().unwrap_or(0);
     let block = vec![1u8; mb * 1024 * 1024];
     json!({ "allocated_mb": mb, "sum": std::hint::black_box(&block).iter().step_by(4096).map(|b| *b as u64).sum::<u64>() })
+}
+
+/// Grows linear memory by `pages` and reports what an earlier instance may have left there.
+/// The grown pages belong to no Rust allocation, so they are read and written by address.
+fn residue(pages: &str) -> Value {
+    const PAGE: usize = 64 * 1024;
+    let pages: usize = pages.parse().unwrap_or(1);
+    let first = core::arch::wasm32::memory_grow(0, pages);
+    if first == usize::MAX {
+        return json!({ "error": "memory.grow refused" });
+    }
+    let start = (first * PAGE) as *mut u8;
+    let mut nonzero = 0u64;
+    for offset in 0..pages * PAGE {
+        // SAFETY: the pages were just added by memory.grow and nothing else refers to them.
+        unsafe {
+            let byte = start.add(offset);
+            if byte.read_volatile() != 0 {
+                nonzero += 1;
+            }
+            byte.write_volatile(0xA5);
+        }
+    }
+    json!({ "first_page": first, "pages": pages, "nonzero": nonzero })
 }
 
 /// The request as the component saw it.
