@@ -99,9 +99,8 @@ const MAX_ROUNDS: usize = 32;
 /// An instance that finds the lease taken leaves its events to the holder, which looks again
 /// after giving the lease back, so an event committed before that is never left behind.
 pub fn publish_to_redis(db: &Db, source: &str, redis_address: &str) -> anyhow::Result<usize> {
-    let chan = channel(source);
-    let mut conn = None;
     let mut sent = 0;
+    let mut conn = None;
     for _ in 0..MAX_ROUNDS {
         // Cheap check first, so that handlers with nothing to publish take no write lock.
         if unpublished(db, source, 1)?.is_empty() {
@@ -118,7 +117,25 @@ pub fn publish_to_redis(db: &Db, source: &str, redis_address: &str) -> anyhow::R
         if !take_lease(db, source, &holder)? {
             break;
         }
-        let (last, outcome) = publish_pending(db, source, conn, &chan);
+        let pending = unpublished(db, source, 200);
+        let chan = channel(source);
+        let mut last = None;
+        let mut failure = None;
+        for env in pending.iter().flatten() {
+            let published = serde_json::to_vec(env)
+                .map_err(anyhow::Error::from)
+                .and_then(|payload| {
+                    conn.publish(&chan, &payload)
+                        .map_err(|e| anyhow::anyhow!("publish to {chan}: {e:?}"))
+                });
+            match published {
+                Ok(()) => last = Some(env.seq),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
         // What went out is marked even when a later publish failed: consumers ignore repeats,
         // but fewer repeats is less work.
         db.transaction(|| {
@@ -127,37 +144,13 @@ pub fn publish_to_redis(db: &Db, source: &str, redis_address: &str) -> anyhow::R
             }
             give_back_lease(db, source, &holder)
         })?;
-        sent += outcome?;
+        let pending = pending?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        sent += pending.len();
     }
     Ok(sent)
-}
-
-/// Publishes a page of unpublished events in seq order (the caller holds the lease): the seq
-/// of the last one that went out, and how many did or the first failure.
-fn publish_pending(
-    db: &Db,
-    source: &str,
-    conn: &spin_sdk::redis::Connection,
-    chan: &str,
-) -> (Option<i64>, anyhow::Result<usize>) {
-    let pending = match unpublished(db, source, 200) {
-        Ok(pending) => pending,
-        Err(e) => return (None, Err(e)),
-    };
-    let mut last = None;
-    for env in &pending {
-        let published = serde_json::to_vec(env)
-            .map_err(anyhow::Error::from)
-            .and_then(|payload| {
-                conn.publish(chan, &payload)
-                    .map_err(|e| anyhow::anyhow!("publish to {chan}: {e:?}"))
-            });
-        if let Err(e) = published {
-            return (last, Err(e));
-        }
-        last = Some(env.seq);
-    }
-    (last, Ok(pending.len()))
 }
 
 /// Takes `source`'s publishing lease for `holder` unless another holds it and it has not
