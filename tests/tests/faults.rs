@@ -307,48 +307,6 @@ fn payment_provider_slower_than_the_timeout_is_given_up_on_then_charged_once() {
     shop.check_invariants(&[id]);
 }
 
-/// An instance stopped while it held orders' publishing lease (the row it left is written
-/// here) holds that source's events back only until the lease expires; the next publish after
-/// that takes the lease over and sends them, in order. No sweep runs here: the sweep reads the
-/// feed, which no lease holds back.
-#[test]
-fn a_publisher_stopped_holding_the_lease_holds_events_only_until_it_expires() {
-    let shop = Shop::start();
-    let sku = unique_sku("LEASE");
-    shop.put_product(&sku, 700, 5);
-    shop.get_json("/orders?limit=1", 200); // migrates orders.db: relay_lease exists
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis();
-    let status = Command::new("sqlite3")
-        .args(["-bail", "-cmd", ".timeout 5000"])
-        .arg(shop.store_path("orders.db"))
-        .arg(format!(
-            "INSERT INTO relay_lease (source, holder, expires_at) \
-             VALUES ('orders', 'a-stopped-instance', {})",
-            now_ms + 3000
-        ))
-        .status()
-        .expect("run sqlite3 (is it installed?)");
-    assert!(status.success(), "writing the lease row failed");
-
-    let first = shop.place_order("lease-held", &[(&sku, 1)], "tok_visa");
-    thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        shop.order(&first)["status"],
-        "pending",
-        "order-created went out while another instance held the lease"
-    );
-    thread::sleep(Duration::from_millis(2500));
-    let second = shop.place_order("lease-expired", &[(&sku, 1)], "tok_visa");
-    let ids = [first, second];
-    for order in shop.wait_final_all(&ids) {
-        assert_eq!(order["status"], "confirmed", "{order:#}");
-    }
-    shop.check_invariants(&ids);
-}
-
 #[test]
 fn a_consumer_failing_for_a_while_catches_up() {
     let shop = Shop::start();
