@@ -81,103 +81,32 @@ pub fn mark_published(db: &Db, seq: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long one instance may hold a source's publishing lease before another may take it
-/// over: an instance stopped mid-publish must not hold up its source's events for good.
-const LEASE_MS: i64 = 10_000;
-
-/// Rounds one instance publishes in before it leaves the rest to later publishers and the
-/// sweep, so a handler ends even while new events keep coming.
-const MAX_ROUNDS: usize = 32;
-
 /// Publishes every unpublished event on `shop.<source>`, oldest first, and marks each
 /// published. Stops at the first failure: the rest stay for the next publish or sweep.
-///
-/// One instance at a time publishes a source, under a lease row (`relay_lease`), so that each
-/// event goes out once and in seq order. The lease is taken and given back in short
-/// transactions: the publishes themselves run outside any write lock, which would otherwise
-/// keep every other writer of the database (new orders, say) waiting on Redis round trips.
-/// An instance that finds the lease taken leaves its events to the holder, which looks again
-/// after giving the lease back, so an event committed before that is never left behind.
 pub fn publish_to_redis(db: &Db, source: &str, redis_address: &str) -> anyhow::Result<usize> {
-    let mut sent = 0;
-    let mut conn = None;
-    for _ in 0..MAX_ROUNDS {
-        // Cheap check first, so that handlers with nothing to publish take no write lock.
-        if unpublished(db, source, 1)?.is_empty() {
-            break;
-        }
-        let conn = match &conn {
-            Some(conn) => conn,
-            None => conn.insert(
-                spin_sdk::redis::Connection::open(redis_address)
-                    .map_err(|e| anyhow::anyhow!("redis {redis_address}: {e:?}"))?,
-            ),
-        };
-        let holder = uuid::Uuid::new_v4().to_string();
-        if !take_lease(db, source, &holder)? {
-            break;
-        }
-        let pending = unpublished(db, source, 200);
-        let chan = channel(source);
-        let mut last = None;
-        let mut failure = None;
-        for env in pending.iter().flatten() {
-            let published = serde_json::to_vec(env)
-                .map_err(anyhow::Error::from)
-                .and_then(|payload| {
-                    conn.publish(&chan, &payload)
-                        .map_err(|e| anyhow::anyhow!("publish to {chan}: {e:?}"))
-                });
-            match published {
-                Ok(()) => last = Some(env.seq),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        // What went out is marked even when a later publish failed: consumers ignore repeats,
-        // but fewer repeats is less work.
-        db.transaction(|| {
-            if let Some(last) = last {
-                mark_published(db, last)?;
-            }
-            give_back_lease(db, source, &holder)
-        })?;
-        let pending = pending?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        sent += pending.len();
+    // Cheap check first, so that handlers with nothing to publish take no write lock.
+    if unpublished(db, source, 1)?.is_empty() {
+        return Ok(0);
     }
-    Ok(sent)
-}
-
-/// Takes `source`'s publishing lease for `holder` unless another holds it and it has not
-/// expired.
-fn take_lease(db: &Db, source: &str, holder: &str) -> anyhow::Result<bool> {
-    let now = crate::time::now_millis();
-    db.exec(
-        "INSERT INTO relay_lease (source, holder, expires_at) VALUES (?, ?, ?) \
-         ON CONFLICT(source) DO UPDATE SET holder = excluded.holder, \
-         expires_at = excluded.expires_at WHERE relay_lease.expires_at < ?",
-        &[t(source), t(holder), i(now + LEASE_MS), i(now)],
-    )?;
-    let rows = db
-        .exec(
-            "SELECT holder FROM relay_lease WHERE source = ?",
-            &[t(source)],
-        )?
-        .rows;
-    Ok(rows.first().is_some_and(|row| text(row, 0) == holder))
-}
-
-fn give_back_lease(db: &Db, source: &str, holder: &str) -> anyhow::Result<()> {
-    db.exec(
-        "DELETE FROM relay_lease WHERE source = ? AND holder = ?",
-        &[t(source), t(holder)],
-    )?;
-    Ok(())
+    // Connected before the write lock is taken, so the lock covers only the publishes.
+    let conn = spin_sdk::redis::Connection::open(redis_address)
+        .map_err(|e| anyhow::anyhow!("redis {redis_address}: {e:?}"))?;
+    // Publishing inside a write transaction serialises concurrent publishers of this source:
+    // each row goes out once and in seq order. A failure rolls back the marks; the rows are
+    // published again later (consumers ignore duplicates).
+    db.transaction(|| {
+        let pending = unpublished(db, source, 200)?;
+        let Some(last) = pending.last().map(|e| e.seq) else {
+            return Ok(0);
+        };
+        let chan = channel(source);
+        for env in &pending {
+            conn.publish(&chan, &serde_json::to_vec(env)?)
+                .map_err(|e| anyhow::anyhow!("publish to {chan}: {e:?}"))?;
+        }
+        mark_published(db, last)?;
+        Ok(pending.len())
+    })
 }
 
 /// Parses `after` and `limit` of `GET /<fn>/events`.
