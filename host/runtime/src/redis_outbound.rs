@@ -6,9 +6,10 @@
 //! Spin connects for every `open`. Here the typed operations (`publish`, `get`, `set`, ...) of
 //! every instance share one multiplexed connection per address: a TCP connection and the
 //! Redis handshake per instance that publishes cost more than the publish. Those commands leave
-//! no state on the connection and never block it, so sharing it shows nowhere. `execute` runs
-//! any command, `SELECT`, `MULTI` or `BLPOP` included, so a handle's first `execute` gets the
-//! handle a connection of its own, which then serves all that handle does, as Spin's would.
+//! no state on the connection and never block it, so sharing it shows nowhere; nor do script
+//! calls (`EVAL`, `FCALL` and their kin) through `execute`. `execute` runs any other command,
+//! `SELECT`, `MULTI` or `BLPOP` included, so a handle's first such `execute` gets the handle a
+//! connection of its own, which then serves all that handle does, as Spin's would.
 //! A shared connection that fails is forgotten, and the next `open` connects again.
 
 use std::collections::HashMap;
@@ -121,6 +122,22 @@ impl RedisState {
         }
         self.connection(handle)
     }
+}
+
+/// Whether `execute` may send `command` on the shared connection: a script call runs whole on
+/// the server, cannot block the connection (a script's commands never wait) and leaves nothing
+/// on it (a `SELECT` inside a script ends with the script).
+fn leaves_no_state(command: &str) -> bool {
+    [
+        "EVAL",
+        "EVALSHA",
+        "EVAL_RO",
+        "EVALSHA_RO",
+        "FCALL",
+        "FCALL_RO",
+    ]
+    .iter()
+    .any(|name| command.eq_ignore_ascii_case(name))
 }
 
 pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
@@ -305,7 +322,11 @@ impl spin_redis::HostConnection for RedisState {
                 RedisParameter::Binary(bytes) => command.arg(bytes.to_redis_args()),
             };
         }
-        let connection = self.own_connection(&handle).await;
+        let connection = if leaves_no_state(&command_name) {
+            self.connection(&handle)
+        } else {
+            self.own_connection(&handle).await
+        };
         let value = match run::<Value>(&self.shared, connection, command).await {
             Ok(value) => value,
             Err(e) => return Ok(Err(e)),
@@ -379,7 +400,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn instances_share_one_connection_for_typed_commands() {
+    async fn instances_share_one_connection_for_typed_commands_and_scripts() {
         let server = RedisServer::start();
         let shared = Arc::new(SharedConnections::default());
         let before = connections_accepted(&server);
@@ -393,6 +414,20 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap();
+            let replies = state
+                .execute(
+                    borrow(&handle),
+                    "eval".into(),
+                    vec![
+                        RedisParameter::Binary(b"return redis.call('INCR', KEYS[1])".to_vec()),
+                        RedisParameter::Int64(1),
+                        RedisParameter::Binary(b"calls".to_vec()),
+                    ],
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(matches!(replies[..], [RedisResult::Int64(n)] if n == round + 1));
             assert_eq!(server.get(&key).as_deref(), Some("v"));
         }
         // One for the shared connection, one per `server.get` and one for this count's own.
