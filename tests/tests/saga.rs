@@ -447,3 +447,54 @@ fn cancels_racing_the_saga_end_either_cancelled_and_refunded_or_confirmed() {
     }
     shop.check_invariants(&ids);
 }
+
+/// Orders placed from several clients at once publish their events concurrently: each event of
+/// a source reaches its channel once, and in seq order (the relay publishes under the
+/// database's write lock, a page per round trip).
+#[test]
+fn events_published_at_once_reach_the_channel_once_each_in_seq_order() {
+    let shop = Shop::start();
+    let sku = unique_sku("ORDERED");
+    shop.put_product(&sku, 100, 1000);
+    let client = redis::Client::open(shop.redis.address()).expect("redis address");
+    let mut connection = client.get_connection().expect("connect to redis");
+    let mut pubsub = connection.as_pubsub();
+    pubsub.subscribe("shop.orders").expect("subscribe");
+
+    let ids: Vec<String> = thread::scope(|scope| {
+        let placers: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..5)
+                        .map(|_| shop.place_order("ordered", &[(&sku, 1)], "tok_visa"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        placers
+            .into_iter()
+            .flat_map(|placer| placer.join().expect("placer thread"))
+            .collect()
+    });
+    shop.wait_final_all(&ids);
+    let newest = shop.get_json("/orders/events?after=0&limit=500", 200)["next_after"]
+        .as_i64()
+        .expect("next_after");
+
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let mut seqs = Vec::new();
+    while seqs.last() != Some(&newest) {
+        let message = pubsub.get_message().expect("an event within 5 s");
+        let payload: Value =
+            serde_json::from_slice(message.get_payload_bytes()).expect("an event envelope");
+        seqs.push(payload["seq"].as_i64().expect("seq"));
+    }
+    assert!(
+        newest >= 80,
+        "each order published its creation and its end"
+    );
+    assert_eq!(seqs, (1..=newest).collect::<Vec<_>>());
+    shop.check_invariants(&ids);
+}

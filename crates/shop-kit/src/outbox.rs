@@ -81,32 +81,57 @@ pub fn mark_published(db: &Db, seq: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Publishes every unpublished event on `shop.<source>`, oldest first, and marks each
-/// published. Stops at the first failure: the rest stay for the next publish or sweep.
+/// Publishes each of its arguments after the first (the channel) on that channel, in order:
+/// one round trip for a page of events. Spin's Redis interface publishes one message per call
+/// and has no pipelining; a script call is how a page goes in one.
+const PUBLISH_ALL: &str =
+    "for i = 2, #ARGV do redis.call('PUBLISH', ARGV[1], ARGV[i]) end return #ARGV - 1";
+
+/// Publishes every unpublished event on `shop.<source>`, oldest first, and marks them
+/// published. On failure nothing is marked: the events stay for the next publish or sweep.
 pub fn publish_to_redis(db: &Db, source: &str, redis_address: &str) -> anyhow::Result<usize> {
     // Cheap check first, so that handlers with nothing to publish take no write lock.
     if unpublished(db, source, 1)?.is_empty() {
         return Ok(0);
     }
-    // Connected before the write lock is taken, so the lock covers only the publishes.
+    // Connected before the write lock is taken, so the lock covers only the publishing.
     let conn = spin_sdk::redis::Connection::open(redis_address)
         .map_err(|e| anyhow::anyhow!("redis {redis_address}: {e:?}"))?;
     // Publishing inside a write transaction serialises concurrent publishers of this source:
-    // each row goes out once and in seq order. A failure rolls back the marks; the rows are
-    // published again later (consumers ignore duplicates).
+    // each row goes out once and in seq order, and the lock dies with a killed instance. The
+    // page goes out in one round trip, so the lock is held about as long as one publish takes.
+    // A failure rolls back the marks; the rows are published again later (consumers ignore
+    // duplicates).
     db.transaction(|| {
         let pending = unpublished(db, source, 200)?;
         let Some(last) = pending.last().map(|e| e.seq) else {
             return Ok(0);
         };
         let chan = channel(source);
-        for env in &pending {
-            conn.publish(&chan, &serde_json::to_vec(env)?)
-                .map_err(|e| anyhow::anyhow!("publish to {chan}: {e:?}"))?;
-        }
+        publish_all(&conn, &chan, &pending)?;
         mark_published(db, last)?;
         Ok(pending.len())
     })
+}
+
+/// Publishes `events` on `chan`, in order, in one round trip (`PUBLISH_ALL`).
+fn publish_all(
+    conn: &spin_sdk::redis::Connection,
+    chan: &str,
+    events: &[Envelope],
+) -> anyhow::Result<()> {
+    use spin_sdk::redis::RedisParameter as P;
+    let mut args = vec![
+        P::Binary(PUBLISH_ALL.as_bytes().to_vec()),
+        P::Int64(0),
+        P::Binary(chan.as_bytes().to_vec()),
+    ];
+    for env in events {
+        args.push(P::Binary(serde_json::to_vec(env)?));
+    }
+    conn.execute("EVAL", &args)
+        .map_err(|e| anyhow::anyhow!("publish to {chan}: {e:?}"))?;
+    Ok(())
 }
 
 /// Parses `after` and `limit` of `GET /<fn>/events`.
