@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod outbound_http;
 pub mod redis_outbound;
 pub mod sqlite;
+mod sqlite_checkpoint;
 mod sqlite_pool;
 pub mod state;
 pub mod stdio;
