@@ -308,7 +308,7 @@ impl spin_redis::HostConnection for RedisState {
         Ok(run(&self.shared, self.connection(&handle), command).await)
     }
 
-    #[instrument(name = "spin_outbound_redis.execute", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = "EXECUTE"))]
+    #[instrument(name = "spin_outbound_redis.execute", skip_all, fields(otel.kind = "client", db.system.name = "redis", otel.name = %command_name))]
     async fn execute(
         &mut self,
         handle: Resource<OpenConnection>,
