@@ -23,9 +23,16 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts checkpointing `files` (WAL database files).
-    pub(crate) fn start(files: Vec<PathBuf>) -> std::io::Result<Self> {
+    /// Starts checkpointing `files` (WAL database files); no thread when there are none (an
+    /// app whose stores all live in memory), and one checkpoint per file however many labels
+    /// share it.
+    pub(crate) fn start(mut files: Vec<PathBuf>) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
+        files.sort();
+        files.dedup();
+        if files.is_empty() {
+            return Ok(Self { _stop: stop });
+        }
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
