@@ -22,9 +22,10 @@ impl Db {
             conn,
             replaying: Default::default(),
         };
-        // Concurrent instances wait for each other's write transactions instead of failing.
-        // A libSQL server refuses connection PRAGMAs; there the server serialises writes.
-        let _ = db.exec("PRAGMA busy_timeout = 5000", &[]);
+        // No `PRAGMA busy_timeout` here: Spin opens local databases with rusqlite, whose
+        // connections already wait 5 s for a lock (as this project's host does), and a libSQL
+        // server refuses the PRAGMA. Sent anyway, it cost a statement per instance: SQLite
+        // parses a PRAGMA anew on every run, and on libSQL every statement is a round trip.
         migrate(&mut Schema(&db), migrations)?;
         Ok(db)
     }
