@@ -23,7 +23,7 @@ impl Db {
             replaying: Default::default(),
         };
         // No `PRAGMA busy_timeout` here: Spin opens local databases with rusqlite, whose
-        // connections already wait 5 s for a lock (as this project's host does), and a libSQL
+        // connections already wait 5 s for a lock (this project's host waits too), and a libSQL
         // server refuses the PRAGMA. Sent anyway, it cost a statement per instance: SQLite
         // parses a PRAGMA anew on every run, and on libSQL every statement is a round trip.
         migrate(&mut Schema(&db), migrations)?;
