@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use spin_host_config::allowed_hosts::{check_service_chaining, AllowedHosts};
 use spin_host_config::manifest::Manifest;
-use spin_host_config::runtime_config::{RuntimeConfig, RuntimeConfigOptions};
+use spin_host_config::runtime_config::{RuntimeConfig, RuntimeConfigOptions, StoreLocation};
 use spin_host_config::variables::Variables;
 use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
@@ -22,6 +22,7 @@ use crate::key_value::{KeyValueState, KeyValueStores};
 use crate::outbound_http::{OutboundHttp, OutboundRules, ServiceChaining};
 use crate::redis_outbound::{RedisState, SharedConnections};
 use crate::sqlite::{Databases, SqliteState};
+use crate::sqlite_checkpoint::Checkpointer;
 use crate::state::InstanceState;
 use crate::stdio::{self, LogContext, LogStream};
 use crate::variables::VariablesState;
@@ -48,6 +49,8 @@ pub struct App {
     pub variables: Arc<Variables>,
     pub components: HashMap<String, Arc<AppComponent>>,
     _ticker: engine::EpochTicker,
+    /// One thread for every database and key-value file of the app.
+    _checkpointer: Checkpointer,
 }
 
 /// One component, compiled and linked once.
@@ -96,6 +99,21 @@ impl App {
         }
         let key_value = Arc::new(KeyValueStores::open(&runtime_config.key_value_stores)?);
         let databases = Arc::new(Databases::new(&runtime_config.sqlite_databases)?);
+        let files = runtime_config
+            .key_value_stores
+            .values()
+            .chain(
+                runtime_config
+                    .sqlite_databases
+                    .values()
+                    .map(|d| &d.location),
+            )
+            .filter_map(|location| match location {
+                StoreLocation::File(path) => Some(path.clone()),
+                StoreLocation::InMemory => None,
+            })
+            .collect();
+        let checkpointer = Checkpointer::start(files)?;
         let redis_connections = Arc::new(SharedConnections::default());
         let max_memory = runtime_config
             .max_instance_memory
@@ -168,6 +186,7 @@ impl App {
             variables,
             components,
             _ticker: ticker,
+            _checkpointer: checkpointer,
         })
     }
 

@@ -13,13 +13,11 @@ use spin_host_config::runtime_config::StoreLocation;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
 use crate::bindings::imports::fermyon::spin2_0_0::key_value::{self, Error};
-use crate::sqlite_checkpoint::Checkpointer;
 use crate::state::InstanceState;
 
 /// Every key-value store the app can open, by label (`default` included).
 pub struct KeyValueStores {
     stores: HashMap<String, Arc<SqliteStore>>,
-    _checkpointer: Checkpointer,
 }
 
 impl KeyValueStores {
@@ -27,19 +25,12 @@ impl KeyValueStores {
     /// label checks against the manifest are `RuntimeConfig::check_manifest_labels`).
     pub fn open(configured: &IndexMap<String, StoreLocation>) -> Result<Self> {
         let mut stores = HashMap::new();
-        let mut files = Vec::new();
         for (label, location) in configured {
-            if let StoreLocation::File(path) = location {
-                files.push(path.clone());
-            }
             let store = SqliteStore::open(label, location)
                 .with_context(|| format!("key-value store `{label}` ({location:?})"))?;
             stores.insert(label.clone(), Arc::new(store));
         }
-        Ok(Self {
-            stores,
-            _checkpointer: Checkpointer::start(files)?,
-        })
+        Ok(Self { stores })
     }
 }
 

@@ -23,7 +23,6 @@ use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
 use crate::bindings::imports::fermyon::spin2_0_0::sqlite as v2;
 use crate::bindings::imports::spin::sqlite::sqlite as v3;
-use crate::sqlite_checkpoint::Checkpointer;
 use crate::sqlite_pool::{Lease, Pool};
 use crate::state::InstanceState;
 
@@ -37,7 +36,6 @@ const LOCK_RECHECK: Duration = Duration::from_millis(5);
 /// Every database the app can open: label -> where it lives.
 pub struct Databases {
     databases: HashMap<String, Database>,
-    _checkpointer: Checkpointer,
 }
 
 /// One label: where its connections go, the ones idle between instances, and its statements
@@ -80,11 +78,9 @@ impl Databases {
     /// checks against the manifest are `RuntimeConfig::check_manifest_labels`).
     pub fn new(configured: &IndexMap<String, SqliteDatabase>) -> Result<Self> {
         let mut databases = HashMap::new();
-        let mut files = Vec::new();
         for (index, (label, database)) in configured.iter().enumerate() {
             let target = match &database.location {
                 StoreLocation::File(path) => {
-                    files.push(path.clone());
                     if let Some(dir) = path.parent() {
                         std::fs::create_dir_all(dir)?;
                     }
@@ -121,10 +117,7 @@ impl Databases {
             };
             databases.insert(label.clone(), database);
         }
-        Ok(Self {
-            databases,
-            _checkpointer: Checkpointer::start(files)?,
-        })
+        Ok(Self { databases })
     }
 }
 
