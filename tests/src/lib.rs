@@ -205,6 +205,17 @@ impl Shop {
         self.dir.path().join("stores").join(file)
     }
 
+    /// Runs `sql` on a store file with the sqlite3 shell, as an operator would.
+    pub fn sqlite(&self, file: &str, sql: &str) {
+        let status = std::process::Command::new("sqlite3")
+            .args(["-bail", "-cmd", ".timeout 5000"])
+            .arg(self.store_path(file))
+            .arg(sql)
+            .status()
+            .expect("run sqlite3 (is it installed?)");
+        assert!(status.success(), "sqlite3 failed on {sql}");
+    }
+
     /// The last lines of the host's output, for failure messages.
     pub fn logs_tail(&self) -> String {
         let logs = self.host.logs();

@@ -4,22 +4,9 @@
 //! events, and is replayed: refused (409, still listed) while the cause remains, applied once
 //! it is gone.
 
-use std::process::Command;
-
 use serde_json::{json, Value};
 use shop_e2e::{unique_sku, Shop, SETTLE};
 use testkit::eventually;
-
-/// Runs `sql` on a store file with the sqlite3 shell, as an operator would.
-fn sqlite(shop: &Shop, file: &str, sql: &str) {
-    let status = Command::new("sqlite3")
-        .args(["-bail", "-cmd", ".timeout 5000"])
-        .arg(shop.store_path(file))
-        .arg(sql)
-        .status()
-        .expect("run sqlite3 (is it installed?)");
-    assert!(status.success(), "sqlite3 failed on {sql}");
-}
 
 fn dead_letters(shop: &Shop) -> Vec<Value> {
     dead_letters_of(shop, "inventory")
@@ -61,7 +48,7 @@ fn a_poison_event_is_parked_listed_skipped_and_replayed() {
         "CREATE TRIGGER poison BEFORE INSERT ON reservations WHEN NEW.lines LIKE '%{poison}%' \
          BEGIN SELECT RAISE(ABORT, 'poisoned by the test'); END;"
     );
-    sqlite(&shop, "inventory.db", &trigger);
+    shop.sqlite("inventory.db", &trigger);
 
     let stuck = shop.place_order("dl-1", &[(&poison, 1)], "tok_visa");
     // The next order's event finds the gap, retries the poison from the feed and parks it.
@@ -93,7 +80,7 @@ fn a_poison_event_is_parked_listed_skipped_and_replayed() {
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0]["attempts"], 3);
 
-    sqlite(&shop, "inventory.db", "DROP TRIGGER poison;");
+    shop.sqlite("inventory.db", "DROP TRIGGER poison;");
     let replayed = shop.admin("POST", &replay, &Value::Null);
     assert_eq!(replayed.status, 200, "{}", replayed.body);
     assert!(dead_letters(&shop).is_empty());
@@ -110,7 +97,7 @@ fn a_notification_that_cannot_be_stored_is_parked_not_blocking_later_ones() {
     let trigger = "CREATE TRIGGER poison BEFORE INSERT ON spin_key_value \
          WHEN NEW.key LIKE 'n:%' AND CAST(NEW.value AS TEXT) LIKE '%nd-poisoned%' \
          BEGIN SELECT RAISE(ABORT, 'poisoned by the test'); END;";
-    sqlite(&shop, "notifications.db", trigger);
+    shop.sqlite("notifications.db", trigger);
 
     let stuck = shop.place_order("nd-poisoned", &[(&sku, 1)], "tok_visa");
     assert_eq!(shop.wait_final(&stuck)["status"], "confirmed");
@@ -141,7 +128,7 @@ fn a_notification_that_cannot_be_stored_is_parked_not_blocking_later_ones() {
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0]["attempts"], 3);
 
-    sqlite(&shop, "notifications.db", "DROP TRIGGER poison;");
+    shop.sqlite("notifications.db", "DROP TRIGGER poison;");
     let replayed = shop.admin("POST", &replay, &Value::Null);
     assert_eq!(replayed.status, 200, "{}", replayed.body);
     assert!(dead_letters_of(&shop, "notifications").is_empty());

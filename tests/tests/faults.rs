@@ -501,3 +501,39 @@ fn an_event_unpublished_while_redis_was_down_goes_out_with_the_next_one() {
     );
     shop.check_invariants(&ids);
 }
+
+/// A relay killed while it holds its outbox's lease leaves the lease behind. Until it
+/// expires, the other relays leave their events to its dead holder (the order waits); after
+/// that, the next relay takes the lease over and publishes what waited, in order.
+#[test]
+fn a_lease_left_by_a_killed_relay_holds_events_back_only_until_it_expires() {
+    let shop = Shop::start();
+    let sku = unique_sku("LEASE");
+    shop.put_product(&sku, 130, 10);
+    let first = shop.place_order("leased", &[(&sku, 1)], "tok_visa");
+    assert_eq!(shop.wait_final(&first)["status"], "confirmed");
+
+    // The lease a killed holder leaves, 3 s from expiry (replacing a live holder's, if any).
+    shop.sqlite(
+        "orders.db",
+        "INSERT OR REPLACE INTO relay_lease (id, holder, expires_at) VALUES \
+         (1, 'killed', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) + 3000);",
+    );
+    let held = shop.place_order("leased", &[(&sku, 1)], "tok_visa");
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        shop.order(&held)["status"],
+        "pending",
+        "its order-created waits for the lease"
+    );
+
+    thread::sleep(Duration::from_millis(2000));
+    let next = shop.place_order("leased", &[(&sku, 1)], "tok_visa");
+    let ids = [first, held, next];
+    let orders = shop.wait_final_all(&ids);
+    assert!(
+        orders.iter().all(|o| o["status"] == "confirmed"),
+        "{orders:#?}"
+    );
+    shop.check_invariants(&ids);
+}

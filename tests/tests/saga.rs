@@ -449,8 +449,8 @@ fn cancels_racing_the_saga_end_either_cancelled_and_refunded_or_confirmed() {
 }
 
 /// Orders placed from several clients at once publish their events concurrently: each event of
-/// a source reaches its channel once, and in seq order (the relay publishes under the
-/// database's write lock, a page per round trip).
+/// a source reaches its channel once, and in seq order (one relay at a time holds the outbox's
+/// lease and publishes what the others committed, a page per round trip).
 #[test]
 fn events_published_at_once_reach_the_channel_once_each_in_seq_order() {
     let shop = Shop::start();

@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod error;
 pub mod feed;
 pub mod inbox;
+pub mod lease;
 pub mod log;
 pub mod migrate;
 pub mod openapi;

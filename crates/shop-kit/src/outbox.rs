@@ -7,7 +7,7 @@ use shop_events::ShopEvent;
 
 use crate::envelope::channel;
 use crate::sqlite::{i, int, t, text, Db};
-use crate::{ApiError, Envelope};
+use crate::{lease, ApiError, Envelope};
 
 /// Largest page the feed serves.
 pub const MAX_PAGE: i64 = 500;
@@ -88,29 +88,22 @@ const PUBLISH_ALL: &str =
     "for i = 2, #ARGV do redis.call('PUBLISH', ARGV[1], ARGV[i]) end return #ARGV - 1";
 
 /// Publishes every unpublished event on `shop.<source>`, oldest first, and marks them
-/// published. On failure nothing is marked: the events stay for the next publish or sweep.
+/// published, unless another relay holds the lease and so sends them (see `lease`). On
+/// failure nothing is marked: the events stay for the next publish or sweep.
 pub fn publish_to_redis(db: &Db, source: &str, redis_address: &str) -> anyhow::Result<usize> {
-    // Cheap check first, so that handlers with nothing to publish take no write lock.
-    if unpublished(db, source, 1)?.is_empty() {
+    let port = lease::sql::Outbox { db, source };
+    // Reads first, so that handlers with nothing to send, and relays that leave their events
+    // to the lease's holder, take no write lock.
+    if !lease::needed(&port, crate::time::now_millis())? {
         return Ok(0);
     }
-    // Connected before the write lock is taken, so the lock covers only the publishing.
+    // Connected before the lease is taken, so the lease covers only the publishing.
     let conn = spin_sdk::redis::Connection::open(redis_address)
         .map_err(|e| anyhow::anyhow!("redis {redis_address}: {e:?}"))?;
-    // Publishing inside a write transaction serialises concurrent publishers of this source:
-    // each row goes out once and in seq order, and the lock dies with a killed instance. The
-    // page goes out in one round trip, so the lock is held about as long as one publish takes.
-    // A failure rolls back the marks; the rows are published again later (consumers ignore
-    // duplicates).
-    db.transaction(|| {
-        let pending = unpublished(db, source, 200)?;
-        let Some(last) = pending.last().map(|e| e.seq) else {
-            return Ok(0);
-        };
-        let chan = channel(source);
-        publish_all(&conn, &chan, &pending)?;
-        mark_published(db, last)?;
-        Ok(pending.len())
+    let chan = channel(source);
+    let holder = uuid::Uuid::new_v4().to_string();
+    lease::relay(&port, &holder, crate::time::now_millis, |page| {
+        publish_all(&conn, &chan, page)
     })
 }
 

@@ -86,3 +86,43 @@ fn every_function_schema_applies_to_a_fresh_database_once() {
         "orders, inventory and billing have databases"
     );
 }
+
+/// Rows `sql` returns with `params`, as the single text column of each.
+fn texts(db: &Connection, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Vec<String> {
+    let mut stmt = db.prepare(sql).unwrap();
+    let rows = stmt
+        .query_map(params, |r| r.get::<_, rusqlite::types::Value>(0))
+        .unwrap();
+    rows.map(|v| match v.unwrap() {
+        rusqlite::types::Value::Text(s) => s,
+        other => format!("{other:?}"),
+    })
+    .collect()
+}
+
+#[test]
+fn the_relay_lease_statements_work_on_every_schema_with_an_outbox() {
+    use shop_kit::lease::sql::{RELEASE, RENEW, TAKE, TAKEN};
+    for function in ["orders", "inventory", "billing"] {
+        let mut db = Sqlite(Connection::open_in_memory().unwrap());
+        migrate(&mut db, &files(function)).unwrap();
+        let c = &db.0;
+        assert!(texts(c, TAKEN, &[&100]).is_empty(), "{function}: free");
+        assert_eq!(texts(c, TAKE, &[&"a", &100, &2100]), ["a"], "{function}");
+        assert!(texts(c, TAKE, &[&"b", &200, &2200]).is_empty(), "held by a");
+        assert_eq!(texts(c, TAKEN, &[&200]).len(), 1);
+        assert!(texts(c, TAKEN, &[&2100]).is_empty(), "expired at 2100");
+        assert_eq!(texts(c, TAKE, &[&"b", &2100, &4100]), ["b"], "taken over");
+        assert!(texts(c, RENEW, &[&"a", &5000]).is_empty(), "a lost it");
+        assert_eq!(texts(c, RENEW, &[&"b", &5000]), ["b"]);
+        assert_eq!(texts(c, TAKEN, &[&4500]).len(), 1, "renewed to 5000");
+        texts(c, RELEASE, &[&"a"]);
+        assert_eq!(
+            texts(c, TAKEN, &[&4500]).len(),
+            1,
+            "only the holder releases"
+        );
+        texts(c, RELEASE, &[&"b"]);
+        assert!(texts(c, TAKEN, &[&4500]).is_empty(), "{function}: released");
+    }
+}

@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_dead_letters",
         sql: include_str!("../../../migrations/billing/0002_dead_letters.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_relay_lease",
+        sql: include_str!("../../../migrations/billing/0003_relay_lease.sql"),
+    },
 ];
 
 pub struct SqlBilling {

@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_dead_letters",
         sql: include_str!("../../../migrations/orders/0003_dead_letters.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_relay_lease",
+        sql: include_str!("../../../migrations/orders/0004_relay_lease.sql"),
+    },
 ];
 
 pub struct SqlOrders {

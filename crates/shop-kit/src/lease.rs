@@ -1,0 +1,344 @@
+//! The outbox relay's lease: at most one relay per source publishes at a time, and a relay
+//! that finds the lease taken leaves its events to the holder instead of waiting.
+//!
+//! Why: publishing inside one write transaction (the obvious way to send each event once and
+//! in order) holds the database's write lock across a Redis round trip, and every new order
+//! then queues behind it; a relay that is slow to be scheduled stalls a hundred requests.
+//! With the lease, the write lock is held only for short statements, and under load one
+//! holder streams pages while the other relays return at once.
+//!
+//! Why no event is stranded: the holder marks a page published and, in the same write
+//! transaction, releases the lease only if nothing is left. An event committed before a
+//! relay saw the lease taken is therefore seen by that release's check (see ADR 0001). A
+//! holder that dies keeps the lease until it expires; the next relay or sweep then takes it.
+
+use crate::Envelope;
+
+/// How long a lease lasts without being renewed: the longest a killed holder delays events.
+pub const TTL_MS: i64 = 2_000;
+/// Events per page, one Redis round trip each.
+pub const PAGE: i64 = 200;
+/// Pages one holder sends before it lets go, so a relay always ends.
+const MAX_PAGES: usize = 1_000;
+
+/// What happened to the lease after a page was marked published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Nothing left: the lease is released.
+    Done,
+    /// More events arrived meanwhile: the lease is renewed.
+    More,
+    /// The lease expired and someone else holds it now: they take over.
+    Lost,
+}
+
+/// The outbox and its lease as the relay sees them.
+pub trait RelayPort {
+    /// Up to `limit` unpublished events, oldest first.
+    fn pending(&self, limit: i64) -> anyhow::Result<Vec<Envelope>>;
+    /// Whether an unexpired lease exists (a read: no write lock).
+    fn lease_taken(&self, now_ms: i64) -> anyhow::Result<bool>;
+    /// Takes the lease for `holder` unless an unexpired one exists; true when taken.
+    fn take_lease(&self, holder: &str, now_ms: i64) -> anyhow::Result<bool>;
+    /// In one write transaction: marks events up to `seq` published, then releases the
+    /// lease if none is left unpublished, or renews it.
+    fn settle(&self, holder: &str, seq: i64, now_ms: i64) -> anyhow::Result<Settled>;
+    /// Lets go of the lease, leaving any events for the next relay or the sweep.
+    fn release(&self, holder: &str) -> anyhow::Result<()>;
+}
+
+/// Whether there is anything for a relay to do: events wait and nobody is sending them.
+pub fn needed(port: &impl RelayPort, now_ms: i64) -> anyhow::Result<bool> {
+    Ok(!port.pending(1)?.is_empty() && !port.lease_taken(now_ms)?)
+}
+
+/// Takes the lease and sends pages with `send` until none is left. Returns how many events
+/// went out; 0 at once when another relay holds the lease. A failed send releases the lease
+/// and marks nothing: those events go with the next relay or the sweep.
+pub fn relay(
+    port: &impl RelayPort,
+    holder: &str,
+    now_ms: impl Fn() -> i64,
+    mut send: impl FnMut(&[Envelope]) -> anyhow::Result<()>,
+) -> anyhow::Result<usize> {
+    if !port.take_lease(holder, now_ms())? {
+        return Ok(0);
+    }
+    let mut sent = 0;
+    for _ in 0..MAX_PAGES {
+        let page = port.pending(PAGE)?;
+        if !page.is_empty() {
+            if let Err(e) = send(&page) {
+                let _ = port.release(holder);
+                return Err(e);
+            }
+            sent += page.len();
+        }
+        let last = page.last().map_or(0, |e| e.seq);
+        match port.settle(holder, last, now_ms())? {
+            Settled::More => continue,
+            Settled::Done | Settled::Lost => return Ok(sent),
+        }
+    }
+    port.release(holder)?;
+    Ok(sent)
+}
+
+/// The lease in the function's SQLite database, table `relay_lease` (one row while held).
+pub mod sql {
+    use super::{RelayPort, Settled, TTL_MS};
+    use crate::outbox;
+    use crate::sqlite::{i, t, Db};
+    use crate::Envelope;
+
+    /// Whether an unexpired lease exists; `?1` now.
+    pub const TAKEN: &str = "SELECT 1 FROM relay_lease WHERE expires_at > ?1";
+    /// One statement, so one short implicit transaction: inserted when free, taken over when
+    /// expired, left alone otherwise. Returns a row only when taken. `?1` holder, `?2` now,
+    /// `?3` expiry.
+    pub const TAKE: &str = "INSERT INTO relay_lease (id, holder, expires_at) VALUES (1, ?1, ?3) \
+        ON CONFLICT(id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+        WHERE relay_lease.expires_at <= ?2 RETURNING holder";
+    /// Renews the lease if `?1` still holds it (a row returned). `?2` the new expiry.
+    pub const RENEW: &str =
+        "UPDATE relay_lease SET expires_at = ?2 WHERE holder = ?1 RETURNING holder";
+    /// Releases the lease if `?1` holds it.
+    pub const RELEASE: &str = "DELETE FROM relay_lease WHERE holder = ?1";
+
+    /// The relay's view of one source's database.
+    pub struct Outbox<'a> {
+        pub db: &'a Db,
+        pub source: &'a str,
+    }
+
+    impl RelayPort for Outbox<'_> {
+        fn pending(&self, limit: i64) -> anyhow::Result<Vec<Envelope>> {
+            outbox::unpublished(self.db, self.source, limit)
+        }
+
+        fn lease_taken(&self, now_ms: i64) -> anyhow::Result<bool> {
+            Ok(!self.db.exec(TAKEN, &[i(now_ms)])?.rows.is_empty())
+        }
+
+        fn take_lease(&self, holder: &str, now_ms: i64) -> anyhow::Result<bool> {
+            let taken = self
+                .db
+                .exec(TAKE, &[t(holder), i(now_ms), i(now_ms + TTL_MS)])?;
+            Ok(!taken.rows.is_empty())
+        }
+
+        fn settle(&self, holder: &str, seq: i64, now_ms: i64) -> anyhow::Result<Settled> {
+            self.db.transaction(|| {
+                outbox::mark_published(self.db, seq)?;
+                if outbox::unpublished(self.db, self.source, 1)?.is_empty() {
+                    self.release(holder)?;
+                    return Ok(Settled::Done);
+                }
+                let renewed = self.db.exec(RENEW, &[t(holder), i(now_ms + TTL_MS)])?;
+                Ok(if renewed.rows.is_empty() {
+                    Settled::Lost
+                } else {
+                    Settled::More
+                })
+            })
+        }
+
+        fn release(&self, holder: &str) -> anyhow::Result<()> {
+            self.db.exec(RELEASE, &[t(holder)])?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// The outbox and lease in memory, with a log of what the relay did.
+    #[derive(Default)]
+    struct Mem {
+        /// (seq, published)
+        rows: RefCell<Vec<(i64, bool)>>,
+        lease: RefCell<Option<(String, i64)>>,
+    }
+
+    impl Mem {
+        fn append(&self, n: usize) {
+            let mut rows = self.rows.borrow_mut();
+            for _ in 0..n {
+                let seq = rows.len() as i64 + 1;
+                rows.push((seq, false));
+            }
+        }
+
+        fn unpublished(&self) -> Vec<i64> {
+            let rows = self.rows.borrow();
+            rows.iter().filter(|r| !r.1).map(|r| r.0).collect()
+        }
+    }
+
+    fn env(seq: i64) -> Envelope {
+        Envelope {
+            id: format!("e{seq}"),
+            type_name: "x".into(),
+            source: "orders".into(),
+            seq,
+            occurred_at: String::new(),
+            traceparent: String::new(),
+            data: serde_json::Value::Null,
+        }
+    }
+
+    impl RelayPort for Mem {
+        fn pending(&self, limit: i64) -> anyhow::Result<Vec<Envelope>> {
+            Ok(self
+                .unpublished()
+                .into_iter()
+                .take(limit as usize)
+                .map(env)
+                .collect())
+        }
+        fn lease_taken(&self, now_ms: i64) -> anyhow::Result<bool> {
+            Ok(self.lease.borrow().as_ref().is_some_and(|l| l.1 > now_ms))
+        }
+        fn take_lease(&self, holder: &str, now_ms: i64) -> anyhow::Result<bool> {
+            if self.lease_taken(now_ms)? {
+                return Ok(false);
+            }
+            *self.lease.borrow_mut() = Some((holder.into(), now_ms + TTL_MS));
+            Ok(true)
+        }
+        fn settle(&self, holder: &str, seq: i64, now_ms: i64) -> anyhow::Result<Settled> {
+            for row in self.rows.borrow_mut().iter_mut() {
+                row.1 |= row.0 <= seq;
+            }
+            if self.unpublished().is_empty() {
+                self.release(holder)?;
+                return Ok(Settled::Done);
+            }
+            match &mut *self.lease.borrow_mut() {
+                Some((h, until)) if h == holder => {
+                    *until = now_ms + TTL_MS;
+                    Ok(Settled::More)
+                }
+                _ => Ok(Settled::Lost),
+            }
+        }
+        fn release(&self, holder: &str) -> anyhow::Result<()> {
+            let mut lease = self.lease.borrow_mut();
+            if lease.as_ref().is_some_and(|l| l.0 == holder) {
+                *lease = None;
+            }
+            Ok(())
+        }
+    }
+
+    fn seqs(page: &[Envelope]) -> Vec<i64> {
+        page.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn the_holder_sends_everything_in_order_and_lets_go() {
+        let m = Mem::default();
+        m.append(3);
+        let mut sent = vec![];
+        let n = relay(
+            &m,
+            "a",
+            || 0,
+            |p| {
+                sent.extend(seqs(p));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!((n, sent), (3, vec![1, 2, 3]));
+        assert!(m.unpublished().is_empty());
+        assert!(m.lease.borrow().is_none());
+    }
+
+    #[test]
+    fn events_committed_while_sending_go_with_the_holder() {
+        let m = Mem::default();
+        m.append(1);
+        let mut pages = vec![];
+        relay(
+            &m,
+            "a",
+            || 0,
+            |p| {
+                pages.push(seqs(p));
+                // Another instance commits events and, seeing the lease taken, leaves them.
+                if pages.len() == 1 {
+                    m.append(2);
+                    assert!(!needed(&m, 0).unwrap());
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(pages, vec![vec![1], vec![2, 3]]);
+        assert!(m.unpublished().is_empty());
+    }
+
+    #[test]
+    fn a_relay_finding_the_lease_taken_sends_nothing() {
+        let m = Mem::default();
+        m.append(1);
+        assert!(m.take_lease("a", 0).unwrap());
+        assert!(!needed(&m, 10).unwrap());
+        let n = relay(&m, "b", || 10, |_| panic!("must not send")).unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(m.unpublished(), vec![1]);
+    }
+
+    #[test]
+    fn an_expired_lease_is_taken_over() {
+        let m = Mem::default();
+        m.append(2);
+        assert!(m.take_lease("dead", 0).unwrap());
+        assert!(needed(&m, TTL_MS).unwrap());
+        assert_eq!(relay(&m, "b", || TTL_MS, |_| Ok(())).unwrap(), 2);
+        assert!(m.lease.borrow().is_none());
+    }
+
+    #[test]
+    fn a_failed_send_marks_nothing_and_lets_go() {
+        let m = Mem::default();
+        m.append(2);
+        let err = relay(&m, "a", || 0, |_| anyhow::bail!("redis down")).unwrap_err();
+        assert!(err.to_string().contains("redis down"));
+        assert_eq!(m.unpublished(), vec![1, 2]);
+        assert!(needed(&m, 0).unwrap());
+    }
+
+    #[test]
+    fn a_holder_whose_lease_was_taken_over_stops() {
+        let m = Mem::default();
+        m.append(1);
+        let mut calls = 0;
+        relay(
+            &m,
+            "a",
+            || 0,
+            |_| {
+                calls += 1;
+                // Stalled past its lease: another relay takes over and more events arrive.
+                *m.lease.borrow_mut() = Some(("b".into(), 5 * TTL_MS));
+                m.append(1);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(calls, 1);
+        assert_eq!(m.unpublished(), vec![2]);
+        assert_eq!(m.lease.borrow().as_ref().unwrap().0, "b");
+    }
+
+    #[test]
+    fn nothing_pending_needs_no_relay() {
+        let m = Mem::default();
+        assert!(!needed(&m, 0).unwrap());
+    }
+}
