@@ -123,17 +123,7 @@ mod tests {
     use crate::testing::block_on;
     use std::cell::RefCell;
 
-    fn env(seq: i64) -> Envelope {
-        Envelope {
-            id: format!("e{seq}"),
-            type_name: "x".into(),
-            source: "orders".into(),
-            seq,
-            occurred_at: String::new(),
-            traceparent: String::new(),
-            data: serde_json::Value::Null,
-        }
-    }
+    use crate::testing::envelope as env;
 
     #[derive(Default)]
     struct Recorder {

@@ -146,17 +146,7 @@ mod tests {
         }
     }
 
-    fn env(seq: i64) -> Envelope {
-        Envelope {
-            id: format!("e{seq}"),
-            type_name: "x".into(),
-            source: "orders".into(),
-            seq,
-            occurred_at: String::new(),
-            traceparent: String::new(),
-            data: serde_json::Value::Null,
-        }
-    }
+    use crate::testing::envelope as env;
 
     #[test]
     fn the_effect_runs_once_and_only_in_order() {

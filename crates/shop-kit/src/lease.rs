@@ -178,17 +178,7 @@ mod tests {
         }
     }
 
-    fn env(seq: i64) -> Envelope {
-        Envelope {
-            id: format!("e{seq}"),
-            type_name: "x".into(),
-            source: "orders".into(),
-            seq,
-            occurred_at: String::new(),
-            traceparent: String::new(),
-            data: serde_json::Value::Null,
-        }
-    }
+    use crate::testing::envelope as env;
 
     impl RelayPort for Mem {
         fn pending(&self, limit: i64) -> anyhow::Result<Vec<Envelope>> {

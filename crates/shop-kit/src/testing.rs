@@ -11,6 +11,20 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
+/// Event number `seq` of source `orders`, with no payload: for tests of delivery and
+/// ordering, where only the source and seq matter.
+pub fn envelope(seq: i64) -> crate::Envelope {
+    crate::Envelope {
+        id: format!("e{seq}"),
+        type_name: "x".into(),
+        source: "orders".into(),
+        seq,
+        occurred_at: String::new(),
+        traceparent: String::new(),
+        data: serde_json::Value::Null,
+    }
+}
+
 /// An in-memory fake store for a service's unit tests: the function's own state `S` beside the
 /// inbox every consumer keeps. `rollback_on_error` restores both when the body fails, as a
 /// rolled-back SQLite transaction does.
