@@ -15,9 +15,9 @@
 use crate::Envelope;
 
 /// How long a lease lasts without being renewed: the longest a killed holder delays events.
-pub const TTL_MS: i64 = 2_000;
+const TTL_MS: i64 = 2_000;
 /// Events per page, one Redis round trip each.
-pub const PAGE: i64 = 200;
+const PAGE: i64 = 200;
 /// Pages one holder sends before it lets go, so a relay always ends.
 const MAX_PAGES: usize = 1_000;
 
@@ -153,9 +153,10 @@ pub mod sql {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::envelope as env;
     use std::cell::RefCell;
 
-    /// The outbox and lease in memory, with a log of what the relay did.
+    /// The outbox and lease in memory.
     #[derive(Default)]
     struct Mem {
         /// (seq, published)
@@ -177,8 +178,6 @@ mod tests {
             rows.iter().filter(|r| !r.1).map(|r| r.0).collect()
         }
     }
-
-    use crate::testing::envelope as env;
 
     impl RelayPort for Mem {
         fn pending(&self, limit: i64) -> anyhow::Result<Vec<Envelope>> {
