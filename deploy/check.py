@@ -11,7 +11,8 @@ side changes without the other:
   component uses, with fields Spin accepts;
 - every function the CronJob sweeps has an HTTP route under /<function>;
 - the Secrets and keys the SpinApp and CronJob read are those the example Secrets define;
-- the Redis trigger address comes from the `redis_address` variable the SpinApp sets;
+- every Redis trigger's address comes from the `redis_address` variable the SpinApp sets, and
+  each consumer subscribes on an address of its own;
 - the Fermyon Cloud manifest (deploy/cloud/spin.toml) is spin.toml without the Redis trigger,
   `redis_address` and component builds, with `event_delivery = "http"` and a required
   `delivery_token`: same components (same .wasm files), routes, stores, grants and variables.
@@ -129,12 +130,31 @@ def check_secrets(objects, spinapp, cronjob, problems):
 
 
 def check_redis_address(spin, spinapp, problems):
-    address = spin.get("application", {}).get("trigger", {}).get("redis", {}).get("address", "")
+    """Every Redis trigger subscribes on redis_address, on an address of its component's own."""
+    default = spin.get("application", {}).get("trigger", {}).get("redis", {}).get("address")
     given = {v["name"] for v in spinapp["spec"].get("variables", [])}
-    if address and "redis_address" not in address.replace(" ", ""):
-        problems.append(f"the Redis trigger address {address!r} does not use {{{{ redis_address }}}}")
-    elif address and "redis_address" not in given:
+    addresses = {}
+    for trigger in spin.get("trigger", {}).get("redis", []):
+        component, address = trigger["component"], trigger.get("address", default)
+        if address is None:
+            problems.append(f"the Redis trigger of {component!r} has no address")
+        elif "redis_address" not in address.replace(" ", ""):
+            problems.append(f"the Redis trigger address {address!r} does not use {{{{ redis_address }}}}")
+        else:
+            addresses.setdefault(component, set()).add(address)
+    if addresses and "redis_address" not in given:
         problems.append("the Redis trigger uses redis_address, which the SpinApp does not set")
+    # One subscription per consumer (ADR 0001, decision 15): one address per component, and no
+    # address shared by two components.
+    owners = {}
+    for component, own in sorted(addresses.items()):
+        if len(own) > 1:
+            problems.append(f"the Redis triggers of {component!r} use several addresses: {sorted(own)}")
+        for address in own:
+            owners.setdefault(address, []).append(component)
+    for address, components in owners.items():
+        if len(components) > 1:
+            problems.append(f"{components} share the Redis address {address!r}, so one subscription")
 
 
 def cloud_expected(spin, manifest_dir):

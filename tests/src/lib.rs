@@ -5,7 +5,7 @@
 //! it through the public HTTP API only, and [`Shop::check_invariants`] verifies the saga's
 //! promises (docs/adr/0001) for the orders a test touched, through that same API.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,6 +61,8 @@ pub struct Shop {
     pub metrics_port: u16,
     /// Stock each SKU was seeded with, for the conservation check.
     seeded: Mutex<BTreeMap<String, i64>>,
+    /// How many subscriptions each channel gets (see [`subscriptions`]).
+    subscriptions: BTreeMap<String, usize>,
     dir: TempDir,
 }
 
@@ -162,14 +164,15 @@ impl Shop {
             host,
             metrics_port,
             seeded: Mutex::new(BTreeMap::new()),
+            subscriptions: subscriptions(manifest),
             dir,
         };
         shop.wait_subscribed();
         shop
     }
 
-    /// Waits until every channel the app consumes has its subscribers (after a (re)start);
-    /// without Redis, until the app answers.
+    /// Waits until every subscription of every channel the app consumes listens (after a
+    /// (re)start); without Redis, until the app answers.
     pub fn wait_subscribed(&self) {
         if self.redis.0.is_none() {
             let up = eventually(SETTLE, || {
@@ -178,11 +181,10 @@ impl Shop {
             assert!(up.is_some(), "the app never answered\n{}", self.logs_tail());
             return;
         }
-        let channels = ["shop.orders", "shop.inventory", "shop.billing"];
         let ready = eventually(SETTLE, || {
-            channels
+            self.subscriptions
                 .iter()
-                .all(|channel| self.redis.subscribers(channel) > 0)
+                .all(|(channel, wanted)| self.redis.subscribers(channel) >= *wanted)
                 .then_some(())
         });
         assert!(
@@ -620,6 +622,39 @@ fn skus(shop: &Shop, ids: &[String]) -> Vec<String> {
 /// are compiled once per build instead of once per test.
 fn shared_state_dir() -> PathBuf {
     workspace_root().join("target/shop-e2e-state")
+}
+
+/// Subscriptions per channel of `manifest`'s Redis triggers: one per distinct address, as Spin
+/// subscribes (docs/adr/0001, decision 15), so that a start waits for every consumer.
+fn subscriptions(manifest: &Path) -> BTreeMap<String, usize> {
+    let text = fs::read_to_string(manifest).expect("read the manifest");
+    let doc: toml::Table = toml::from_str(&text).expect("the manifest is TOML");
+    let address = |table: Option<&toml::Value>| {
+        table
+            .and_then(|t| t.get("address"))
+            .and_then(toml::Value::as_str)
+            .map(str::to_string)
+    };
+    let default = address(
+        doc.get("application")
+            .and_then(|a| a.get("trigger")?.get("redis")),
+    );
+    let triggers = doc.get("trigger").and_then(|t| t.get("redis")?.as_array());
+    let mut addresses: BTreeMap<String, BTreeSet<Option<String>>> = BTreeMap::new();
+    for trigger in triggers.into_iter().flatten() {
+        let channel = trigger["channel"]
+            .as_str()
+            .expect("a Redis trigger names its channel");
+        let own = address(Some(trigger)).or_else(|| default.clone());
+        addresses
+            .entry(channel.to_string())
+            .or_default()
+            .insert(own);
+    }
+    addresses
+        .into_iter()
+        .map(|(channel, addresses)| (channel, addresses.len()))
+        .collect()
 }
 
 /// Copies the repository's runtime config with every store path made absolute under `dir`, so

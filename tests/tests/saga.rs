@@ -148,6 +148,44 @@ fn customer_cancel_before_confirmation_compensates() {
 }
 
 #[test]
+fn a_slow_payment_provider_holds_up_billing_alone() {
+    let shop = Shop::start();
+    let sku = unique_sku("BULKHEAD");
+    shop.put_product(&sku, 1000, 5);
+
+    // Billing's handler of the first order's stock-reserved waits on the provider for 4 s.
+    shop.set_faults(json!({"latency_ms": 4000}));
+    let first = shop.place_order("erin", &[(&sku, 1)], "tok_visa");
+    let past_pending = |id: &str| {
+        eventually(SETTLE, || {
+            let order = shop.order(id);
+            (order["status"] != "pending").then_some(order)
+        })
+        .expect("the order leaves pending")
+    };
+    assert_eq!(past_pending(&first)["status"], "reserved");
+
+    // Inventory and orders have subscriptions of their own (docs/adr/0001, decision 15), so the
+    // second order is reserved while billing still waits: were every consumer on one
+    // subscription, its order-created would queue behind billing's handler, and the first order
+    // would be confirmed before the second was reserved.
+    let second = shop.place_order("erin", &[(&sku, 1)], "tok_visa");
+    assert_eq!(past_pending(&second)["status"], "reserved");
+    let first_now = shop.order(&first);
+    assert_eq!(
+        first_now["status"], "reserved",
+        "the first order still waits for its payment: {first_now}"
+    );
+
+    shop.set_faults(json!({"latency_ms": 0}));
+    for order in shop.wait_final_all(&[first.clone(), second.clone()]) {
+        assert_eq!(order["status"], "confirmed", "{order}");
+    }
+    shop.check_invariants(&[first, second]);
+    assert_eq!(stock(&shop, &sku), (3, 0));
+}
+
+#[test]
 fn customer_cancel_after_confirmation_is_a_conflict() {
     let shop = Shop::start();
     let sku = unique_sku("LATE");

@@ -1,4 +1,5 @@
-//! Redis trigger: delivery, fan-out to every component on a channel, failing handlers, reconnect.
+//! Redis trigger: delivery, fan-out to every component on a channel, one subscription per
+//! address, failing handlers, reconnect.
 
 mod support;
 
@@ -59,6 +60,33 @@ fn every_component_on_a_channel_gets_each_message_in_order() {
     wait_received(&host, "sink-a", json!(["m1", "m2", "m3"]));
     wait_received(&host, "sink-b", json!(["m1", "m2", "m3"]));
     wait_received(&host, "sink-c", json!(["elsewhere"]));
+}
+
+#[test]
+fn a_slow_handler_holds_up_its_own_subscription_only() {
+    let redis = RedisServer::start();
+    let host = start(&redis, "redis-subscriptions.toml");
+    wait_subscribed(&host, &redis, "shared");
+    wait_subscribed(&host, &redis, "own");
+    redis.publish("events", "sleep-4000");
+    redis.publish("shared", "queued");
+    redis.publish("own", "own");
+
+    // sink-c's address is its own, so its subscription goes on while sink-a sleeps...
+    wait_received(&host, "sink-c", json!(["own"]));
+    assert_eq!(
+        received(&host, "sink-a"),
+        json!([]),
+        "sink-a is still asleep"
+    );
+    assert_eq!(
+        received(&host, "sink-b"),
+        json!([]),
+        "sink-b shares sink-a's subscription, so its message waits for sink-a's"
+    );
+    // ...and the shared one handles its next message once sink-a's handler has returned.
+    wait_received(&host, "sink-b", json!(["queued"]));
+    assert_eq!(received(&host, "sink-a"), json!(["sleep-4000"]));
 }
 
 #[test]

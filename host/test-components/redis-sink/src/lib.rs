@@ -3,7 +3,8 @@
 //! Each message is appended to a JSON list in the `default` key-value store under the key named by
 //! this component's variable `sink_key`, so several components bound to one channel (same wasm,
 //! different ids and keys) can be told apart. The payload `fail` makes the handler return an
-//! error, to test that a failing handler neither stops the subscriber nor is retried.
+//! error, to test that a failing handler neither stops the subscriber nor is retried; `sleep-<ms>`
+//! is recorded after the handler has slept that long, to test what a slow handler holds up.
 //! Any HTTP request gets `{"received": [...]}` for the component's key.
 
 use anyhow::{bail, Context};
@@ -16,6 +17,12 @@ fn on_message(message: Vec<u8>) -> anyhow::Result<()> {
     let message = String::from_utf8(message).context("payload is not UTF-8")?;
     if message == "fail" {
         bail!("redis-sink asked to fail");
+    }
+    if let Some(ms) = message.strip_prefix("sleep-") {
+        let ms = ms
+            .parse()
+            .context("sleep-<ms> needs a number of milliseconds")?;
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     let (store, key) = open()?;
     let mut received = read(&store, &key)?;
