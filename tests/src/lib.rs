@@ -303,6 +303,16 @@ impl Shop {
         self.get_json(&format!("/orders/{id}"), 200)
     }
 
+    /// Waits (bounded) until the order has left `pending` (the saga's first step is done) and
+    /// returns it as it then stands.
+    pub fn wait_past_pending(&self, id: &str) -> Order {
+        eventually(SETTLE, || {
+            let order = self.order(id);
+            (order["status"] != "pending").then_some(order)
+        })
+        .unwrap_or_else(|| panic!("order {id} never left pending\n{}", self.logs_tail()))
+    }
+
     /// Waits (bounded) until the order is confirmed or cancelled; panics with the logs otherwise.
     pub fn wait_final(&self, id: &str) -> Order {
         self.wait_final_all(&[id.to_string()]).remove(0)

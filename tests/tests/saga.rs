@@ -6,8 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shop_e2e::{assert_error, order_body, unique_key, unique_sku, RaiseOnDrop, Shop, SETTLE};
-use testkit::eventually;
+use shop_e2e::{assert_error, order_body, unique_key, unique_sku, RaiseOnDrop, Shop};
 
 fn statuses(order: &Value) -> Vec<String> {
     order["history"]
@@ -123,11 +122,7 @@ fn customer_cancel_before_confirmation_compensates() {
 
     // While billing waits on the slow provider: the order is reserved, not yet confirmed.
     let slow = shop.place_order("dave", &[(&sku, 1)], "tok_visa");
-    let reserved = eventually(SETTLE, || {
-        let order = shop.order(&slow);
-        (order["status"] != "pending").then_some(order)
-    })
-    .expect("the order leaves pending");
+    let reserved = shop.wait_past_pending(&slow);
     assert_eq!(reserved["status"], "reserved", "{reserved}");
     let response = shop.send("POST", &format!("/orders/{slow}/cancel"), &[], &Value::Null);
     assert_eq!(
@@ -156,21 +151,14 @@ fn a_slow_payment_provider_holds_up_billing_alone() {
     // Billing's handler of the first order's stock-reserved waits on the provider for 4 s.
     shop.set_faults(json!({"latency_ms": 4000}));
     let first = shop.place_order("erin", &[(&sku, 1)], "tok_visa");
-    let past_pending = |id: &str| {
-        eventually(SETTLE, || {
-            let order = shop.order(id);
-            (order["status"] != "pending").then_some(order)
-        })
-        .expect("the order leaves pending")
-    };
-    assert_eq!(past_pending(&first)["status"], "reserved");
+    assert_eq!(shop.wait_past_pending(&first)["status"], "reserved");
 
     // Inventory and orders have subscriptions of their own (docs/adr/0001, decision 15), so the
     // second order is reserved while billing still waits: were every consumer on one
     // subscription, its order-created would queue behind billing's handler, and the first order
     // would be confirmed before the second was reserved.
     let second = shop.place_order("erin", &[(&sku, 1)], "tok_visa");
-    assert_eq!(past_pending(&second)["status"], "reserved");
+    assert_eq!(shop.wait_past_pending(&second)["status"], "reserved");
     let first_now = shop.order(&first);
     assert_eq!(
         first_now["status"], "reserved",
