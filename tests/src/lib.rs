@@ -637,29 +637,19 @@ fn shared_state_dir() -> PathBuf {
 /// Subscriptions per channel of `manifest`'s Redis triggers: one per distinct address, as Spin
 /// subscribes (docs/adr/0001, decision 15), so that a start waits for every consumer.
 fn subscriptions(manifest: &Path) -> BTreeMap<String, usize> {
-    let text = fs::read_to_string(manifest).expect("read the manifest");
-    let doc: toml::Table = toml::from_str(&text).expect("the manifest is TOML");
-    let address = |table: Option<&toml::Value>| {
-        table
-            .and_then(|t| t.get("address"))
-            .and_then(toml::Value::as_str)
-            .map(str::to_string)
-    };
-    let default = address(
-        doc.get("application")
-            .and_then(|a| a.get("trigger")?.get("redis")),
-    );
-    let triggers = doc.get("trigger").and_then(|t| t.get("redis")?.as_array());
+    let manifest = spin_host_config::manifest::Manifest::load(manifest).expect("load the manifest");
+    let default = manifest
+        .application
+        .trigger
+        .redis
+        .map(|redis| redis.address);
     let mut addresses: BTreeMap<String, BTreeSet<Option<String>>> = BTreeMap::new();
-    for trigger in triggers.into_iter().flatten() {
-        let channel = trigger["channel"]
-            .as_str()
-            .expect("a Redis trigger names its channel");
-        let own = address(Some(trigger)).or_else(|| default.clone());
+    for trigger in manifest.triggers.redis {
+        let address = trigger.address.or_else(|| default.clone());
         addresses
-            .entry(channel.to_string())
+            .entry(trigger.channel)
             .or_default()
-            .insert(own);
+            .insert(address);
     }
     addresses
         .into_iter()
