@@ -6,7 +6,8 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shop_e2e::{assert_error, order_body, unique_key, unique_sku, RaiseOnDrop, Shop};
+use shop_e2e::{assert_error, order_body, unique_key, unique_sku, RaiseOnDrop, Shop, SETTLE};
+use testkit::eventually;
 
 fn statuses(order: &Value) -> Vec<String> {
     order["history"]
@@ -43,6 +44,42 @@ fn happy_path_confirms_charges_and_notifies() {
     assert_eq!(payment["amount_cents"], 3750);
     shop.check_invariants(&[id]);
     assert_eq!(stock(&shop, &sku), (7, 0));
+}
+
+/// A customer's notifications are indexed in pages of a hundred (notifications/src/index.rs):
+/// more orders than fit one page must all be listed, each once.
+#[test]
+fn a_customer_with_more_than_a_page_of_orders_lists_every_notification() {
+    let shop = Shop::start();
+    let sku = unique_sku("PAGED");
+    shop.put_product(&sku, 100, 1_000);
+    let customer = format!("paged-{}", unique_key());
+    let mut ids: Vec<String> = (0..105)
+        .map(|_| shop.place_order(&customer, &[(&sku, 1)], "tok_visa"))
+        .collect();
+    shop.wait_final_all(&ids);
+
+    let listed = eventually(SETTLE, || {
+        let list = shop.get_json(&format!("/notifications?customer_id={customer}"), 200);
+        let notifications = list["notifications"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (notifications.len() >= ids.len()).then_some(notifications)
+    })
+    .unwrap_or_else(|| panic!("not every notification was listed\n{}", shop.logs_tail()));
+    let mut listed_orders: Vec<String> = listed
+        .iter()
+        .map(|n| {
+            assert_eq!(n["customer_id"], customer.as_str(), "{n}");
+            assert_eq!(n["kind"], "order_confirmed", "{n}");
+            n["order_id"].as_str().expect("order_id").to_string()
+        })
+        .collect();
+    listed_orders.sort();
+    ids.sort();
+    assert_eq!(listed_orders, ids, "each order's notification, once");
+    shop.check_invariants(&ids);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 pub mod domain;
 pub mod events;
 pub mod http;
+pub mod index;
 pub mod service;
 pub mod store;
 pub mod webhook;

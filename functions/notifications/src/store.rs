@@ -1,7 +1,7 @@
 //! Key-value adapter of the `NotificationStore` port (store label `notifications`).
 //!
-//! Keys: `n:<id>` a notification; `customer:<id>` a list of notification ids; `undelivered`
-//! ids still to deliver; `inbox:<source>` last applied seq; `breaker`. An order's
+//! Keys: `n:<id>` a notification; `customer:<id>...` the customer's notification ids, in
+//! pages (see `index`); `undelivered` ids still to deliver; `inbox:<source>` last applied seq; `breaker`. An order's
 //! notifications need no index: their ids derive from the order id and the kind.
 //! Poison events: `failures:<source>:<seq>` counts failed attempts, `dead:<source>:<seq>`
 //! holds a parked event and `dead_letters` lists their `<source>:<seq>`. Without transactions
@@ -19,6 +19,7 @@ use shop_kit::Envelope;
 use spin_sdk::key_value::Store;
 
 use crate::domain::{Delivery, Kind, Notification};
+use crate::index::{self, PageStore};
 use crate::service::NotificationStore;
 
 pub struct KvNotifications {
@@ -80,10 +81,6 @@ impl KvNotifications {
         self.store.set_json(key, value)
     }
 
-    fn ids(&self, key: &str) -> anyhow::Result<Vec<String>> {
-        Ok(self.get(key)?.unwrap_or_default())
-    }
-
     /// Adds `id` to the list under `key` (or removes it), writing only on change.
     fn index(&self, key: &str, id: &str, present: bool) -> anyhow::Result<()> {
         let mut ids = self.ids(key)?;
@@ -98,14 +95,33 @@ impl KvNotifications {
         self.set(key, &ids)
     }
 
-    fn load(&self, key: &str) -> anyhow::Result<Vec<Notification>> {
+    /// The notifications of `ids` that exist.
+    fn load(&self, ids: Vec<String>) -> anyhow::Result<Vec<Notification>> {
         let mut out = Vec::new();
-        for id in self.ids(key)? {
+        for id in ids {
             if let Some(n) = NotificationStore::get(self, &id)? {
                 out.push(n);
             }
         }
         Ok(out)
+    }
+}
+
+impl PageStore for KvNotifications {
+    fn ids(&self, key: &str) -> anyhow::Result<Vec<String>> {
+        Ok(self.get(key)?.unwrap_or_default())
+    }
+
+    fn set_ids(&self, key: &str, ids: &[String]) -> anyhow::Result<()> {
+        self.set(key, &ids)
+    }
+
+    fn count(&self, key: &str) -> anyhow::Result<Option<u64>> {
+        self.get(key)
+    }
+
+    fn set_count(&self, key: &str, count: u64) -> anyhow::Result<()> {
+        self.set(key, &count)
     }
 }
 
@@ -206,9 +222,18 @@ impl NotificationStore for KvNotifications {
         KvNotifications::get(self, &format!("n:{id}"))
     }
 
+    /// A new notification is indexed before it is saved, so a crash in between leaves an id
+    /// that lists nothing (reads skip it), never a notification its customer cannot list.
     fn put(&self, n: &Notification) -> anyhow::Result<()> {
-        self.set(&format!("n:{}", n.id), n)?;
-        self.index(&format!("customer:{}", n.customer_id), &n.id, true)?;
+        let key = format!("n:{}", n.id);
+        let new = !self
+            .store
+            .exists(&key)
+            .map_err(|e| anyhow::anyhow!("reading {key}: {e:?}"))?;
+        if new {
+            index::append(self, &n.customer_id, &n.id)?;
+        }
+        self.set(&key, n)?;
         let undelivered = matches!(n.status, Delivery::Pending | Delivery::Failed);
         self.index("undelivered", &n.id, undelivered)
     }
@@ -224,11 +249,11 @@ impl NotificationStore for KvNotifications {
     }
 
     fn by_customer(&self, customer_id: &str) -> anyhow::Result<Vec<Notification>> {
-        self.load(&format!("customer:{customer_id}"))
+        self.load(index::all(self, customer_id)?)
     }
 
     fn undelivered(&self) -> anyhow::Result<Vec<Notification>> {
-        self.load("undelivered")
+        self.load(self.ids("undelivered")?)
     }
 
     fn breaker(&self) -> anyhow::Result<Breaker> {
