@@ -155,6 +155,11 @@ impl Host {
         Ok(host)
     }
 
+    /// The running host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("host is running").id()
+    }
+
     /// Kills the host with SIGKILL (no graceful shutdown), as a crash would.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -32,6 +32,9 @@ pub fn build_engine(state_dir: Option<&Path>) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    if std::env::var_os("SHOP_HOST_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
 
     if let Some(state_dir) = state_dir {
         let cache_dir = state_dir.join("cache");
