@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -283,6 +283,17 @@ impl DbConnection {
         Ok(result)
     }
 
+    /// Whether the connection is inside a transaction. Only asked between statements, when no
+    /// statement holds the connection; if one did, that counts as inside.
+    fn in_transaction(&self) -> bool {
+        match self.lease.try_lock() {
+            Ok(lease) => lease
+                .as_ref()
+                .is_some_and(|lease| !lease.connection.is_autocommit()),
+            Err(_) => true,
+        }
+    }
+
     /// `changes` as a fresh connection reports it: 0 until this instance's first change.
     /// `total_changes` grows with every row a statement of this connection changes, so when it
     /// has not moved, the last change SQLite remembers is an earlier instance's.
@@ -314,6 +325,8 @@ pub struct SqliteState {
     databases: Arc<Databases>,
     granted: Arc<HashSet<String>>,
     table: ResourceTable,
+    /// The connections this instance opened, to tell whether it is inside a transaction.
+    opened: Vec<Weak<DbConnection>>,
 }
 
 impl SqliteState {
@@ -322,6 +335,7 @@ impl SqliteState {
             databases,
             granted,
             table: ResourceTable::new(),
+            opened: Vec::new(),
         }
     }
 
@@ -333,12 +347,25 @@ impl SqliteState {
             return Err(OpenError::NoSuchDatabase);
         };
         // Opening takes no lock (the schema is read by the first statement): done in place.
-        let connection = database
-            .connect()
-            .map_err(|e| OpenError::Io(e.to_string()))?;
+        let connection = Arc::new(
+            database
+                .connect()
+                .map_err(|e| OpenError::Io(e.to_string()))?,
+        );
+        self.opened.retain(|db| db.strong_count() > 0);
+        self.opened.push(Arc::downgrade(&connection));
         self.table
-            .push(OpenDatabase(Arc::new(connection)))
+            .push(OpenDatabase(connection))
             .map_err(|e| OpenError::Io(e.to_string()))
+    }
+
+    /// Whether a connection of this instance is inside a transaction, and so may hold a lock
+    /// other instances wait for.
+    pub fn in_transaction(&self) -> bool {
+        self.opened
+            .iter()
+            .filter_map(Weak::upgrade)
+            .any(|db| db.in_transaction())
     }
 
     fn connection(&self, handle: &Resource<OpenDatabase>) -> Option<Arc<DbConnection>> {
@@ -656,6 +683,33 @@ mod tests {
                 .unwrap()
                 .unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn an_instance_is_in_a_transaction_from_begin_to_commit_or_close() {
+        let (mut state, _) = memory_instance(None);
+        assert!(!state.in_transaction());
+        let db = open_default(&mut state).await;
+        run_all(
+            &mut state,
+            &db,
+            &["CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY)"],
+        )
+        .await;
+        assert!(!state.in_transaction());
+        run_all(
+            &mut state,
+            &db,
+            &["BEGIN IMMEDIATE", "INSERT INTO t DEFAULT VALUES"],
+        )
+        .await;
+        assert!(state.in_transaction());
+        run_all(&mut state, &db, &["COMMIT"]).await;
+        assert!(!state.in_transaction());
+        run_all(&mut state, &db, &["BEGIN"]).await;
+        assert!(state.in_transaction());
+        v3::HostConnection::drop(&mut state, db).await.unwrap();
+        assert!(!state.in_transaction(), "a closed connection holds nothing");
     }
 
     #[tokio::test]
