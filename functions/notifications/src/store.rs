@@ -1,8 +1,9 @@
 //! Key-value adapter of the `NotificationStore` port (store label `notifications`).
 //!
 //! Keys: `n:<id>` a notification; `customer:<id>...` the customer's notification ids, in
-//! pages (see `index`); `undelivered` ids still to deliver; `inbox:<source>` last applied seq; `breaker`. An order's
-//! notifications need no index: their ids derive from the order id and the kind.
+//! pages (see `index`); `undelivered` ids still to deliver; `inbox:<source>` last applied seq;
+//! `breaker`. An order's notifications need no index: their ids derive from the order id and
+//! the kind.
 //! Poison events: `failures:<source>:<seq>` counts failed attempts, `dead:<source>:<seq>`
 //! holds a parked event and `dead_letters` lists their `<source>:<seq>`. Without transactions
 //! a letter is written before the inbox moves past it, so a crash in between only parks it

@@ -105,7 +105,8 @@ impl Drop for EpochTicker {
     }
 }
 
-/// Makes a store's guest yield on every epoch tick and trap once `timeout` has passed.
+/// Makes a store's guest yield at epoch ticks (see `on_tick`) and trap once `timeout` has
+/// passed.
 pub fn set_deadline(store: &mut wasmtime::Store<InstanceState>, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     store.set_epoch_deadline(1);
