@@ -16,7 +16,10 @@ use crate::domain::{Delivery, Notification};
 /// Where notifications, their indexes, the inbox and the breaker live.
 pub trait NotificationStore: InboxPort {
     fn get(&self, id: &str) -> anyhow::Result<Option<Notification>>;
-    /// Saves a notification and indexes it by order and customer.
+    /// Saves a new notification and indexes it by customer (an order's notifications are
+    /// found by their ids).
+    fn insert(&self, notification: &Notification) -> anyhow::Result<()>;
+    /// Saves a notification already inserted: its delivery status and attempts.
     fn put(&self, notification: &Notification) -> anyhow::Result<()>;
     fn by_order(&self, order_id: &str) -> anyhow::Result<Vec<Notification>>;
     fn by_customer(&self, customer_id: &str) -> anyhow::Result<Vec<Notification>>;
@@ -120,7 +123,7 @@ impl<S: NotificationStore, W: Webhook> Notifications<S, W> {
         }
         if let Some(n) = Notification::for_event(&env.event()?, &shop_kit::time::now_rfc3339()) {
             if self.store.get(&n.id)?.is_none() {
-                self.store.put(&n)?;
+                self.store.insert(&n)?;
                 let n = self.deliver(n).await?;
                 self.log.info(
                     &format!("notification {} {:?}", n.id, n.status),
@@ -176,6 +179,9 @@ mod tests {
     impl NotificationStore for Mem {
         fn get(&self, id: &str) -> anyhow::Result<Option<Notification>> {
             Ok(self.notifications.borrow().get(id).cloned())
+        }
+        fn insert(&self, n: &Notification) -> anyhow::Result<()> {
+            self.put(n)
         }
         fn put(&self, n: &Notification) -> anyhow::Result<()> {
             self.notifications

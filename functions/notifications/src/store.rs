@@ -223,18 +223,15 @@ impl NotificationStore for KvNotifications {
         KvNotifications::get(self, &format!("n:{id}"))
     }
 
-    /// A new notification is indexed before it is saved, so a crash in between leaves an id
-    /// that lists nothing (reads skip it), never a notification its customer cannot list.
+    /// Indexed before it is saved, so a crash in between leaves an id that lists nothing
+    /// (reads skip it), never a notification its customer cannot list.
+    fn insert(&self, n: &Notification) -> anyhow::Result<()> {
+        index::append(self, &n.customer_id, &n.id)?;
+        self.put(n)
+    }
+
     fn put(&self, n: &Notification) -> anyhow::Result<()> {
-        let key = format!("n:{}", n.id);
-        let new = !self
-            .store
-            .exists(&key)
-            .map_err(|e| anyhow::anyhow!("reading {key}: {e:?}"))?;
-        if new {
-            index::append(self, &n.customer_id, &n.id)?;
-        }
-        self.set(&key, n)?;
+        self.set(&format!("n:{}", n.id), n)?;
         let undelivered = matches!(n.status, Delivery::Pending | Delivery::Failed);
         self.index("undelivered", &n.id, undelivered)
     }
