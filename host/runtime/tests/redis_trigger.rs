@@ -165,3 +165,47 @@ fn a_component_with_redis_and_http_triggers_serves_both() {
         host.logs()
     );
 }
+
+/// Each thread of process `pid` as (name, nice value), from `/proc`.
+#[cfg(target_os = "linux")]
+fn threads(pid: u32) -> Vec<(String, i64)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the host's threads");
+    tasks
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            // "tid (name) state ppid ...": the nice value is the 19th field, the 17th after
+            // the closing parenthesis (a name may hold spaces).
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_string();
+            let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
+            Some((name, nice))
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn handlers_run_on_threads_of_their_own_at_a_lower_priority() {
+    let redis = RedisServer::start();
+    let host = start(&redis, "redis.toml");
+    redis.publish("events", "m1");
+    wait_received(&host, "sink-a", json!(["m1"]));
+    let threads = threads(host.pid());
+    let nice_of = |prefix: &str| -> Vec<i64> {
+        threads
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, nice)| *nice)
+            .collect()
+    };
+    let background = nice_of("redis-trigger");
+    assert!(
+        !background.is_empty() && background.iter().all(|nice| *nice == 10),
+        "Redis trigger threads at nice 10 expected: {threads:?}"
+    );
+    let requests = nice_of("tokio-rt-worker");
+    assert!(
+        !requests.is_empty() && requests.iter().all(|nice| *nice == 0),
+        "request threads at the default priority expected: {threads:?}"
+    );
+}

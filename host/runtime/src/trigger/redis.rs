@@ -2,6 +2,7 @@
 //! every channel of the manifest on it. For each message, every component bound to the channel
 //! runs concurrently, each in a fresh instance, and the next message waits until they all finish
 //! (in arrival order, per address). A handler error is logged and counted, never retried.
+//! Subscribers and their instances run on worker threads of their own (`background`).
 //!
 //! Difference from Spin: when the connection drops, Spin's trigger ends; this host reconnects
 //! with exponential backoff and logs it, because a dev host that silently stops consuming is
@@ -22,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::state::InstanceState;
 use crate::stdio::LogContext;
 use crate::telemetry;
+use crate::trigger::background::Background;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -33,6 +35,8 @@ pub struct RedisTrigger {
     /// address -> channel -> handlers
     subscriptions: BTreeMap<String, BTreeMap<String, Handlers>>,
     metrics: Arc<Metrics>,
+    /// Where the subscribers, and so the handlers' instances, run (see `background`).
+    workers: Background,
 }
 
 impl RedisTrigger {
@@ -82,16 +86,18 @@ impl RedisTrigger {
         Ok(Some(Self {
             subscriptions,
             metrics,
+            workers: Background::start()?,
         }))
     }
 
     /// Runs every subscriber until `shutdown` flips to true; the message in hand is finished first.
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<()> {
         let metrics = self.metrics;
+        let workers = self.workers.handle();
         let tasks = self.subscriptions.into_iter().map(|(address, channels)| {
             let shutdown = shutdown.clone();
             let metrics = metrics.clone();
-            tokio::spawn(subscribe(address, Arc::new(channels), metrics, shutdown))
+            workers.spawn(subscribe(address, Arc::new(channels), metrics, shutdown))
         });
         for task in futures::future::join_all(tasks).await {
             task?;
