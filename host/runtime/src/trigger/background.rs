@@ -7,8 +7,9 @@
 //! their own with a nice value of 10, the operating system runs them whenever the request
 //! threads do not need the cores: a lock a consumer holds is not a trap, because requests
 //! wait for SQLite locks without blocking their thread, and an idle request thread lets the
-//! holder run. Measured in BENCHMARKS.md. Spin runs both triggers on one runtime; what a
-//! handler sees is the same either way.
+//! holder run. Measured in BENCHMARKS.md. Spin keeps them apart too: `spin up` runs each
+//! trigger type in a process of its own (`src/commands/up.rs`); the lower priority is this
+//! host's own. What a handler sees is the same either way.
 
 use anyhow::{Context, Result};
 use tokio::runtime::{Builder, Handle, Runtime};
