@@ -16,10 +16,10 @@ use tokio::runtime::{Builder, Handle, Runtime};
 
 /// Nice value of the background threads: the scheduler gives a thread at 10 about a tenth of
 /// the CPU time of one at 0 when both want it, and all of it otherwise.
-pub const NICE: i32 = 10;
+const NICE: i32 = 10;
 
 /// Name of the background threads (what `/proc/<pid>/task/*/comm` shows).
-pub const THREAD_NAME: &str = "redis-trigger";
+const THREAD_NAME: &str = "redis-trigger";
 
 /// A runtime with as many worker threads as the request runtime, each at [`NICE`].
 pub struct Background {
