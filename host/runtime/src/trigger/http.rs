@@ -125,6 +125,12 @@ impl HttpTrigger {
                 },
                 () = &mut shutdown => break,
             };
+            // A response the guest streams leaves in several writes; with Nagle's algorithm
+            // each after the first waits for the client's delayed ACK (40 ms on Linux) once a
+            // kept-alive connection has left quick-ACK mode.
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
             let trigger = self.clone();
             let service = hyper::service::service_fn(move |request| {
                 let trigger = trigger.clone();
