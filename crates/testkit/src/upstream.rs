@@ -7,43 +7,67 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-/// Answers every request on a loopback port with a fixed status and body, counting requests.
+/// Answers every request on a loopback port with a fixed status and body, counting requests
+/// and connections.
 ///
 /// Tests need a real destination to prove that an allowed outbound request really left the
-/// component (and a denied one never arrived).
+/// component (and a denied one never arrived), and how many connections carried them.
 pub struct UpstreamServer {
     port: u16,
     hits: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
 impl UpstreamServer {
-    /// Starts answering `status` with `body` on a free port.
+    /// Starts answering `status` with `body` on a free port, closing each connection after
+    /// its response.
     pub fn start(status: u16, body: &str) -> Self {
+        Self::serve(status, body, false)
+    }
+
+    /// Like [`UpstreamServer::start`], but keeps connections open for further requests
+    /// (HTTP/1.1 keep-alive), as most servers do.
+    pub fn keep_alive(status: u16, body: &str) -> Self {
+        Self::serve(status, body, true)
+    }
+
+    fn serve(status: u16, body: &str, keep_alive: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream server");
         let port = listener.local_addr().expect("upstream address").port();
         listener
             .set_nonblocking(true)
             .expect("nonblocking upstream listener");
         let hits = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let response = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        let response: Arc<[u8]> = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: {connection}\r\n\r\n{body}",
             body.len()
-        );
-        let (thread_hits, thread_stop) = (hits.clone(), stop.clone());
+        )
+        .into_bytes()
+        .into();
+        let (thread_hits, thread_connections, thread_stop) =
+            (hits.clone(), connections.clone(), stop.clone());
         thread::spawn(move || {
             while !thread_stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        thread_hits.fetch_add(1, Ordering::SeqCst);
-                        answer(stream, response.as_bytes());
+                        thread_connections.fetch_add(1, Ordering::SeqCst);
+                        let (hits, response) = (thread_hits.clone(), response.clone());
+                        thread::spawn(move || answer(stream, &response, &hits, keep_alive));
                     }
                     Err(_) => thread::sleep(Duration::from_millis(10)),
                 }
             }
         });
-        UpstreamServer { port, hits, stop }
+        UpstreamServer {
+            port,
+            hits,
+            connections,
+            stop,
+        }
     }
 
     /// Its port.
@@ -56,25 +80,40 @@ impl UpstreamServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// How many connections it has answered.
+    /// How many requests it has answered.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
 }
 
-/// Reads the request head (bodies are not needed by the tests) and writes the canned response.
-fn answer(mut stream: TcpStream, response: &[u8]) {
+/// Reads each request head (bodies are not needed by the tests) and writes the canned
+/// response, until the client closes or, without keep-alive, after the first.
+fn answer(mut stream: TcpStream, response: &[u8], hits: &AtomicUsize, keep_alive: bool) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut head = Vec::new();
+    let mut pending = Vec::new();
     let mut buffer = [0u8; 1024];
-    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
-        match stream.read(&mut buffer) {
-            Ok(0) | Err(_) => break,
-            Ok(read) => head.extend_from_slice(&buffer[..read]),
+    loop {
+        let end = loop {
+            if let Some(at) = pending.windows(4).position(|window| window == b"\r\n\r\n") {
+                break at + 4;
+            }
+            match stream.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(read) => pending.extend_from_slice(&buffer[..read]),
+            }
+        };
+        pending.drain(..end);
+        hits.fetch_add(1, Ordering::SeqCst);
+        if stream.write_all(response).is_err() || !keep_alive {
+            return;
         }
     }
-    let _ = stream.write_all(response);
 }
 
 impl Drop for UpstreamServer {

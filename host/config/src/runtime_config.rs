@@ -22,8 +22,10 @@
 //! This host supports only `type = "spin"` stores. Other store types (`redis`, `azure_cosmos`,
 //! `aws_dynamo`, `libsql`) and the Spin sections it does not implement (`variables_provider`,
 //! `llm_compute`, `client_tls`, `outbound_networking`) are refused with a "not supported by this
-//! host" error. Connection-pool limits (`[outbound_http]`, `[outbound_redis]`, ...) do not change
-//! behaviour, so they are accepted and reported in [`RuntimeConfig::warnings`]. Unlike Spin,
+//! host" error. `[outbound_http] connection_pooling` is read as Spin's
+//! `factor-outbound-http` reads it (see [`OutboundHttpConfig`]). Connection limits
+//! (`max_connections` there, `[outbound_redis]`, ...) are accepted and reported in
+//! [`RuntimeConfig::warnings`]: this host does not enforce them. Unlike Spin,
 //! unknown keys inside a `type = "spin"` table are an error (a typo in `path` would otherwise
 //! silently give an in-memory store).
 
@@ -99,8 +101,37 @@ pub struct RuntimeConfig {
     pub key_value_stores: IndexMap<String, StoreLocation>,
     /// SQLite databases by label, `default` included.
     pub sqlite_databases: IndexMap<String, SqliteDatabase>,
+    /// `[outbound_http]`.
+    pub outbound_http: OutboundHttpConfig,
     /// Settings accepted but without effect in this host; worth logging once at start-up.
     pub warnings: Vec<String>,
+}
+
+/// `[outbound_http]`, with Spin's defaults: connections are pooled when the section is absent,
+/// but a section that omits `connection_pooling` turns pooling off (Spin's field defaults to
+/// `false` once the table exists).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundHttpConfig {
+    /// Whether idle connections are kept and reused by later requests to the same origin.
+    #[serde(default)]
+    pub connection_pooling: bool,
+    /// Spin's cap on open connections; accepted, not enforced here.
+    #[serde(default)]
+    max_connections: Option<usize>,
+    /// The deprecated name of `max_connections`.
+    #[serde(default)]
+    max_concurrent_requests: Option<usize>,
+}
+
+impl Default for OutboundHttpConfig {
+    fn default() -> Self {
+        Self {
+            connection_pooling: true,
+            max_connections: None,
+            max_concurrent_requests: None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -134,7 +165,6 @@ const UNSUPPORTED_SECTIONS: &[(&str, &str)] = &[
 
 /// Spin tuning sections that change no behaviour this host has.
 const IGNORED_SECTIONS: &[&str] = &[
-    "outbound_http",
     "outbound_redis",
     "outbound_pg",
     "outbound_mysql",
@@ -223,6 +253,24 @@ impl RuntimeConfig {
             sqlite_databases.insert(DEFAULT_LABEL.to_string(), database);
         }
 
+        let outbound_http = match table.remove("outbound_http") {
+            None => OutboundHttpConfig::default(),
+            Some(section) => {
+                let config: OutboundHttpConfig = section
+                    .try_into()
+                    .map_err(|e: toml::de::Error| anyhow!("[outbound_http]: {}", e.message()))?;
+                if config.max_connections.is_some() && config.max_concurrent_requests.is_some() {
+                    bail!("[outbound_http]: cannot set both `max_connections` and `max_concurrent_requests`; use `max_connections` only");
+                }
+                if config.max_connections.is_some() || config.max_concurrent_requests.is_some() {
+                    warnings.push(
+                        "runtime config [outbound_http] max_connections is accepted but not enforced by this host".to_string(),
+                    );
+                }
+                config
+            }
+        };
+
         for (key, what) in UNSUPPORTED_SECTIONS {
             if table.contains_key(*key) {
                 bail!("{key}: not supported by this host ({what})");
@@ -245,6 +293,7 @@ impl RuntimeConfig {
             max_instance_memory,
             key_value_stores,
             sqlite_databases,
+            outbound_http,
             warnings,
         })
     }

@@ -19,6 +19,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::engine;
 use crate::key_value::{KeyValueState, KeyValueStores};
+use crate::outbound_client::NetworkClient;
 use crate::outbound_http::{OutboundHttp, OutboundRules, ServiceChaining};
 use crate::redis_outbound::{RedisState, SharedConnections};
 use crate::sqlite::{Databases, SqliteState};
@@ -65,6 +66,7 @@ pub struct AppComponent {
     databases: Arc<Databases>,
     sqlite_granted: Arc<HashSet<String>>,
     redis_connections: Arc<SharedConnections>,
+    network: Arc<NetworkClient>,
     max_memory: Option<usize>,
     timeout: Duration,
     /// stdout and stderr files in the runtime config's `log_dir`.
@@ -115,6 +117,9 @@ impl App {
             .collect();
         let checkpointer = Checkpointer::start(files)?;
         let redis_connections = Arc::new(SharedConnections::default());
+        let network = Arc::new(NetworkClient::new(
+            runtime_config.outbound_http.connection_pooling,
+        ));
         let max_memory = runtime_config
             .max_instance_memory
             .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
@@ -172,6 +177,7 @@ impl App {
                     databases: databases.clone(),
                     sqlite_granted: labels(&component.sqlite_databases),
                     redis_connections: redis_connections.clone(),
+                    network: network.clone(),
                     max_memory,
                     timeout: options.instance_timeout,
                     log_files,
@@ -233,7 +239,12 @@ impl AppComponent {
             table: wasmtime::component::ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            outbound_http: OutboundHttp::new(self.id.clone(), self.rules.clone(), chaining),
+            outbound_http: OutboundHttp::new(
+                self.id.clone(),
+                self.rules.clone(),
+                chaining,
+                self.network.clone(),
+            ),
             key_value: KeyValueState::new(self.key_value.clone(), self.kv_granted.clone()),
             sqlite: SqliteState::new(self.databases.clone(), self.sqlite_granted.clone()),
             redis: RedisState::new(self.rules.clone(), self.redis_connections.clone()),

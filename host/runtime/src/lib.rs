@@ -14,6 +14,7 @@ pub mod engine;
 pub mod key_value;
 pub mod logging;
 pub mod metrics;
+pub mod outbound_client;
 pub mod outbound_http;
 pub mod redis_outbound;
 pub mod sqlite;

@@ -2,8 +2,9 @@
 //! `factor-outbound-http`: every request is checked against the component's
 //! `allowed_outbound_hosts`; `http://<component>.spin.internal` and relative URLs (the app itself,
 //! allowed by `self`) are handed to the HTTP trigger in process (no socket), and only
-//! HTTP-triggered instances get that path. A denied request fails with
-//! `ErrorCode::HttpRequestDenied`, the error Spin returns.
+//! HTTP-triggered instances get that path; the rest go out through the app's pooled
+//! [`NetworkClient`]. A denied request fails with `ErrorCode::HttpRequestDenied`, the error Spin
+//! returns.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,8 +13,9 @@ use std::sync::Arc;
 use http::Uri;
 use spin_host_config::allowed_hosts::{chaining_target, AllowedHosts};
 use tracing::Instrument;
-use wasmtime_wasi_http::{default_send_request, Error, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::outbound_client::NetworkClient;
 use crate::telemetry;
 
 /// A component's network permissions (its expanded `allowed_outbound_hosts`).
@@ -66,6 +68,7 @@ pub struct OutboundHttp {
     rules: Arc<OutboundRules>,
     /// Present only for HTTP-triggered instances.
     chaining: Option<Arc<dyn ServiceChaining>>,
+    network: Arc<NetworkClient>,
 }
 
 impl OutboundHttp {
@@ -73,11 +76,13 @@ impl OutboundHttp {
         component: Arc<str>,
         rules: Arc<OutboundRules>,
         chaining: Option<Arc<dyn ServiceChaining>>,
+        network: Arc<NetworkClient>,
     ) -> Self {
         Self {
             component,
             rules,
             chaining,
+            network,
         }
     }
 }
@@ -181,11 +186,13 @@ impl OutboundHttp {
                 Ok((response, done))
             });
         }
+        let network = self.network.clone();
         Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) = default_send_request(request, options).await?;
-            let io: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(io);
-            Ok((response.map(BodyExt::boxed_unsync), io))
+            let response = network.send(request, options).await?;
+            // The pool's own tasks drive the connection; nothing is left for the guest to await.
+            let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, done))
         })
     }
 }

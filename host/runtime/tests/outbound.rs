@@ -3,7 +3,8 @@
 mod support;
 
 use serde_json::Value;
-use testkit::{Host, RedisServer, UpstreamServer};
+use testkit::tempfile::TempDir;
+use testkit::{Host, HostOptions, RedisServer, UpstreamServer};
 
 struct Setup {
     host: Host,
@@ -199,4 +200,42 @@ fn redis_component_needing_chaining_is_refused() {
         failure.logs.to_lowercase().contains("chaining"),
         "the error must say service chaining is the problem: {failure}"
     );
+}
+
+/// Three requests, one instance each, from the component allowed to reach `upstream`; returns
+/// how many connections they took.
+fn connections_for_three_requests(upstream: &UpstreamServer, options: HostOptions) -> usize {
+    let host = Host::start(
+        options
+            .variable("upstream_port", &upstream.port().to_string())
+            .variable("redis_port", "1"),
+    );
+    for n in 0..3 {
+        let reply = fetch(&host, "/open", &format!("{}/call/{n}", upstream.url()));
+        assert_eq!(reply["status"], 200, "{reply}");
+        assert_eq!(reply["body"], "kept", "{reply}");
+    }
+    assert_eq!(upstream.hits(), 3);
+    upstream.connections()
+}
+
+#[test]
+fn later_instances_reuse_pooled_connections() {
+    let upstream = UpstreamServer::keep_alive(200, "kept");
+    let connections = connections_for_three_requests(&upstream, support::options("outbound.toml"));
+    assert_eq!(
+        connections, 1,
+        "each instance opened a connection of its own instead of reusing the pool's"
+    );
+}
+
+#[test]
+fn connection_pooling_off_opens_a_connection_per_request() {
+    let dir = TempDir::new().expect("temp dir");
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(&config, "[outbound_http]\nconnection_pooling = false\n")
+        .expect("write runtime config");
+    let upstream = UpstreamServer::keep_alive(200, "kept");
+    let options = support::options("outbound.toml").runtime_config(&config);
+    assert_eq!(connections_for_three_requests(&upstream, options), 3);
 }

@@ -235,6 +235,24 @@ fn unknown_keys_are_errors_and_tuning_is_a_warning() {
 }
 
 #[test]
+fn outbound_connections_are_pooled_unless_the_section_says_otherwise() {
+    assert!(parse("").unwrap().outbound_http.connection_pooling);
+    let on = parse("[outbound_http]\nconnection_pooling = true\n").unwrap();
+    assert!(on.outbound_http.connection_pooling);
+    assert!(on.warnings.is_empty(), "{:?}", on.warnings);
+    // Spin's field defaults to false once the section exists.
+    let limits_only = parse("[outbound_http]\nmax_connections = 5\n").unwrap();
+    assert!(!limits_only.outbound_http.connection_pooling);
+    let e = err("[outbound_http]\nmax_connections = 5\nmax_concurrent_requests = 4\n");
+    assert!(e.contains("cannot set both"), "{e}");
+    let e = err("[outbound_http]\nconnection_pool = true\n");
+    assert!(
+        e.contains("[outbound_http]") && e.contains("connection_pool"),
+        "{e}"
+    );
+}
+
+#[test]
 fn load_names_the_file() {
     let dir = std::env::temp_dir().join(format!("spin-host-rc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

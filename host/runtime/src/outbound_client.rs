@@ -1,0 +1,208 @@
+//! Outbound HTTP over the network, as Spin's `factor-outbound-http` sends it: one client per
+//! app whose idle connections later instances reuse (`[outbound_http] connection_pooling`, on
+//! by default), TLS by rustls with the webpki roots, and the guest's request options: the
+//! connect, first-byte and between-bytes timeouts (600 s each when unset, as Spin).
+//!
+//! Instances are short-lived, so without the pool every request would open (and every saga
+//! step close) a TCP connection; under load that is a connect and a `TIME_WAIT` socket per
+//! payment or webhook call.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tower_http::timeout::{TimeoutBody, TimeoutError};
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
+
+/// Spin's timeout for each phase the guest leaves unset.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long an idle pooled connection is kept (hyper-util's default, which Spin keeps).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+tokio::task_local! {
+    /// The connect timeout of the request being sent. hyper-util's client asks its connector
+    /// for a connection with nothing but the URI, so the per-request option travels this way
+    /// (as in Spin); the connector runs inside the request's task.
+    static CONNECT_TIMEOUT: Duration;
+}
+
+/// The app's HTTP client; cheap to share between instances.
+pub struct NetworkClient {
+    client: Client<hyper_rustls::HttpsConnector<Dialer>, WasiBody>,
+}
+
+impl NetworkClient {
+    /// A client that pools connections when `pooling` is on, and otherwise closes each one
+    /// after its response.
+    pub fn new(pooling: bool) -> Self {
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            })
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(Dialer);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
+        if !pooling {
+            builder.pool_max_idle_per_host(0);
+        }
+        Self {
+            client: builder.build(connector),
+        }
+    }
+
+    /// Sends `request` (an absolute URI) and returns its response, whose body fails with
+    /// `ConnectionReadTimeout` when a frame takes longer than the between-bytes timeout.
+    pub async fn send(
+        &self,
+        request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<Response<WasiBody>, Error> {
+        let option = |pick: fn(&RequestOptions) -> Option<Duration>| {
+            options.as_ref().and_then(pick).unwrap_or(DEFAULT_TIMEOUT)
+        };
+        let connect = option(|o| o.connect_timeout);
+        let first_byte = option(|o| o.first_byte_timeout);
+        let between_bytes = option(|o| o.between_bytes_timeout);
+        let response = CONNECT_TIMEOUT
+            .scope(
+                connect,
+                tokio::time::timeout(first_byte, self.client.request(request)),
+            )
+            .await
+            .map_err(|_| Error::ConnectionReadTimeout)?
+            .map_err(request_error)?;
+        Ok(response.map(|body| {
+            TimeoutBody::new(between_bytes, body)
+                .map_err(body_error)
+                .boxed_unsync()
+        }))
+    }
+}
+
+/// Why a connection could not be opened; the client hands it back inside its own error.
+#[derive(Debug, Clone, Copy)]
+enum DialError {
+    InvalidUri,
+    Dns,
+    Refused,
+    Timeout,
+}
+
+impl std::fmt::Display for DialError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::InvalidUri => "the URI names no host",
+            Self::Dns => "the host name does not resolve",
+            Self::Refused => "the connection was refused",
+            Self::Timeout => "the connection was not established within the connect timeout",
+        })
+    }
+}
+
+impl std::error::Error for DialError {}
+
+impl From<DialError> for Error {
+    fn from(error: DialError) -> Self {
+        match error {
+            DialError::InvalidUri => Error::HttpRequestUriInvalid,
+            DialError::Dns => Error::DnsError {
+                rcode: Some("address not available".into()),
+                info_code: Some(0),
+            },
+            DialError::Refused => Error::ConnectionRefused,
+            DialError::Timeout => Error::ConnectionTimeout,
+        }
+    }
+}
+
+/// Opens TCP connections for the client, within the request's connect timeout.
+#[derive(Clone, Copy)]
+struct Dialer;
+
+impl tower_service::Service<Uri> for Dialer {
+    type Response = TokioIo<TcpStream>;
+    type Error = DialError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, DialError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), DialError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let limit = CONNECT_TIMEOUT
+            .try_with(|limit| *limit)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        Box::pin(async move {
+            let host = uri.host().ok_or(DialError::InvalidUri)?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port = uri
+                .port_u16()
+                .unwrap_or(if uri.scheme_str() == Some("https") {
+                    443
+                } else {
+                    80
+                });
+            let connect = async {
+                let addresses: Vec<_> = tokio::net::lookup_host((host, port))
+                    .await
+                    .map_err(|_| DialError::Dns)?
+                    .collect();
+                TcpStream::connect(&*addresses).await.map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+                        DialError::Dns
+                    } else {
+                        DialError::Refused
+                    }
+                })
+            };
+            let stream = tokio::time::timeout(limit, connect)
+                .await
+                .map_err(|_| DialError::Timeout)??;
+            // Requests are small and answered at once: do not hold them back (Nagle).
+            let _ = stream.set_nodelay(true);
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+/// The wasi-http error for a failed request: the dial error when connecting failed, a TLS
+/// error when the handshake after it did (the connector's only other step), and otherwise a
+/// protocol error (as Spin).
+fn request_error(error: hyper_util::client::legacy::Error) -> Error {
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        if let Some(dial) = cause.downcast_ref::<DialError>() {
+            return (*dial).into();
+        }
+        source = cause.source();
+    }
+    if error.is_connect() {
+        return Error::TlsProtocolError;
+    }
+    tracing::warn!(error = %error, "outbound request failed");
+    Error::HttpProtocolError
+}
+
+/// The wasi-http error for a response body that failed midway.
+fn body_error(error: Box<dyn std::error::Error + Send + Sync>) -> Error {
+    if error.is::<TimeoutError>() {
+        return Error::ConnectionReadTimeout;
+    }
+    match error.downcast::<hyper::Error>() {
+        Ok(error) => Error::from(*error),
+        Err(_) => Error::HttpProtocolError,
+    }
+}
