@@ -95,7 +95,9 @@ impl UpstreamServer {
 /// response, until the client closes or, without keep-alive, after the first.
 fn answer(mut stream: TcpStream, response: &[u8], hits: &AtomicUsize, keep_alive: bool) {
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    // Long enough that a pooled connection outlives the pauses of a loaded test machine; the
+    // client's process ending closes it anyway.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(120)));
     let mut pending = Vec::new();
     let mut buffer = [0u8; 1024];
     loop {
