@@ -109,6 +109,17 @@ type ResponseFuture = Box<
         > + Send,
 >;
 
+/// A response with nothing left for the guest to await: the in-process router has answered,
+/// or the pool's own tasks drive the connection.
+fn settled(
+    response: http::Response<WasiBody>,
+) -> (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), Error>> + Send>,
+) {
+    (response, Box::new(async { Ok(()) }))
+}
+
 fn denied(component: &Arc<str>, uri: &Uri) -> ResponseFuture {
     tracing::warn!(component = %component, uri = %uri, "outbound request denied by allowed_outbound_hosts");
     Box::new(async { Err(Error::HttpRequestDenied) })
@@ -179,21 +190,10 @@ impl OutboundHttp {
             let Some(chaining) = self.chaining.clone() else {
                 return denied(&self.component, &uri);
             };
-            return Box::new(async move {
-                let response = chaining.call(target, request).await?;
-                let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
-                    Box::new(async { Ok(()) });
-                Ok((response, done))
-            });
+            return Box::new(async move { Ok(settled(chaining.call(target, request).await?)) });
         }
         let network = self.network.clone();
-        Box::new(async move {
-            let response = network.send(request, options).await?;
-            // The pool's own tasks drive the connection; nothing is left for the guest to await.
-            let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
-                Box::new(async { Ok(()) });
-            Ok((response, done))
-        })
+        Box::new(async move { Ok(settled(network.send(request, options).await?)) })
     }
 }
 
