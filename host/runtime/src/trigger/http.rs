@@ -9,12 +9,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use futures::FutureExt;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
@@ -388,17 +386,15 @@ impl HttpTrigger {
     }
 }
 
-/// Instantiates the component for one request and waits for its response head. The guest runs
-/// in the request's own task until it has set its response; only what it still does after that
-/// (the rest of a streamed body, work after the response) goes on in a task of its own. Most
-/// guests answer without ever waiting, so most requests spawn no task and wake no other thread.
+/// Instantiates the component for one request and waits for its response head; the guest keeps
+/// running in its own task while the response body streams.
 async fn run_guest(
     mut store: wasmtime::Store<InstanceState>,
     pre: ProxyPre<InstanceState>,
     request: Request<Full<Bytes>>,
     instantiated: impl FnOnce(std::time::Duration) + Send + 'static,
 ) -> Result<Response<HyperOutgoingBody>> {
-    let (sender, mut receiver) = tokio::sync::oneshot::channel();
+    let (sender, receiver) = tokio::sync::oneshot::channel();
     let request = request.map(|body| {
         body.map_err(
             |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
@@ -414,51 +410,26 @@ async fn run_guest(
         .http()
         .new_response_outparam(sender)
         .map_err(anyhow::Error::from)?;
-    let guest = async move {
-        let started = std::time::Instant::now();
-        let proxy = pre.instantiate_async(&mut store).await?;
-        instantiated(started.elapsed());
-        proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut store, incoming, out)
-            .await
-    };
-    // A host panic while the guest runs answers 500, as it did when every guest had a task.
-    let mut guest = Box::pin(
-        std::panic::AssertUnwindSafe(guest.in_current_span())
-            .catch_unwind()
-            .map(|ran| match ran {
-                Ok(ran) => ran.map_err(anyhow::Error::from),
-                Err(_) => Err(anyhow::anyhow!("the host panicked running the component")),
-            }),
+    let task = tokio::spawn(
+        async move {
+            let started = std::time::Instant::now();
+            let proxy = pre.instantiate_async(&mut store).await?;
+            instantiated(started.elapsed());
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, out)
+                .await
+        }
+        .in_current_span(),
     );
-    // The guest first, so that a response it sets in this poll is seen in the same one. Once
-    // it has finished it is not polled again: both arms below then return.
-    let (head, ran) = std::future::poll_fn(|cx| {
-        let ran = guest.as_mut().poll(cx);
-        match Pin::new(&mut receiver).poll(cx) {
-            Poll::Ready(head) => Poll::Ready((Some(head), ran)),
-            Poll::Pending if ran.is_ready() => Poll::Ready((None, ran)),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await;
-    match head {
-        Some(Ok(answer)) => {
-            if ran.is_pending() {
-                tokio::spawn(guest);
-            }
-            answer.map_err(|code| anyhow::anyhow!("component answered with error code {code:?}"))
-        }
-        // The response was dropped unset, or the guest ended without setting it: what the
-        // guest itself ended with says why.
-        Some(Err(_)) | None => {
-            let ended = match ran {
-                Poll::Ready(ended) => ended,
-                Poll::Pending => guest.await,
-            };
-            ended.and_then(|()| anyhow::bail!("component returned without setting a response"))
-        }
+    match receiver.await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(code)) => anyhow::bail!("component answered with error code {code:?}"),
+        Err(_) => match task.await {
+            Ok(Ok(())) => anyhow::bail!("component returned without setting a response"),
+            Ok(Err(e)) => Err(anyhow::Error::from(e)),
+            Err(e) => Err(e.into()),
+        },
     }
 }
 
