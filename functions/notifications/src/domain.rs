@@ -33,6 +33,13 @@ pub enum Delivery {
     Failed,
 }
 
+impl Delivery {
+    /// Whether delivery is still owed: the sweep retries such notifications.
+    pub fn waiting(self) -> bool {
+        matches!(self, Delivery::Pending | Delivery::Failed)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     pub id: String,

@@ -212,7 +212,7 @@ mod tests {
                 .notifications
                 .borrow()
                 .values()
-                .filter(|n| matches!(n.status, Delivery::Pending | Delivery::Failed))
+                .filter(|n| n.status.waiting())
                 .cloned()
                 .collect())
         }

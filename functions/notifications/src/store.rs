@@ -1,7 +1,8 @@
 //! Key-value adapter of the `NotificationStore` port (store label `notifications`).
 //!
-//! Keys: `n:<id>` a notification; `customer:<id>...` the customer's notification ids, in
-//! pages (see `index`); `undelivered` ids still to deliver; `inbox:<source>` last applied seq;
+//! Keys: `n:<id>` a notification; `customer:<id>...` the customer's notification ids and
+//! `undelivered...` the queue of those still to deliver, in pages (see `index`);
+//! `inbox:<source>` last applied seq;
 //! `breaker`. An order's notifications need no index: their ids derive from the order id and
 //! the kind.
 //! Poison events: `failures:<source>:<seq>` counts failed attempts, `dead:<source>:<seq>`
@@ -19,7 +20,7 @@ use shop_kit::inbox::{position, InboxPort, Outcome, Position};
 use shop_kit::Envelope;
 use spin_sdk::key_value::Store;
 
-use crate::domain::{Delivery, Kind, Notification};
+use crate::domain::{Kind, Notification};
 use crate::index::{self, PageStore};
 use crate::service::NotificationStore;
 
@@ -223,17 +224,25 @@ impl NotificationStore for KvNotifications {
         KvNotifications::get(self, &format!("n:{id}"))
     }
 
-    /// Indexed before it is saved, so a crash in between leaves an id that lists nothing
-    /// (reads skip it), never a notification its customer cannot list.
+    /// Indexed and queued before it is saved, so a crash in between leaves an id that lists
+    /// nothing (reads skip it, the sweep drops it), never a notification its customer cannot
+    /// list or the sweep never retries.
     fn insert(&self, n: &Notification) -> anyhow::Result<()> {
-        index::append(self, &n.customer_id, &n.id)?;
-        self.put(n)
+        index::append(self, &index::customer(&n.customer_id), &n.id)?;
+        if n.status.waiting() {
+            index::append(self, index::UNDELIVERED, &n.id)?;
+        }
+        self.set(&format!("n:{}", n.id), n)
     }
 
+    /// A notification stays queued until delivered: dequeued here when it is still the newest
+    /// (delivered as it was recorded), otherwise by the sweep's pass over the queue.
     fn put(&self, n: &Notification) -> anyhow::Result<()> {
         self.set(&format!("n:{}", n.id), n)?;
-        let undelivered = matches!(n.status, Delivery::Pending | Delivery::Failed);
-        self.index("undelivered", &n.id, undelivered)
+        if n.status.waiting() {
+            return Ok(());
+        }
+        index::remove_from_last(self, index::UNDELIVERED, &n.id)
     }
 
     fn by_order(&self, order_id: &str) -> anyhow::Result<Vec<Notification>> {
@@ -247,11 +256,20 @@ impl NotificationStore for KvNotifications {
     }
 
     fn by_customer(&self, customer_id: &str) -> anyhow::Result<Vec<Notification>> {
-        self.load(index::all(self, customer_id)?)
+        self.load(index::all(self, &index::customer(customer_id))?)
     }
 
+    /// Drops from the queue what was delivered since the last pass.
     fn undelivered(&self) -> anyhow::Result<Vec<Notification>> {
-        self.load(self.ids("undelivered")?)
+        let mut out = Vec::new();
+        index::retain(self, index::UNDELIVERED, |id| {
+            match NotificationStore::get(self, id)? {
+                Some(n) if n.status.waiting() => out.push(n),
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(out)
     }
 
     fn breaker(&self) -> anyhow::Result<Breaker> {
