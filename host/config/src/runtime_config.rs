@@ -23,8 +23,8 @@
 //! `aws_dynamo`, `libsql`) and the Spin sections it does not implement (`variables_provider`,
 //! `llm_compute`, `client_tls`, `outbound_networking`) are refused with a "not supported by this
 //! host" error. `[outbound_http] connection_pooling` is read as Spin's
-//! `factor-outbound-http` reads it (see [`OutboundHttpConfig`]). Connection limits
-//! (`max_connections` there, `[outbound_redis]`, ...) are accepted and reported in
+//! `factor-outbound-http` reads it (see [`OutboundHttpConfig`]), with its `max_connections`.
+//! Other connection limits (`[outbound_redis]`, ...) are accepted and reported in
 //! [`RuntimeConfig::warnings`]: this host does not enforce them. Unlike Spin,
 //! unknown keys inside a `type = "spin"` table are an error (a typo in `path` would otherwise
 //! silently give an in-memory store).
@@ -116,12 +116,22 @@ pub struct OutboundHttpConfig {
     /// Whether idle connections are kept and reused by later requests to the same origin.
     #[serde(default)]
     pub connection_pooling: bool,
-    /// Spin's cap on open connections; accepted, not enforced here.
+    /// The most connections open at once (`0` blocks every connection); none when unset.
     #[serde(default)]
     max_connections: Option<usize>,
-    /// The deprecated name of `max_connections`.
+    /// The deprecated name of `max_connections`, one less: `0` allowed one connection.
     #[serde(default)]
     max_concurrent_requests: Option<usize>,
+}
+
+impl OutboundHttpConfig {
+    /// How many outbound connections may be open at once, as Spin counts them: a pooled idle
+    /// connection holds its place until it closes, and a request waits for a place within its
+    /// connect timeout.
+    pub fn max_connections(&self) -> Option<usize> {
+        self.max_connections
+            .or(self.max_concurrent_requests.map(|n| n.saturating_add(1)))
+    }
 }
 
 impl Default for OutboundHttpConfig {
@@ -262,9 +272,9 @@ impl RuntimeConfig {
                 if config.max_connections.is_some() && config.max_concurrent_requests.is_some() {
                     bail!("[outbound_http]: cannot set both `max_connections` and `max_concurrent_requests`; use `max_connections` only");
                 }
-                if config.max_connections.is_some() || config.max_concurrent_requests.is_some() {
+                if config.max_concurrent_requests.is_some() {
                     warnings.push(
-                        "runtime config [outbound_http] max_connections is accepted but not enforced by this host".to_string(),
+                        "runtime config [outbound_http] max_concurrent_requests is deprecated; use max_connections (max_connections = 0 blocks every connection, max_concurrent_requests = 0 allowed one)".to_string(),
                     );
                 }
                 config

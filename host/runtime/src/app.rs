@@ -119,6 +119,7 @@ impl App {
         let redis_connections = Arc::new(SharedConnections::default());
         let network = Arc::new(NetworkClient::new(
             runtime_config.outbound_http.connection_pooling,
+            runtime_config.outbound_http.max_connections(),
         ));
         let max_memory = runtime_config
             .max_instance_memory

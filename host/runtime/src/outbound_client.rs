@@ -1,22 +1,28 @@
 //! Outbound HTTP over the network, as Spin's `factor-outbound-http` sends it: one client per
 //! app whose idle connections later instances reuse (`[outbound_http] connection_pooling`, on
-//! by default), TLS by rustls with the webpki roots, and the guest's request options: the
-//! connect, first-byte and between-bytes timeouts (600 s each when unset, as Spin).
+//! by default), at most `[outbound_http] max_connections` connections open at once, TLS by
+//! rustls with the webpki roots, and the guest's request options: the connect, first-byte and
+//! between-bytes timeouts (600 s each when unset, as Spin).
 //!
 //! Instances are short-lived, so without the pool every request would open (and every saga
 //! step close) a TCP connection; under load that is a connect and a `TIME_WAIT` socket per
 //! payment or webhook call.
 
 use std::future::Future;
+use std::io::IoSlice;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::timeout::{TimeoutBody, TimeoutError};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
@@ -39,8 +45,9 @@ pub struct NetworkClient {
 
 impl NetworkClient {
     /// A client that pools connections when `pooling` is on, and otherwise closes each one
-    /// after its response.
-    pub fn new(pooling: bool) -> Self {
+    /// after its response; with `max_connections`, a request that would open one more waits
+    /// (within its connect timeout) until one closes.
+    pub fn new(pooling: bool, max_connections: Option<usize>) -> Self {
         let tls = rustls::ClientConfig::builder()
             .with_root_certificates(rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.into(),
@@ -50,7 +57,9 @@ impl NetworkClient {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(Dialer);
+            .wrap_connector(Dialer {
+                places: max_connections.map(|n| Arc::new(Semaphore::new(n))),
+            });
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())
@@ -129,11 +138,14 @@ impl From<DialError> for Error {
 }
 
 /// Opens TCP connections for the client, within the request's connect timeout.
-#[derive(Clone, Copy)]
-struct Dialer;
+#[derive(Clone)]
+struct Dialer {
+    /// One permit per connection `max_connections` allows.
+    places: Option<Arc<Semaphore>>,
+}
 
 impl tower_service::Service<Uri> for Dialer {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<Permitted>;
     type Error = DialError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, DialError>> + Send>>;
 
@@ -145,6 +157,7 @@ impl tower_service::Service<Uri> for Dialer {
         let limit = CONNECT_TIMEOUT
             .try_with(|limit| *limit)
             .unwrap_or(DEFAULT_TIMEOUT);
+        let places = self.places.clone();
         Box::pin(async move {
             let host = uri.host().ok_or(DialError::InvalidUri)?;
             let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -155,26 +168,93 @@ impl tower_service::Service<Uri> for Dialer {
                 } else {
                     80
                 });
+            // The connect timeout covers the wait for a place too, as in Spin.
             let connect = async {
+                let permit = match places {
+                    Some(places) => Some(
+                        places
+                            .acquire_owned()
+                            .await
+                            .map_err(|_| DialError::Refused)?,
+                    ),
+                    None => None,
+                };
                 let addresses: Vec<_> = tokio::net::lookup_host((host, port))
                     .await
                     .map_err(|_| DialError::Dns)?
                     .collect();
-                TcpStream::connect(&*addresses).await.map_err(|e| {
+                let stream = TcpStream::connect(&*addresses).await.map_err(|e| {
                     if e.kind() == std::io::ErrorKind::AddrNotAvailable {
                         DialError::Dns
                     } else {
                         DialError::Refused
                     }
+                })?;
+                Ok(Permitted {
+                    stream,
+                    _permit: permit,
                 })
             };
-            let stream = tokio::time::timeout(limit, connect)
+            let connection = tokio::time::timeout(limit, connect)
                 .await
                 .map_err(|_| DialError::Timeout)??;
             // Requests are small and answered at once: do not hold them back (Nagle).
-            let _ = stream.set_nodelay(true);
-            Ok(TokioIo::new(stream))
+            let _ = connection.stream.set_nodelay(true);
+            Ok(TokioIo::new(connection))
         })
+    }
+}
+
+/// A connection that holds its place under `max_connections` until it closes, pooled or not.
+/// Written by hand: a stream that only carries a guard along is a few lines of delegation.
+struct Permitted {
+    stream: TcpStream,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl AsyncRead for Permitted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Permitted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl Connection for Permitted {
+    fn connected(&self) -> Connected {
+        self.stream.connected()
     }
 }
 

@@ -239,3 +239,47 @@ fn connection_pooling_off_opens_a_connection_per_request() {
     let options = support::options("outbound.toml").runtime_config(&config);
     assert_eq!(connections_for_three_requests(&upstream, options), 3);
 }
+
+/// Three requests sent together, one instance each, to an upstream that holds each for a
+/// second; returns the most it held at once.
+fn overlap_of_three_requests(max_connections: Option<usize>) -> usize {
+    let dir = TempDir::new().expect("temp dir");
+    let config = dir.path().join("runtime-config.toml");
+    let limit = max_connections.map_or(String::new(), |n| format!("max_connections = {n}\n"));
+    std::fs::write(
+        &config,
+        format!("[outbound_http]\nconnection_pooling = false\n{limit}"),
+    )
+    .expect("write runtime config");
+    let upstream = UpstreamServer::slow(200, "slow", std::time::Duration::from_secs(1));
+    let host = Host::start(
+        support::options("outbound.toml")
+            .runtime_config(&config)
+            .variable("upstream_port", &upstream.port().to_string())
+            .variable("redis_port", "1"),
+    );
+    std::thread::scope(|scope| {
+        for n in 0..3 {
+            let (host, url) = (&host, format!("{}/call/{n}", upstream.url()));
+            scope.spawn(move || {
+                let reply = fetch(host, "/open", &url);
+                assert_eq!(reply["status"], 200, "{reply}");
+            });
+        }
+    });
+    assert_eq!(upstream.hits(), 3);
+    upstream.peak()
+}
+
+#[test]
+fn max_connections_makes_requests_wait_for_a_connection_to_close() {
+    assert!(
+        overlap_of_three_requests(None) > 1,
+        "without a limit the requests must overlap, or this test proves nothing"
+    );
+    assert_eq!(
+        overlap_of_three_requests(Some(1)),
+        1,
+        "with max_connections = 1 a second connection was open at once"
+    );
+}

@@ -226,9 +226,9 @@ fn unknown_keys_are_errors_and_tuning_is_a_warning() {
     );
     let rc = parse("[outbound_http]\nmax_connections = 5\n[outbound_redis]\nmax_connections = 2\n")
         .unwrap();
-    assert_eq!(rc.warnings.len(), 2);
+    assert_eq!(rc.warnings.len(), 1);
     assert!(
-        rc.warnings[0].contains("[outbound_http]"),
+        rc.warnings[0].contains("[outbound_redis]"),
         "{:?}",
         rc.warnings
     );
@@ -243,6 +243,12 @@ fn outbound_connections_are_pooled_unless_the_section_says_otherwise() {
     // Spin's field defaults to false once the section exists.
     let limits_only = parse("[outbound_http]\nmax_connections = 5\n").unwrap();
     assert!(!limits_only.outbound_http.connection_pooling);
+    assert_eq!(limits_only.outbound_http.max_connections(), Some(5));
+    assert_eq!(parse("").unwrap().outbound_http.max_connections(), None);
+    // The deprecated key counted one connection more, as Spin still honours.
+    let old = parse("[outbound_http]\nmax_concurrent_requests = 0\n").unwrap();
+    assert_eq!(old.outbound_http.max_connections(), Some(1));
+    assert!(old.warnings[0].contains("deprecated"), "{:?}", old.warnings);
     let e = err("[outbound_http]\nmax_connections = 5\nmax_concurrent_requests = 4\n");
     assert!(e.contains("cannot set both"), "{e}");
     let e = err("[outbound_http]\nconnection_pool = true\n");
