@@ -121,10 +121,18 @@ impl<S: NotificationStore, W: Webhook> Notifications<S, W> {
             Position::Gap { last } => return Ok(Outcome::Gap { last }),
             Position::Next => {}
         }
-        if let Some(n) = Notification::for_event(&env.event()?, &shop_kit::time::now_rfc3339()) {
+        if let Some(mut n) = Notification::for_event(&env.event()?, &shop_kit::time::now_rfc3339())
+        {
             if self.store.get(&n.id)?.is_none() {
-                self.store.insert(&n)?;
-                let n = self.deliver(n).await?;
+                let n = if self.webhook.configured() {
+                    self.store.insert(&n)?;
+                    self.deliver(n).await?
+                } else {
+                    // Nothing to deliver to: recorded as sent, in one write, and never queued.
+                    n.status = Delivery::Sent;
+                    self.store.insert(&n)?;
+                    n
+                };
                 self.log.info(
                     &format!("notification {} {:?}", n.id, n.status),
                     Some(&n.order_id),
@@ -162,6 +170,7 @@ mod tests {
     #[derive(Default)]
     struct Mem {
         notifications: RefCell<BTreeMap<String, Notification>>,
+        writes: RefCell<u32>,
         inbox: RefCell<HashMap<String, i64>>,
         breaker: RefCell<Breaker>,
     }
@@ -184,6 +193,7 @@ mod tests {
             self.put(n)
         }
         fn put(&self, n: &Notification) -> anyhow::Result<()> {
+            *self.writes.borrow_mut() += 1;
             self.notifications
                 .borrow_mut()
                 .insert(n.id.clone(), n.clone());
@@ -297,6 +307,15 @@ mod tests {
             (Kind::OrderConfirmed, Delivery::Sent)
         );
         assert!(s.list(None, None).is_err());
+    }
+
+    #[test]
+    fn without_a_webhook_a_notification_is_recorded_sent_in_one_write() {
+        let s = service(false);
+        apply(&s, 1, confirmed("o1"));
+        assert_eq!(*s.store.writes.borrow(), 1);
+        assert_eq!(s.list(Some("o1"), None).unwrap()[0].status, Delivery::Sent);
+        assert!(s.store.undelivered().unwrap().is_empty());
     }
 
     #[test]
