@@ -91,12 +91,12 @@ fn head(store: &impl PageStore, list: &str, pages: u64) -> anyhow::Result<u64> {
     Ok(store.count(&head_key(list))?.unwrap_or(0).min(pages - 1))
 }
 
-/// Every id of `list`, oldest first, each once. Reads only.
+/// Every id of `list`, oldest first, each once. Reads only; pages before the head are empty
+/// (see [`retain`]), so it reads from page 0 without asking where the head is.
 pub fn all(store: &impl PageStore, list: &str) -> anyhow::Result<Vec<String>> {
-    let pages = pages(store, list)?;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for page in head(store, list, pages)?..pages {
+    for page in 0..pages(store, list)? {
         let ids = store.ids(&page_key(list, page))?;
         out.extend(ids.into_iter().filter(|id| seen.insert(id.clone())));
     }
@@ -115,7 +115,7 @@ pub fn retain(
     let first = head(store, list, pages)?;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
-    let mut head = first;
+    let mut next_head = first;
     for page in first..pages {
         let key = page_key(list, page);
         let ids = store.ids(&key)?;
@@ -129,13 +129,13 @@ pub fn retain(
         if closed && kept.len() != ids.len() {
             store.set_ids(&key, &kept)?;
         }
-        if closed && kept.is_empty() && head == page {
-            head = page + 1;
+        if closed && kept.is_empty() && next_head == page {
+            next_head = page + 1;
         }
         out.extend(kept);
     }
-    if head != first {
-        store.set_count(&head_key(list), head)?;
+    if next_head != first {
+        store.set_count(&head_key(list), next_head)?;
     }
     Ok(out)
 }

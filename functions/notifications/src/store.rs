@@ -263,11 +263,10 @@ impl NotificationStore for KvNotifications {
     fn undelivered(&self) -> anyhow::Result<Vec<Notification>> {
         let mut out = Vec::new();
         index::retain(self, index::UNDELIVERED, |id| {
-            match NotificationStore::get(self, id)? {
-                Some(n) if n.status.waiting() => out.push(n),
-                _ => return Ok(false),
-            }
-            Ok(true)
+            let waiting = NotificationStore::get(self, id)?.filter(|n| n.status.waiting());
+            let keep = waiting.is_some();
+            out.extend(waiting);
+            Ok(keep)
         })?;
         Ok(out)
     }
