@@ -646,6 +646,12 @@ pub fn assert_error(response: &HttpResponse, status: u16, code: &str) -> Value {
         error["service"].is_string(),
         "error without its service: {body}"
     );
+    // Sent whole, its length declared (`shop_kit::reply`, and the host's own answers).
+    assert_eq!(
+        response.header("content-length"),
+        Some(response.body.len().to_string().as_str()),
+        "length of {body}"
+    );
     body
 }
 

@@ -5,14 +5,14 @@
 //! routes after the common ones with [`route_table!`](crate::route_table).
 
 use serde_json::{json, Value};
-use spin_sdk::http::{OutgoingResponse, Request, Response, ResponseOutparam};
+use spin_sdk::http::{Request, Response, ResponseOutparam};
 
 use crate::consume::Consumer;
 use crate::deadletter::{self, ParkedStore};
 use crate::routes::{Params, Route};
 use crate::sqlite::Db;
 use crate::web::{self, Ctx};
-use crate::{push, relay, Failure};
+use crate::{push, relay, reply, Failure};
 
 /// A route every function (`Health`, `OpenApi`, `Events`) or every consumer (the others)
 /// serves under its prefix.
@@ -188,18 +188,12 @@ async fn serve_with<C: Component>(
     consume: impl AsyncFn(&Ctx, &Request, Common, &Params) -> Result<Response, Failure>,
 ) {
     let ctx = Ctx::from_request(C::SERVICE, &req);
-    let mut response = match route::<C>(&ctx, &req, consume).await {
+    let response = match route::<C>(&ctx, &req, consume).await {
         Ok(response) => response,
         Err(failure) => ctx.failure(failure),
     };
-    let body = std::mem::take(response.body_mut());
-    match OutgoingResponse::try_from(response) {
-        Ok(head) => {
-            if let Err(e) = out.set_with_body(head, body).await {
-                ctx.log.warn(&format!("response body not sent: {e}"), None);
-            }
-        }
-        Err(e) => ctx.log.error(&format!("response not sent: {e:#}"), None),
+    if let Err(e) = reply::send(out, response) {
+        ctx.log.warn(&format!("response not sent: {e:#}"), None);
     }
     if !ctx.wants_publish() {
         return;

@@ -23,6 +23,7 @@ pub mod outbound;
 pub mod outbox;
 pub mod push;
 pub mod relay;
+pub mod reply;
 pub mod routes;
 pub mod sqlite;
 pub mod subscriptions;

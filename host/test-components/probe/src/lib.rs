@@ -16,6 +16,9 @@
 //! - `/alloc?mb=N`: allocates and touches N MiB (the host's memory cap must stop it)
 //! - `/residue?pages=N`: grows memory by N pages, counts the non-zero bytes found there, then
 //!   fills them (a reused memory slot must come back zeroed)
+//! - `/reply?bytes=N`: N bytes (`abc…z` repeated), sent by `shop_kit::reply`, which writes a
+//!   body the stream takes at once before it sets the head; every other route's answer goes out
+//!   the SDK's way, head first
 //! - anything else: the method, path, query, headers, environment and body length of the request
 //!
 //! Paths are taken below the component's route (`spin-path-info`).
@@ -28,20 +31,61 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use spin_sdk::http::{IntoResponse, Request, Response};
+use spin_sdk::http::{IntoResponse, OutgoingResponse, Request, Response, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
-async fn handle(request: Request) -> Response {
-    // Dispatch on the path below the component's route, so a probe mounted anywhere (or reached
-    // through chaining) offers the same operations.
-    let path = match request
+async fn handle(request: Request, out: ResponseOutparam) {
+    if let Some(bytes) = reply_size(&request) {
+        if let Err(e) = shop_kit::reply::send(out, alphabet(bytes)) {
+            eprintln!("reply not sent: {e:#}");
+        }
+        return;
+    }
+    let mut response = route(request).await;
+    let body = std::mem::take(response.body_mut());
+    match OutgoingResponse::try_from(response) {
+        Ok(head) => {
+            if let Err(e) = out.set_with_body(head, body).await {
+                eprintln!("body not sent: {e}");
+            }
+        }
+        Err(e) => eprintln!("response not sent: {e:#}"),
+    }
+}
+
+/// The path below the component's route, so that a probe mounted anywhere (or reached through
+/// chaining) offers the same operations.
+fn path_info(request: &Request) -> String {
+    match request
         .header("spin-path-info")
         .and_then(|value| value.as_str())
     {
         Some(path_info) => path_info.to_owned(),
         None => request.path().to_owned(),
-    };
+    }
+}
+
+/// `N` of `/reply?bytes=N`.
+fn reply_size(request: &Request) -> Option<usize> {
+    if path_info(request) != "/reply" {
+        return None;
+    }
+    Query::parse(request.query()).get("bytes").parse().ok()
+}
+
+/// `len` bytes of the alphabet, repeated.
+fn alphabet(len: usize) -> Response {
+    let body: Vec<u8> = (b'a'..=b'z').cycle().take(len).collect();
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/plain")
+        .body(body)
+        .build()
+}
+
+async fn route(request: Request) -> Response {
+    let path = path_info(&request);
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let query = Query::parse(request.query());
     let body = match segments.as_slice() {
