@@ -53,7 +53,8 @@ fn body_first(room: u64, len: usize) -> bool {
 }
 
 /// Writes all of `bytes`, waiting for room whenever the stream has none (only after the head
-/// is set: before it, [`body_first`] made sure the room was there).
+/// is set: before it, [`body_first`] made sure the room was there). Written here because
+/// spin-sdk's own writer takes the body stream itself, so `check-write` could not be asked first.
 fn write_all(stream: &OutputStream, mut bytes: &[u8]) -> Result<(), StreamError> {
     while !bytes.is_empty() {
         let room = stream.check_write()?;
