@@ -36,7 +36,7 @@ fn a_body_written_before_its_head_arrives_whole_with_its_length() {
 #[test]
 fn a_body_larger_than_the_stream_takes_at_once_follows_its_head() {
     let host = Host::start(support::options("catch-all.toml"));
-    // wasmtime-wasi-http buffers one chunk of 1 MiB: three do not fit before the head is set.
+    // wasmtime-wasi-http's body stream takes at most 1 MiB at once: more goes after the head.
     assert_whole(&host, (3 << 20) + 5);
 }
 

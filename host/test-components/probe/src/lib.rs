@@ -36,13 +36,15 @@ use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(request: Request, out: ResponseOutparam) {
-    if let Some(bytes) = reply_size(&request) {
+    let path = path_info(&request);
+    let query = Query::parse(request.query());
+    if let ("/reply", Ok(bytes)) = (path.as_str(), query.get("bytes").parse()) {
         if let Err(e) = shop_kit::reply::send(out, alphabet(bytes)) {
             eprintln!("reply not sent: {e:#}");
         }
         return;
     }
-    let mut response = route(request).await;
+    let mut response = route(&request, &path, &query).await;
     let body = std::mem::take(response.body_mut());
     match OutgoingResponse::try_from(response) {
         Ok(head) => {
@@ -66,14 +68,6 @@ fn path_info(request: &Request) -> String {
     }
 }
 
-/// `N` of `/reply?bytes=N`.
-fn reply_size(request: &Request) -> Option<usize> {
-    if path_info(request) != "/reply" {
-        return None;
-    }
-    Query::parse(request.query()).get("bytes").parse().ok()
-}
-
 /// `len` bytes of the alphabet, repeated.
 fn alphabet(len: usize) -> Response {
     let body: Vec<u8> = (b'a'..=b'z').cycle().take(len).collect();
@@ -84,24 +78,22 @@ fn alphabet(len: usize) -> Response {
         .build()
 }
 
-async fn route(request: Request) -> Response {
-    let path = path_info(&request);
+async fn route(request: &Request, path: &str, query: &Query) -> Response {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let query = Query::parse(request.query());
     let body = match segments.as_slice() {
         ["kv", store, op] => kv::run(store, op, query.get("key"), request.body()),
         ["sqlite", db] => sqlite::run_v2(db, request.body()),
         ["sqlite3", db] => sqlite::run_v3(db, request.body()),
         ["var", name] => variable(name),
         ["outbound-http"] => outbound::http(query.get("url")).await,
-        ["outbound-redis"] => outbound::redis(&query, request.body()),
+        ["outbound-redis"] => outbound::redis(query, request.body()),
         ["sleep"] => sleep(query.get("ms")),
         ["counter"] => json!({ "count": COUNTER.fetch_add(1, Ordering::SeqCst) + 1 }),
         ["panic"] => panic!("probe asked to panic"),
         ["spin"] => spin_forever(),
         ["alloc"] => alloc(query.get("mb")),
         ["residue"] => residue(query.get("pages")),
-        _ => echo(&request),
+        _ => echo(request),
     };
     json_response(body)
 }
