@@ -125,14 +125,8 @@ impl App {
             .max_instance_memory
             .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
 
-        let engine = engine::build_engine(runtime_config.state_dir.as_deref())?;
-        let linker = engine::build_linker(&engine)?;
-        let mut components = HashMap::new();
+        let mut paths = Vec::new();
         for (id, component) in &manifest.components {
-            let id = id.as_str();
-            let rules = Arc::new(OutboundRules::new(AllowedHosts::for_component(
-                &manifest, &variables, id,
-            )?));
             let path = component.source_path(&app_dir);
             if !path.is_file() {
                 bail!(
@@ -141,7 +135,17 @@ impl App {
                     options.manifest.display()
                 );
             }
-            let wasm = engine::load_component(&engine, &path)?;
+            paths.push(path);
+        }
+        let (engine, compiled) = engine::compile(runtime_config.state_dir.as_deref(), &paths)?;
+        let linker = engine::build_linker(&engine)?;
+        let mut components = HashMap::new();
+        for (((id, component), path), wasm) in manifest.components.iter().zip(&paths).zip(compiled)
+        {
+            let id = id.as_str();
+            let rules = Arc::new(OutboundRules::new(AllowedHosts::for_component(
+                &manifest, &variables, id,
+            )?));
             let mut linker = linker.clone();
             engine::stub_unsupported_imports(&mut linker, &engine, &wasm)?;
             let pre = linker

@@ -2,7 +2,7 @@
 //! Mirrors Spin's `crates/core`: one engine per app, one `InstancePre` per component, and a fresh
 //! `Store` per request or message.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,13 +25,33 @@ const MAX_INSTANCES: u32 = 1000;
 /// Bytes of each pooled memory, table and async stack slot kept resident between instances.
 const KEEP_RESIDENT: usize = 4 << 20;
 
+/// Builds the engine and compiles the app's components with it (see [`build_engine`]).
+///
+/// The component model's concurrency support (the async ABI that WASI 0.3 types need) stays off
+/// unless a component needs it: with it on, every store sets up task state and every host call
+/// records a host task, about 7% of the host's CPU time per request (BENCHMARKS.md). A set of
+/// components that does not compile without it is compiled again on an engine that has it, so a
+/// component importing WASI 0.3 interfaces still loads (their functions trap when called).
+pub fn compile(state_dir: Option<&Path>, paths: &[PathBuf]) -> Result<(Engine, Vec<Component>)> {
+    let compile_with = |concurrency| -> Result<(Engine, Vec<Component>)> {
+        let engine = build_engine(state_dir, concurrency)?;
+        let components = paths
+            .iter()
+            .map(|path| load_component(&engine, path))
+            .collect::<Result<_>>()?;
+        Ok((engine, components))
+    };
+    compile_with(false).or_else(|_| compile_with(true))
+}
+
 /// Builds the engine. Compiled code is cached under `<state_dir>/cache` (when the app keeps
 /// state on disk) so that a restart with unchanged `.wasm` files skips Cranelift and serves its
 /// first request quickly.
-pub fn build_engine(state_dir: Option<&Path>) -> Result<Engine> {
+fn build_engine(state_dir: Option<&Path>, concurrency: bool) -> Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    config.concurrency_support(concurrency);
     if std::env::var_os("SHOP_HOST_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
@@ -133,7 +153,7 @@ fn on_tick(past_deadline: bool, in_transaction: bool) -> UpdateDeadline {
 }
 
 /// Compiles (or loads from the cache) one component, naming the file on failure.
-pub fn load_component(engine: &Engine, path: &Path) -> Result<Component> {
+fn load_component(engine: &Engine, path: &Path) -> Result<Component> {
     let bytes = std::fs::read(path).with_context(|| {
         format!(
             "cannot read component {}: run `shop-host build` (or cargo build --release --target wasm32-wasip2) first",
@@ -221,8 +241,52 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_implemented, on_tick};
+    use super::{compile, is_implemented, on_tick};
     use wasmtime::UpdateDeadline;
+
+    /// Compiles components written as WAT text, which Wasmtime reads as well as binaries (no state
+    /// dir, so no code cache); returns whether the engine has concurrency support.
+    fn compiled_with_concurrency(wats: &[&str]) -> bool {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        let paths: Vec<_> = wats
+            .iter()
+            .enumerate()
+            .map(|(i, wat)| {
+                let path = dir.path().join(format!("c{i}.wasm"));
+                std::fs::write(&path, wat).unwrap();
+                path
+            })
+            .collect();
+        let (engine, components) = compile(None, &paths).unwrap();
+        assert_eq!(components.len(), wats.len());
+        engine.get_concurrency_support()
+    }
+
+    /// A component importing a function that returns a stream, as WASI 0.3 interfaces do.
+    const STREAMING_IMPORT: &str = r#"(component
+        (import "wasi:demo/streams@0.3.0" (instance
+            (type $bytes (stream u8))
+            (export "read" (func (result $bytes)))
+        ))
+    )"#;
+    const PLAIN: &str = r#"(component
+        (import "wasi:demo/plain@0.2.0" (instance (export "now" (func (result u64)))))
+    )"#;
+
+    #[test]
+    fn concurrency_support_is_on_only_when_a_component_needs_it() {
+        assert!(!compiled_with_concurrency(&[PLAIN]));
+        assert!(compiled_with_concurrency(&[PLAIN, STREAMING_IMPORT]));
+    }
+
+    #[test]
+    fn a_component_that_compiles_on_no_engine_is_still_an_error() {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.wasm");
+        std::fs::write(&path, b"\0asm not really").unwrap();
+        let err = compile(None, &[path]).unwrap_err();
+        assert!(format!("{err:#}").contains("broken.wasm is not a valid WebAssembly component"));
+    }
 
     #[test]
     fn a_guest_yields_at_a_tick_unless_inside_a_transaction_and_traps_past_its_deadline() {
