@@ -29,7 +29,7 @@ const KEEP_RESIDENT: usize = 4 << 20;
 ///
 /// The component model's concurrency support (the async ABI that WASI 0.3 types need) stays off
 /// unless a component needs it: with it on, every store sets up task state and every host call
-/// records a host task, about 7% of the host's CPU time per request (BENCHMARKS.md). A set of
+/// records a host task, about a tenth of the host's CPU time per request (BENCHMARKS.md). A set of
 /// components that does not compile without it is compiled again on an engine that has it, so a
 /// component importing WASI 0.3 interfaces still loads (their functions trap when called).
 pub fn compile(state_dir: Option<&Path>, paths: &[PathBuf]) -> Result<(Engine, Vec<Component>)> {
