@@ -25,7 +25,7 @@ const MAX_INSTANCES: u32 = 1000;
 /// Bytes of each pooled memory, table and async stack slot kept resident between instances.
 const KEEP_RESIDENT: usize = 4 << 20;
 
-/// Builds the engine and compiles the app's components with it (see [`build_engine`]).
+/// Builds the engine (`build_engine`) and compiles the app's components with it.
 ///
 /// The component model's concurrency support (the async ABI that WASI 0.3 types need) stays off
 /// unless a component needs it: with it on, every store sets up task state and every host call
