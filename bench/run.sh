@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command benchmark of the shop on shop-host, with a native baseline (see BENCHMARKS.md).
 # Builds in release, starts redis-server + shop-host (temp state dir) + bench/native-baseline on
-# free loopback ports, drives load with wrk (closed loop), oha (POST /orders at a fixed rate) and
+# free loopback ports, serves bench/empty-component on a second shop-host (and on `wasmtime
+# serve` when Wasmtime 48's CLI is on the PATH), drives load with wrk (closed loop), oha (POST /orders at a fixed rate) and
 # bench/rate.py (the saga at a fixed rate), and prints one table. Not part of CI. Knobs:
 # BENCH_SECONDS (default 10), BENCH_CONNECTIONS (16), BENCH_PROFILE (release; "dev" runs the
 # debug host, whose dependencies are optimised too), BENCH_SKIP_BUILD=1 (use the binaries and
@@ -40,7 +41,7 @@ if [[ -z ${BENCH_SKIP_BUILD:-} ]]; then
     log "building shop-host and native-baseline ($PROFILE) and the components (release)"
     cargo build $PROFILE_FLAG -q -p shop-host -p native-baseline
     cargo build --release -q --target wasm32-wasip2 \
-        -p orders -p inventory -p billing -p notifications -p payment-sim
+        -p orders -p inventory -p billing -p notifications -p payment-sim -p empty-component
 fi
 
 WORK=$(mktemp -d -t shop-bench.XXXXXX)
@@ -178,6 +179,36 @@ median = next((le for le, n in sorted(buckets) if n >= count / 2), float("nan"))
 print("%.0f %.0f" % (total / count * 1e6 if count else float("nan"), median * 1e6))
 ')
 
+# The empty component (bench/empty-component) on a host of its own: a fresh instance per request
+# and nothing else, the floor under every Wasm route; then, when Wasmtime 48's own CLI is on the
+# PATH, the same component on `wasmtime serve` with the pooling options this host uses.
+EMPTY_PORT=$(free_port)
+SPIN_VARIABLE_ADMIN_TOKEN=$ADMIN_TOKEN RUST_LOG=warn "$BIN/shop-host" up \
+    -f bench/empty-component/spin.toml --listen "127.0.0.1:$EMPTY_PORT" \
+    --state-dir "$WORK/empty-state" 2>>"$WORK/empty-host.log" &
+EMPTY_PID=$!
+PIDS+=("$EMPTY_PID")
+wait_ready "http://127.0.0.1:$EMPTY_PORT/" "$(now_ms)" >/dev/null
+log "GET / of the empty component on the host (${SECONDS_PER_RUN}s, $CONNECTIONS connections)"
+read -r E_RPS E_P50 E_P99 E_BAD < <(run_wrk "$CONNECTIONS" "http://127.0.0.1:$EMPTY_PORT/")
+kill "$EMPTY_PID"
+EMPTY_WASM=target/wasm32-wasip2/release/empty_component.wasm
+if wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.'; then
+    EMPTY_PORT=$(free_port)
+    wasmtime serve --addr "127.0.0.1:$EMPTY_PORT" -S cli=y \
+        -O pooling-allocator=y,pooling-memory-keep-resident=4194304,pooling-table-keep-resident=4194304 \
+        "$EMPTY_WASM" 2>>"$WORK/wasmtime-serve.log" >&2 &
+    EMPTY_PID=$!
+    PIDS+=("$EMPTY_PID")
+    wait_ready "http://127.0.0.1:$EMPTY_PORT/" "$(now_ms)" >/dev/null
+    log "GET / of the empty component on wasmtime serve (${SECONDS_PER_RUN}s, $CONNECTIONS connections)"
+    read -r EW_RPS EW_P50 EW_P99 EW_BAD < <(run_wrk "$CONNECTIONS" "http://127.0.0.1:$EMPTY_PORT/")
+    kill "$EMPTY_PID"
+    EMPTY_WASMTIME="$EW_RPS req/s, p50 $EW_P50 ms, p99 $EW_P99 ms, non-2xx $EW_BAD"
+else
+    EMPTY_WASMTIME="not measured: no wasmtime 48 on the PATH (cargo install --locked wasmtime-cli --version 48.0.8)"
+fi
+
 # Starts the native baseline with connection mode $1 (see bench/native-baseline); sets NBASE.
 start_native() {
     local port
@@ -191,6 +222,8 @@ start_native() {
 start_native kept
 log "GET /inventory/products/:sku on the native baseline (connection kept)"
 read -r N_RPS N_P50 N_P99 N_BAD < <(run_wrk "$CONNECTIONS" "$NBASE/inventory/products/bench-read")
+log "GET /inventory/health on the native baseline (${SECONDS_PER_RUN}s, $CONNECTIONS connections)"
+read -r NF_RPS NF_P50 NF_P99 NF_BAD < <(run_wrk "$CONNECTIONS" "$NBASE/inventory/health")
 log "GET /inventory/health on the native baseline, 1 connection"
 read -r NH_RPS NH_P50 NH_P99 _ < <(run_wrk 1 "$NBASE/inventory/health")
 kill "$NATIVE_PID"
@@ -270,6 +303,10 @@ cat <<TABLE
 | Wasm / native read throughput (connection kept: like for like) | $(ratio "$W_RPS" "$N_RPS") |
 | GET /inventory/health, Wasm, no store (c=$CONNECTIONS): ceiling of a Wasm route | $WF_RPS req/s, p50 $WF_P50 ms, p99 $WF_P99 ms, non-2xx $WF_BAD |
 | Wasm ceiling / native read throughput | $(ratio "$WF_RPS" "$N_RPS") |
+| GET / of the empty component on shop-host (c=$CONNECTIONS): the floor of a fresh instance per request | $E_RPS req/s, p50 $E_P50 ms, p99 $E_P99 ms, non-2xx $E_BAD |
+| the same on wasmtime serve 48, pooling as this host (c=$CONNECTIONS) | $EMPTY_WASMTIME |
+| GET /inventory/health, native, no work (c=$CONNECTIONS) | $NF_RPS req/s, p50 $NF_P50 ms, p99 $NF_P99 ms, non-2xx $NF_BAD |
+| empty component on shop-host / native read; / native health | $(ratio "$E_RPS" "$N_RPS"); $(ratio "$E_RPS" "$NF_RPS") |
 | GET /inventory/products/:sku, native, connection per request (c=$CONNECTIONS) | $NO_RPS req/s, p50 $NO_P50 ms, p99 $NO_P99 ms, non-2xx $NO_BAD |
 | Wasm / native read throughput (native opening per request) | $(ratio "$W_RPS" "$NO_RPS") |
 | GET /inventory/health c=1, Wasm vs native | $WH_RPS vs $NH_RPS req/s; p50 $WH_P50 vs $NH_P50 ms |
