@@ -182,28 +182,30 @@ print("%.0f %.0f" % (total / count * 1e6 if count else float("nan"), median * 1e
 # The empty component (bench/empty-component) on a host of its own: a fresh instance per request
 # and nothing else, the floor under every Wasm route; then, when Wasmtime 48's own CLI is on the
 # PATH, the same component on `wasmtime serve` with the pooling options this host uses.
+# Serves the empty component with the command given after the server's name (listening on
+# $EMPTY_PORT), drives it as the reads are driven and stops it; leaves run_wrk's line in
+# EMPTY_RESULT.
+measure_empty() {
+    local server=$1 pid
+    shift
+    "$@" >>"$WORK/empty-$server.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_ready "http://127.0.0.1:$EMPTY_PORT/" "$(now_ms)" >/dev/null
+    log "GET / of the empty component on $server (${SECONDS_PER_RUN}s, $CONNECTIONS connections)"
+    EMPTY_RESULT=$(run_wrk "$CONNECTIONS" "http://127.0.0.1:$EMPTY_PORT/")
+    kill "$pid"
+}
 EMPTY_PORT=$(free_port)
-SPIN_VARIABLE_ADMIN_TOKEN=$ADMIN_TOKEN RUST_LOG=warn "$BIN/shop-host" up \
-    -f bench/empty-component/spin.toml --listen "127.0.0.1:$EMPTY_PORT" \
-    --state-dir "$WORK/empty-state" 2>>"$WORK/empty-host.log" &
-EMPTY_PID=$!
-PIDS+=("$EMPTY_PID")
-wait_ready "http://127.0.0.1:$EMPTY_PORT/" "$(now_ms)" >/dev/null
-log "GET / of the empty component on the host (${SECONDS_PER_RUN}s, $CONNECTIONS connections)"
-read -r E_RPS E_P50 E_P99 E_BAD < <(run_wrk "$CONNECTIONS" "http://127.0.0.1:$EMPTY_PORT/")
-kill "$EMPTY_PID"
-EMPTY_WASM=target/wasm32-wasip2/release/empty_component.wasm
+measure_empty shop-host env RUST_LOG=warn "$BIN/shop-host" up -f bench/empty-component/spin.toml \
+    --listen "127.0.0.1:$EMPTY_PORT" --state-dir "$WORK/empty-state"
+read -r E_RPS E_P50 E_P99 E_BAD <<<"$EMPTY_RESULT"
 if wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.'; then
     EMPTY_PORT=$(free_port)
-    wasmtime serve --addr "127.0.0.1:$EMPTY_PORT" -S cli=y \
+    measure_empty wasmtime-serve wasmtime serve --addr "127.0.0.1:$EMPTY_PORT" -S cli=y \
         -O pooling-allocator=y,pooling-memory-keep-resident=4194304,pooling-table-keep-resident=4194304 \
-        "$EMPTY_WASM" 2>>"$WORK/wasmtime-serve.log" >&2 &
-    EMPTY_PID=$!
-    PIDS+=("$EMPTY_PID")
-    wait_ready "http://127.0.0.1:$EMPTY_PORT/" "$(now_ms)" >/dev/null
-    log "GET / of the empty component on wasmtime serve (${SECONDS_PER_RUN}s, $CONNECTIONS connections)"
-    read -r EW_RPS EW_P50 EW_P99 EW_BAD < <(run_wrk "$CONNECTIONS" "http://127.0.0.1:$EMPTY_PORT/")
-    kill "$EMPTY_PID"
+        target/wasm32-wasip2/release/empty_component.wasm
+    read -r EW_RPS EW_P50 EW_P99 EW_BAD <<<"$EMPTY_RESULT"
     EMPTY_WASMTIME="$EW_RPS req/s, p50 $EW_P50 ms, p99 $EW_P99 ms, non-2xx $EW_BAD"
 else
     EMPTY_WASMTIME="not measured: no wasmtime 48 on the PATH (cargo install --locked wasmtime-cli --version 48.0.8)"
