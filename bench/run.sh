@@ -2,8 +2,8 @@
 # One-command benchmark of the shop on shop-host, with a native baseline (see BENCHMARKS.md).
 # Builds in release, starts redis-server + shop-host (temp state dir) + bench/native-baseline on
 # free loopback ports, serves bench/empty-component on a second shop-host (and on `wasmtime
-# serve` when Wasmtime 48's CLI is on the PATH), drives load with wrk (closed loop), oha (POST /orders at a fixed rate) and
-# bench/rate.py (the saga at a fixed rate), and prints one table. Not part of CI. Knobs:
+# serve` when Wasmtime 48's CLI is on the PATH), drives load with wrk (closed loop), oha (POST
+# /orders at a fixed rate) and bench/rate.py (the saga at a fixed rate), and prints one table. Not part of CI. Knobs:
 # BENCH_SECONDS (default 10), BENCH_CONNECTIONS (16), BENCH_PROFILE (release; "dev" runs the
 # debug host, whose dependencies are optimised too), BENCH_SKIP_BUILD=1 (use the binaries and
 # components already built), BENCH_SAGA_RATE (100/s).
@@ -179,12 +179,11 @@ median = next((le for le, n in sorted(buckets) if n >= count / 2), float("nan"))
 print("%.0f %.0f" % (total / count * 1e6 if count else float("nan"), median * 1e6))
 ')
 
-# The empty component (bench/empty-component) on a host of its own: a fresh instance per request
-# and nothing else, the floor under every Wasm route; then, when Wasmtime 48's own CLI is on the
-# PATH, the same component on `wasmtime serve` with the pooling options this host uses.
-# Serves the empty component with the command given after the server's name (listening on
-# $EMPTY_PORT), drives it as the reads are driven and stops it; leaves run_wrk's line in
-# EMPTY_RESULT.
+# Serves the empty component (bench/empty-component: a fresh instance per request and nothing
+# else, what every Wasm route pays at least) with the command given after the server's name,
+# listening on $EMPTY_PORT; drives it as the reads are driven and stops it; leaves run_wrk's line
+# in EMPTY_RESULT. On shop-host, then, when Wasmtime 48's own CLI is on the PATH, on `wasmtime
+# serve` with the pooling options this host uses.
 measure_empty() {
     local server=$1 pid
     shift
@@ -305,7 +304,7 @@ cat <<TABLE
 | Wasm / native read throughput (connection kept: like for like) | $(ratio "$W_RPS" "$N_RPS") |
 | GET /inventory/health, Wasm, no store (c=$CONNECTIONS): ceiling of a Wasm route | $WF_RPS req/s, p50 $WF_P50 ms, p99 $WF_P99 ms, non-2xx $WF_BAD |
 | Wasm ceiling / native read throughput | $(ratio "$WF_RPS" "$N_RPS") |
-| GET / of the empty component on shop-host (c=$CONNECTIONS): the floor of a fresh instance per request | $E_RPS req/s, p50 $E_P50 ms, p99 $E_P99 ms, non-2xx $E_BAD |
+| GET / of the empty component on shop-host (c=$CONNECTIONS): the most any Wasm route can reach | $E_RPS req/s, p50 $E_P50 ms, p99 $E_P99 ms, non-2xx $E_BAD |
 | the same on wasmtime serve 48, pooling as this host (c=$CONNECTIONS) | $EMPTY_WASMTIME |
 | GET /inventory/health, native, no work (c=$CONNECTIONS) | $NF_RPS req/s, p50 $NF_P50 ms, p99 $NF_P99 ms, non-2xx $NF_BAD |
 | empty component on shop-host / native read; / native health | $(ratio "$E_RPS" "$N_RPS"); $(ratio "$E_RPS" "$NF_RPS") |
