@@ -183,7 +183,8 @@ print("%.0f %.0f" % (total / count * 1e6 if count else float("nan"), median * 1e
 # else, what every Wasm route pays at least) with the command given after the server's name,
 # listening on $EMPTY_PORT; drives it as the reads are driven and stops it; leaves run_wrk's line
 # in EMPTY_RESULT. On shop-host, then, when Wasmtime 48's own CLI is on the PATH, on `wasmtime
-# serve` with the pooling options this host uses.
+# serve` with the pooling options this host uses (4 MiB kept resident: KEEP_RESIDENT in
+# host/runtime/src/engine.rs).
 measure_empty() {
     local server=$1 pid
     shift
