@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # One-command benchmark of the shop on shop-host, with a native baseline (see BENCHMARKS.md).
-# Builds in release, starts redis-server + shop-host (temp state dir) + bench/native-baseline on
-# free loopback ports, serves bench/empty-component on a second shop-host (and on `wasmtime
-# serve` when Wasmtime 48's CLI is on the PATH), drives load with wrk (closed loop), oha (POST
-# /orders at a fixed rate) and bench/rate.py (the saga at a fixed rate), and prints one table. Not part of CI. Knobs:
-# BENCH_SECONDS (default 10), BENCH_CONNECTIONS (16), BENCH_PROFILE (release; "dev" runs the
-# debug host, whose dependencies are optimised too), BENCH_SKIP_BUILD=1 (use the binaries and
-# components already built), BENCH_SAGA_RATE (100/s).
+# Sets up what it needs on a fresh Debian machine (the wasm32-wasip2 target, redis-server and
+# wrk with apt, oha with cargo), builds in release, starts redis-server + shop-host (temp state
+# dir) + bench/native-baseline on free loopback ports, serves bench/empty-component on a second
+# shop-host (and on `wasmtime serve` when Wasmtime 48's CLI is on the PATH), drives load with
+# wrk (closed loop), oha (POST /orders at a fixed rate) and bench/rate.py (the saga at a fixed
+# rate), and prints one table. Not part of CI. Knobs: BENCH_SECONDS (default 10),
+# BENCH_CONNECTIONS (16), BENCH_PROFILE (release; "dev" runs the debug host, whose dependencies
+# are optimised too), BENCH_SKIP_BUILD=1 (use the binaries and components already built),
+# BENCH_SAGA_RATE (100/s).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/../scripts/lib.sh"
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
 THREADS=2
@@ -21,14 +23,12 @@ case "$PROFILE" in
     dev) BIN=target/debug; PROFILE_FLAG= ;;
     *) echo "BENCH_PROFILE must be release or dev" >&2; exit 1 ;;
 esac
-cd "$ROOT"
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
-if ! command -v wrk >/dev/null; then
-    log "wrk is missing: install it (apt-get install -y wrk)"
-    exit 1
-fi
+ensure_wasm_target
+ensure_redis_installed
+ensure_apt_package wrk wrk
 # oha sends at a fixed rate from Rust, at a fifth of the CPU a Python sender needs: on two cores
 # the sender's own delays would otherwise be counted as the host's latency.
 OHA_VERSION=1.16.0

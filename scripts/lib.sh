@@ -15,16 +15,20 @@ ensure_wasm_target() {
   fi
 }
 
-# The Redis trigger and the tests need a real redis-server binary.
-ensure_redis_installed() {
-  if ! command -v redis-server >/dev/null 2>&1; then
-    log "installing redis-server (apt)"
+# Installs Debian package PKG with apt when command CMD is missing.
+ensure_apt_package() {
+  local cmd="$1" pkg="$2"
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    log "installing $pkg (apt)"
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
   fi
 }
+
+# The Redis trigger and the tests need a real redis-server binary.
+ensure_redis_installed() { ensure_apt_package redis-server redis-server; }
 
 # True when something answers a Redis PING on host:port.
 redis_answers() {
