@@ -40,8 +40,8 @@ fi
 if [[ -z ${BENCH_SKIP_BUILD:-} ]]; then
     log "building shop-host and native-baseline ($PROFILE) and the components (release)"
     cargo build $PROFILE_FLAG -q -p shop-host -p native-baseline
-    cargo build --release -q --target wasm32-wasip2 \
-        -p orders -p inventory -p billing -p notifications -p payment-sim -p empty-component
+    mapfile -t components < <(component_packages functions/* bench/empty-component)
+    build_components "${components[@]}"
 fi
 
 WORK=$(mktemp -d -t shop-bench.XXXXXX)
