@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # One-command benchmark of the shop on shop-host, with a native baseline (see BENCHMARKS.md).
-# Sets up what it needs on a fresh Debian machine (the wasm32-wasip2 target, redis-server and
-# wrk with apt, oha with cargo), builds in release, starts redis-server + shop-host (temp state
-# dir) + bench/native-baseline on free loopback ports, serves bench/empty-component on a second
-# shop-host (and on `wasmtime serve` when Wasmtime 48's CLI is on the PATH), drives load with
-# wrk (closed loop), oha (POST /orders at a fixed rate) and bench/rate.py (the saga at a fixed
-# rate), and prints one table. Not part of CI. Knobs: BENCH_SECONDS (default 10),
-# BENCH_CONNECTIONS (16), BENCH_PROFILE (release; "dev" runs the debug host, whose dependencies
-# are optimised too), BENCH_SKIP_BUILD=1 (use the binaries and components already built),
-# BENCH_SAGA_RATE (100/s).
+# Sets up what it needs on a fresh Debian machine (the wasm32-wasip2 target; a C toolchain,
+# redis-server, wrk, curl, jq and python3 with apt; oha with cargo), builds in release, starts
+# redis-server + shop-host (temp state dir) + bench/native-baseline on free loopback ports,
+# serves bench/empty-component on a second shop-host (and on `wasmtime serve` when Wasmtime
+# 48's CLI is on the PATH), drives load with wrk (closed loop), oha (POST /orders at a fixed
+# rate) and bench/rate.py (the saga at a fixed rate), and prints one table. Not part of CI.
+# Knobs: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (16), BENCH_PROFILE (release; "dev" runs
+# the debug host, whose dependencies are optimised too), BENCH_SKIP_BUILD=1 (use the binaries
+# and components already built), BENCH_SAGA_RATE (100/s).
 set -euo pipefail
 
 source "$(dirname "$0")/../scripts/lib.sh"
@@ -27,8 +27,12 @@ esac
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 ensure_wasm_target
+ensure_build_tools
 ensure_redis_installed
 ensure_apt_package wrk wrk
+ensure_apt_package curl curl
+ensure_apt_package jq jq
+ensure_apt_package python3 python3
 # oha sends at a fixed rate from Rust, at a fifth of the CPU a Python sender needs: on two cores
 # the sender's own delays would otherwise be counted as the host's latency.
 OHA_VERSION=1.16.0
@@ -40,7 +44,7 @@ fi
 if [[ -z ${BENCH_SKIP_BUILD:-} ]]; then
     log "building shop-host and native-baseline ($PROFILE) and the components (release)"
     cargo build $PROFILE_FLAG -q -p shop-host -p native-baseline
-    mapfile -t components < <(component_packages functions/* bench/empty-component)
+    lines_of components component_packages functions/* bench/empty-component
     build_components "${components[@]}"
 fi
 

@@ -15,7 +15,7 @@ SECONDS_TOTAL=${2:-600}
 if [[ -z ${SOAK_SKIP_BUILD:-} ]]; then
   ensure_wasm_target
   ensure_redis_installed
-  mapfile -t apps < <(component_packages functions/*)
+  lines_of apps component_packages functions/*
   build_components "${apps[@]}"
   log "building the host and the soak driver"
   cargo build -q -p shop-host -p shop-e2e --bin shop-host --bin soak

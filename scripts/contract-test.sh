@@ -18,6 +18,13 @@ VENV="$ROOT/target/contract-venv"
 SCHEMATHESIS_VERSION="4.32.5"
 
 ensure_redis_installed
+ensure_apt_package curl curl
+ensure_apt_package python3 python3
+# Debian's own python3 has neither ensurepip (venv) nor pip until python3-venv is installed.
+if ! python3 -c 'import ensurepip' 2>/dev/null &&
+  [ "$(python3 -c 'import sys; print(sys.prefix)')" = /usr ]; then
+  apt_install python3-venv
+fi
 
 PYDEPS="$ROOT/target/contract-py"
 has_version() { "$@" --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VERSION\$"; }
@@ -39,7 +46,8 @@ fi
 
 if [ "${CONTRACT_SKIP_BUILD:-}" != 1 ]; then
   ensure_wasm_target
-  mapfile -t apps < <(component_packages functions/*)
+  ensure_build_tools
+  lines_of apps component_packages functions/*
   build_components "${apps[@]}"
   log "building the host"
   cargo build -p shop-host

@@ -3,18 +3,20 @@
 # corpus in fuzz/corpus/<target>; fails on the first crash (libFuzzer leaves the input in
 # fuzz/artifacts/<target>/). New corpus entries go to a scratch directory, so the tree stays clean.
 # Usage: scripts/fuzz.sh [seconds-per-target] [target...]
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# Installs what it needs when missing: the nightly toolchain (the sanitizer flags), cargo-fuzz,
+# and a C/C++ toolchain with apt (libfuzzer-sys compiles libFuzzer).
+source "$(dirname "$0")/lib.sh"
 
 seconds="${1:-60}"
 shift || true
 
+ensure_build_tools
 if ! cargo +nightly --version >/dev/null 2>&1; then
-    echo "fuzz.sh: the nightly toolchain is required (rustup toolchain install nightly)" >&2
-    exit 1
+    log "installing the nightly toolchain"
+    rustup toolchain install nightly --profile minimal
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "fuzz.sh: installing cargo-fuzz" >&2
+    log "installing cargo-fuzz"
     cargo install cargo-fuzz --locked
 fi
 
@@ -22,7 +24,8 @@ cd fuzz
 if [ "$#" -gt 0 ]; then
     targets=("$@")
 else
-    mapfile -t targets < <(cargo +nightly fuzz list)
+    # Fails, rather than run "all 0 targets", when the listing fails or lists none.
+    lines_of targets cargo +nightly fuzz list
 fi
 
 # One build of every target, before any clock starts.

@@ -15,16 +15,53 @@ ensure_wasm_target() {
   fi
 }
 
+# Installs Debian packages with apt (as root, or through sudo); `apt-get update` once per run.
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  log "installing $* (apt)"
+  if [ -z "${APT_UPDATED:-}" ]; then
+    $sudo apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 # Installs Debian package PKG with apt when command CMD is missing.
 ensure_apt_package() {
   local cmd="$1" pkg="$2"
-  if ! command -v "$cmd" >/dev/null 2>&1; then
-    log "installing $pkg (apt)"
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >/dev/null
+  command -v "$cmd" >/dev/null 2>&1 || apt_install "$pkg"
+}
+
+# Makes `import MODULE` work in python3: Debian's own python3 (prefix /usr) takes APT_PKG, as its
+# pip refuses to install system-wide (PEP 668); any other python3 (pyenv, venv) takes PIP_PKG.
+ensure_python_module() {
+  local module="$1" apt_pkg="$2" pip_pkg="$3"
+  python3 -c "import $module" 2>/dev/null && return 0
+  if [ "$(python3 -c 'import sys; print(sys.prefix)')" = /usr ]; then
+    apt_install "$apt_pkg"
+  else
+    log "installing $pip_pkg (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check "$pip_pkg"
   fi
+  python3 -c "import $module"
+}
+
+# A C and C++ toolchain: native builds link with cc, rusqlite's bundled SQLite and ring compile C,
+# libfuzzer-sys compiles libFuzzer (C++).
+ensure_build_tools() {
+  command -v cc >/dev/null 2>&1 && command -v c++ >/dev/null 2>&1 || apt_install build-essential
+}
+
+# Runs CMD ARGS... and puts its output lines into the array named NAME. Fails (returns 1) when
+# CMD fails or prints nothing, which `mapfile -t NAME < <(CMD)` would both let pass.
+lines_of() {
+  local -n lines_of_out="$1"
+  shift
+  local text
+  text=$("$@") || { log "failed: $*"; return 1; }
+  [ -n "$text" ] || { log "no output from: $*"; return 1; }
+  mapfile -t lines_of_out <<<"$text"
 }
 
 # The Redis trigger and the tests need a real redis-server binary.
@@ -37,17 +74,22 @@ redis_answers() {
   [[ "$reply" == "+PONG" ]]
 }
 
-# Package names of every crate under the given folders that builds a Wasm component.
+# Package names of every crate under the given folders that builds a Wasm component. Fails on
+# a Cargo.toml without a package name rather than skip that component.
 component_packages() {
-  local dir
+  local dir name
   for dir in "$@"; do
     [ -f "$dir/Cargo.toml" ] || continue
-    sed -n 's/^name *= *"\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n 1
+    name=$(sed -n '/^name *= *"/{s/^name *= *"\(.*\)"/\1/p;q}' "$dir/Cargo.toml")
+    [ -n "$name" ] || { log "no package name in $dir/Cargo.toml"; return 1; }
+    printf '%s\n' "$name"
   done
 }
 
-# Builds the given component packages for wasm32-wasip2 in one cargo invocation.
+# Builds the given component packages for wasm32-wasip2 in one cargo invocation. With no
+# package, cargo would build the workspace's default members instead: refused.
 build_components() {
+  [ "$#" -gt 0 ] || { log "build_components: no component package given"; return 1; }
   local args=() pkg
   for pkg in "$@"; do args+=(-p "$pkg"); done
   log "building components: $*"

@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, host tests and end-to-end tests against real
-# components, a real wasmtime host and real redis-server processes; then fmt and clippy.
+# components, a real wasmtime host and real redis-server processes; then fmt and clippy, on the
+# workspace and on fuzz/ (a workspace of its own).
 source "$(dirname "$0")/lib.sh"
 
+# What the suite shells out to, installed on a fresh Debian machine: a C/C++ toolchain for the
+# native builds, redis-server (the end-to-end fixtures), the sqlite3 shell (the end-to-end tests
+# that tamper with a store: dead_letters.rs, faults.rs), python3 with PyYAML (deploy/check.py).
+# scripts/contract-test.sh sees to its own (curl, python3-venv, Schemathesis).
 ensure_wasm_target
+ensure_build_tools
 ensure_redis_installed
-rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
+ensure_apt_package sqlite3 sqlite3
+ensure_apt_package python3 python3
+ensure_python_module yaml python3-yaml pyyaml
+installed_components=$(rustup component list --installed)
+for component in clippy rustfmt; do
+  grep -q "^$component" <<<"$installed_components" || rustup component add "$component"
+done
 
-mapfile -t components < <(component_packages functions/* host/test-components/*)
+lines_of components component_packages functions/* host/test-components/*
 build_components "${components[@]}"
 
 log "building the host and the test binaries"
@@ -18,9 +30,12 @@ log "contract tests: schemathesis against the running app from each OpenAPI docu
 CONTRACT_SKIP_BUILD=1 "$ROOT/scripts/contract-test.sh"
 
 log "checking that deploy/ matches spin.toml"
-python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check pyyaml
 python3 deploy/check.py
 
 log "checking formatting and lints"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The fuzz targets on the stable toolchain (libfuzzer-sys builds there; only running them with
+# sanitizers needs nightly, scripts/fuzz.sh).
+cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings

@@ -7,8 +7,9 @@ REDIS_HOST=127.0.0.1
 REDIS_PORT=${REDIS_PORT:-6379}
 
 ensure_wasm_target
+ensure_build_tools
 ensure_redis_installed
-mapfile -t apps < <(component_packages functions/*)
+lines_of apps component_packages functions/*
 build_components "${apps[@]}"
 log "building the host"
 cargo build -p shop-host
