@@ -144,12 +144,12 @@ def check_redis_address(spin, spinapp, problems):
             addresses.setdefault(component, set()).add(address)
     if addresses and "redis_address" not in given:
         problems.append("the Redis trigger uses redis_address, which the SpinApp does not set")
-    # One subscription per consumer (ADR 0001, decision 15): one address per component, and no
-    # address shared by two components.
+    # Subscriptions of a consumer's own (ADR 0006, decision 2): one address per stream and one
+    # for its wake, and no address shared by two components.
     owners = {}
     for component, own in sorted(addresses.items()):
-        if len(own) > 1:
-            problems.append(f"the Redis triggers of {component!r} use several addresses: {sorted(own)}")
+        if any(f"consumer={component}&" not in address for address in own):
+            problems.append(f"the Redis triggers of {component!r} use addresses not its own: {sorted(own)}")
         for address in own:
             owners.setdefault(address, []).append(component)
     for address, components in owners.items():

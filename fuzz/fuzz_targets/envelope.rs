@@ -1,16 +1,19 @@
-//! Any message received on a channel is decoded to an envelope and a typed event, or refused
-//! with an error, without panicking; a decoded envelope survives a JSON round trip.
+//! Any message received on a channel is decoded to a wake or an envelope and a typed event, or
+//! refused with an error, without panicking; a decoded envelope survives a JSON round trip.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use shop_kit::envelope::Envelope;
 
 fuzz_target!(|data: &[u8]| {
+    let _ = shop_kit::wake::parse(data);
     if let Ok(envelope) = Envelope::from_bytes(data) {
         let _ = envelope.event();
+        let _ = (envelope.order_id(), envelope.label());
         let json = serde_json::to_vec(&envelope).expect("an envelope serializes");
         let again = Envelope::from_bytes(&json).expect("a serialized envelope decodes");
         assert_eq!(again.seq, envelope.seq);
+        assert_eq!(again.partition, envelope.partition);
         assert_eq!(again.type_name, envelope.type_name);
     }
 });

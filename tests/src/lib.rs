@@ -194,6 +194,26 @@ impl Shop {
         );
     }
 
+    /// The sum of every series of the host's metrics whose line starts with `prefix` (e.g. a
+    /// metric and some of its labels).
+    pub fn metric_total(&self, prefix: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// The dead letters `function` lists (admin).
+    pub fn dead_letters(&self, function: &str) -> Vec<Value> {
+        let response = self.admin("GET", &format!("/{function}/dead-letters"), &Value::Null);
+        assert_eq!(response.status, 200, "{}", response.body);
+        response.json()["dead_letters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The host's Prometheus text, scraped from its admin listener.
     pub fn metrics(&self) -> String {
         let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
@@ -386,7 +406,7 @@ impl Shop {
             .clone()
     }
 
-    /// Every event in `function`'s feed, oldest first (paged through `after`).
+    /// Every event in `function`'s feed, in outbox order (paged through `next_after`).
     pub fn events(&self, function: &str) -> Vec<Value> {
         let mut events = Vec::new();
         let mut after = 0;
@@ -396,10 +416,7 @@ impl Shop {
             if batch.is_empty() {
                 return events;
             }
-            after = batch
-                .last()
-                .and_then(|e| e["seq"].as_i64())
-                .expect("event seq");
+            after = page["next_after"].as_i64().expect("next_after");
             events.extend(batch);
         }
     }

@@ -1,7 +1,8 @@
 //! Poison messages end to end: an event a consumer cannot apply (a trigger in its real SQLite
-//! file refuses the write: inventory's reservation, notifications' key-value entry) is retried,
-//! parked after `dead_letter_after` failures, listed at the admin route, does not block later
-//! events, and is replayed: refused (409, still listed) while the cause remains, applied once
+//! file refuses the write: inventory's reservation, notifications' key-value entry) is retried
+//! on its own schedule, parked after `dead_letter_after` failures with nothing calling the
+//! sweep, listed at the admin route and in the order's history, does not block later events,
+//! and is replayed by its id: refused (409, still listed) while the cause remains, applied once
 //! it is gone.
 
 use serde_json::{json, Value};
@@ -9,16 +10,7 @@ use shop_e2e::{unique_sku, Shop, SETTLE};
 use testkit::eventually;
 
 fn dead_letters(shop: &Shop) -> Vec<Value> {
-    dead_letters_of(shop, "inventory")
-}
-
-fn dead_letters_of(shop: &Shop, function: &str) -> Vec<Value> {
-    let response = shop.admin("GET", &format!("/{function}/dead-letters"), &Value::Null);
-    assert_eq!(response.status, 200, "{}", response.body);
-    response.json()["dead_letters"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    shop.dead_letters("inventory")
 }
 
 /// The one parked event: `kind` of order `order_id` from orders, parked after two failures
@@ -51,25 +43,37 @@ fn a_poison_event_is_parked_listed_skipped_and_replayed() {
     shop.sqlite("inventory.db", &trigger);
 
     let stuck = shop.place_order("dl-1", &[(&poison, 1)], "tok_visa");
-    // The next order's event finds the gap, retries the poison from the feed and parks it.
+    // The next order goes through while the poison is retried and parked.
     let fine = shop.place_order("dl-2", &[(&good, 1)], "tok_visa");
     assert_eq!(shop.wait_final(&fine)["status"], "confirmed");
 
     let letters = eventually(SETTLE, || {
-        shop.sweep_all();
         Some(dead_letters(&shop)).filter(|l| !l.is_empty())
     })
     .unwrap_or_else(|| panic!("nothing parked\n{}", shop.logs_tail()));
     let letter = the_parked_event(&letters, "order-created", &stuck);
+    let id = letter["id"].as_str().expect("id");
+    // Inventory told orders: the order's history names the parked event.
+    let noted = eventually(SETTLE, || {
+        let order = shop.order(&stuck);
+        let history = order["history"].as_array().cloned().unwrap_or_default();
+        history.into_iter().find(|s| s["reason"] == "event_parked")
+    })
+    .unwrap_or_else(|| panic!("no history step for the parked event\n{}", shop.logs_tail()));
+    assert_eq!(noted["source"], "dead letter");
+    let detail = noted["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("inventory") && detail.contains(id) && detail.contains("poisoned"),
+        "{noted}"
+    );
     assert_eq!(shop.order(&stuck)["status"], "pending");
-    let seq = letter["seq"].as_i64().expect("seq");
-    let replay = format!("/inventory/dead-letters/orders/{seq}/replay");
+    let replay = format!("/inventory/dead-letters/{id}/replay");
 
     let anonymous = shop.send("GET", "/inventory/dead-letters", &[], &Value::Null);
     assert_eq!(anonymous.status, 401);
     let missing = shop.admin(
         "POST",
-        "/inventory/dead-letters/orders/999/replay",
+        "/inventory/dead-letters/no-such-event/replay",
         &json!({}),
     );
     assert_eq!(missing.status, 404, "{}", missing.body);
@@ -104,9 +108,9 @@ fn a_notification_that_cannot_be_stored_is_parked_not_blocking_later_ones() {
     let fine = shop.place_order("nd-fine", &[(&sku, 1)], "tok_visa");
     assert_eq!(shop.wait_final(&fine)["status"], "confirmed");
 
-    // The later order is notified although the earlier notification keeps failing.
+    // The later order is notified although the earlier notification keeps failing, and the
+    // poison is parked, with nothing calling the sweep.
     let notified = eventually(SETTLE, || {
-        shop.sweep_all();
         (shop.notifications(&fine).len() == 1).then_some(())
     });
     assert!(
@@ -114,24 +118,29 @@ fn a_notification_that_cannot_be_stored_is_parked_not_blocking_later_ones() {
         "a poison event blocked notifications\n{}",
         shop.logs_tail()
     );
-    let letters = dead_letters_of(&shop, "notifications");
+    let letters = eventually(SETTLE, || {
+        Some(shop.dead_letters("notifications")).filter(|l| !l.is_empty())
+    })
+    .unwrap_or_else(|| panic!("nothing parked\n{}", shop.logs_tail()));
     let letter = the_parked_event(&letters, "order-confirmed", &stuck);
     assert!(shop.notifications(&stuck).is_empty());
-    let seq = letter["seq"].as_i64().expect("seq");
-    let replay = format!("/notifications/dead-letters/orders/{seq}/replay");
+    let replay = format!(
+        "/notifications/dead-letters/{}/replay",
+        letter["id"].as_str().expect("id")
+    );
 
     let anonymous = shop.send("POST", &replay, &[], &Value::Null);
     assert_eq!(anonymous.status, 401);
     let refused = shop.admin("POST", &replay, &Value::Null);
     assert_eq!(refused.status, 409, "{}", refused.body);
-    let kept = dead_letters_of(&shop, "notifications");
+    let kept = shop.dead_letters("notifications");
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0]["attempts"], 3);
 
     shop.sqlite("notifications.db", "DROP TRIGGER poison;");
     let replayed = shop.admin("POST", &replay, &Value::Null);
     assert_eq!(replayed.status, 200, "{}", replayed.body);
-    assert!(dead_letters_of(&shop, "notifications").is_empty());
+    assert!(shop.dead_letters("notifications").is_empty());
     let again = shop.admin("POST", &replay, &Value::Null);
     assert_eq!(
         again.status, 404,

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 use shop_e2e::{order_body, unique_key, unique_sku, Shop, SETTLE};
+use shop_kit::stream::partition_of;
 use testkit::eventually;
 
 /// The trace id the test's client starts; every step of the saga must continue it.
@@ -173,10 +174,12 @@ fn metrics_move_as_the_traffic_sent_says() {
             r#"shop_host_redis_messages_total{{component="{component}",channel="{channel}",outcome="{outcome}"}}"#
         )
     };
+    // Its events travel on its stream of each source.
+    let stream = partition_of(&id);
     let consumers = [
-        ("inventory", "shop.orders"),
-        ("billing", "shop.inventory"),
-        ("orders", "shop.billing"),
+        ("inventory", format!("shop.orders.{stream}")),
+        ("billing", format!("shop.inventory.{stream}")),
+        ("orders", format!("shop.billing.{stream}")),
     ];
     let moved = eventually(SETTLE, || {
         let now = shop.metrics();
@@ -191,7 +194,7 @@ fn metrics_move_as_the_traffic_sent_says() {
     let Some(now) = moved else {
         panic!("event metrics never moved:\n{}", shop.metrics());
     };
-    for (component, channel) in consumers {
+    for (component, channel) in &consumers {
         assert_eq!(sample(&now, &handled(component, channel, "failed")), 0.0);
     }
     let created =
@@ -236,36 +239,38 @@ fn log_derived_metrics_count_duplicates_breaker_transitions_and_dead_letters() {
     let shop = Shop::start_with(&[
         ("breaker_failure_threshold", "1"),
         ("breaker_open_ms", "500"),
-        ("dead_letter_after", "1"),
     ]);
     let sku = unique_sku("LOGMETRICS");
     shop.put_product(&sku, 300, 10);
-    let duplicated =
-        r#"shop_host_events_duplicated_total{component="inventory",channel="shop.orders"}"#;
+    let on_stream = |metric: &str, order_id: &str| {
+        format!(
+            r#"shop_host_{metric}_total{{component="inventory",channel="shop.orders.{}"}}"#,
+            partition_of(order_id)
+        )
+    };
     let transitions = |to: &str| {
         format!(
             r#"shop_host_breaker_transitions_total{{component="billing",breaker="breaker:payment_provider",to="{to}"}}"#
         )
     };
-    let dead_lettered =
-        r#"shop_host_events_dead_lettered_total{component="inventory",channel="shop.orders"}"#;
 
     // An event sent twice: the second copy is a duplicate to inventory, counted once.
     let id = shop.place_order("metrics-dup", &[(&sku, 1)], "tok_visa");
     assert_eq!(shop.wait_final(&id)["status"], "confirmed");
+    let duplicated = on_stream("events_duplicated", &id);
     let created = shop
         .events("orders")
         .into_iter()
         .find(|e| e["data"]["order_id"] == id.as_str())
         .expect("the order's order-created event");
     let before = shop.metrics();
-    assert!(shop.redis.publish("shop.orders", &created.to_string()) > 0);
-    let after = grown(&shop, duplicated, sample(&before, duplicated), 1.0);
+    let channel = format!("shop.orders.{}", partition_of(&id));
+    assert!(shop.redis.publish(&channel, &created.to_string()) > 0);
+    let after = grown(&shop, &duplicated, sample(&before, &duplicated), 1.0);
     assert_eq!(
-        sample(&after, duplicated) - sample(&before, duplicated),
+        sample(&after, &duplicated) - sample(&before, &duplicated),
         1.0
     );
-    assert_eq!(sample(&after, dead_lettered), 0.0, "{after}");
 
     // The provider down: billing's breaker opens; back up: a trial (half-open) closes it.
     assert_eq!(sample(&after, &transitions("open")), 0.0, "{after}");
@@ -273,30 +278,41 @@ fn log_derived_metrics_count_duplicates_breaker_transitions_and_dead_letters() {
     let unpaid = shop.place_order("metrics-breaker", &[(&sku, 1)], "tok_visa");
     grown(&shop, &transitions("open"), 0.0, 1.0);
     shop.set_faults(json!({"down": false}));
-    assert_eq!(
-        shop.recover_all(std::slice::from_ref(&unpaid))[0]["status"],
-        "confirmed"
-    );
+    assert_eq!(shop.wait_final(&unpaid)["status"], "confirmed");
     let recovered = grown(&shop, &transitions("closed"), 0.0, 1.0);
     assert!(
         sample(&recovered, &transitions("half_open")) >= 1.0,
         "{recovered}"
     );
 
-    // An event inventory cannot read, next in the orders stream: parked at its first failure.
-    let next_seq = shop.events("orders").len() + 1;
+    // An event inventory cannot read, next in its stream: deferred at its first failure,
+    // then parked after dead_letter_after attempts with nothing calling the sweep.
+    let poison_order = "poison-order";
+    let stream = partition_of(poison_order);
+    let next_seq = shop
+        .events("orders")
+        .iter()
+        .filter(|e| e["partition"] == stream)
+        .count()
+        + 1;
     let poison = json!({
-        "id": "poison-1", "type": "order-created", "source": "orders", "seq": next_seq,
+        "id": "poison-1", "type": "order-created", "source": "orders",
+        "partition": stream, "seq": next_seq,
         "occurred_at": "2026-01-01T00:00:00Z", "traceparent": "",
-        "data": {"order_id": "poison-order"}
+        "data": {"order_id": poison_order}
     });
+    let deferred = on_stream("events_deferred", poison_order);
+    let dead_lettered = on_stream("events_dead_lettered", poison_order);
     let before = shop.metrics();
-    assert_eq!(sample(&before, dead_lettered), 0.0, "{before}");
-    assert!(shop.redis.publish("shop.orders", &poison.to_string()) > 0);
-    let parked = grown(&shop, dead_lettered, 0.0, 1.0);
-    assert_eq!(sample(&parked, dead_lettered), 1.0, "{parked}");
+    assert_eq!(sample(&before, &dead_lettered), 0.0, "{before}");
+    let channel = format!("shop.orders.{stream}");
+    assert!(shop.redis.publish(&channel, &poison.to_string()) > 0);
+    let parked = grown(&shop, &dead_lettered, 0.0, 1.0);
+    assert_eq!(sample(&parked, &dead_lettered), 1.0, "{parked}");
+    assert_eq!(sample(&parked, &deferred), 1.0, "{parked}");
     let letters = shop
         .admin("GET", "/inventory/dead-letters", &Value::Null)
         .json();
-    assert_eq!(letters["dead_letters"][0]["seq"], next_seq, "{letters}");
+    assert_eq!(letters["dead_letters"][0]["id"], "poison-1", "{letters}");
+    assert_eq!(letters["dead_letters"][0]["attempts"], 5, "{letters}");
 }

@@ -11,8 +11,9 @@ mod generated {
 }
 
 pub use generated::shop::events::saga::{
-    CancelReason, OrderCancelled, OrderConfirmed, OrderCreated, OrderLine, PaymentCaptured,
-    PaymentDeclined, PaymentRefunded, PricedLine, ShopEvent, StockRejected, StockReserved,
+    CancelReason, EventParked, OrderCancelled, OrderConfirmed, OrderCreated, OrderLine,
+    PaymentCaptured, PaymentDeclined, PaymentRefunded, PricedLine, ShopEvent, StockRejected,
+    StockReserved,
 };
 
 /// A payload that does not match the event type it was announced as.
@@ -34,6 +35,11 @@ macro_rules! event_cases {
             /// The envelope `type` of this event.
             pub fn type_name(&self) -> &'static str {
                 match self { $(ShopEvent::$case(_) => $name,)* }
+            }
+
+            /// The order the event is about; every event of the saga names one.
+            pub fn order_id(&self) -> &str {
+                match self { $(ShopEvent::$case(e) => &e.order_id,)* }
             }
 
             /// The envelope `data` of this event.
@@ -65,6 +71,7 @@ event_cases! {
     PaymentCaptured => "payment-captured",
     PaymentDeclined => "payment-declined",
     PaymentRefunded => "payment-refunded",
+    EventParked => "event-parked",
 }
 
 impl CancelReason {
@@ -73,6 +80,7 @@ impl CancelReason {
         match self {
             CancelReason::OutOfStock => "out_of_stock",
             CancelReason::PaymentDeclined => "payment_declined",
+            CancelReason::PaymentRejected => "payment_rejected",
             CancelReason::CancelledByCustomer => "cancelled_by_customer",
         }
     }

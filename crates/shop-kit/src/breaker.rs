@@ -162,10 +162,13 @@ impl KvBreaker {
             }
             let mut breaker = self.load();
             let before = breaker.state;
-            if !breaker.acquire(crate::time::now_millis(), self.policy) {
-                return Err(
-                    failure.unwrap_or_else(|| anyhow::anyhow!("circuit {} is open", self.key))
-                );
+            let now = crate::time::now_millis();
+            if !breaker.acquire(now, self.policy) {
+                return Err(failure.unwrap_or_else(|| {
+                    let retry_in_ms = breaker.until_ms - now;
+                    anyhow::Error::new(crate::pending::NotAttempted { retry_in_ms })
+                        .context(format!("circuit {} is open", self.key))
+                }));
             }
             self.save(&breaker);
             self.log_transition(before, breaker.state);

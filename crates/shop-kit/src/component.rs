@@ -3,16 +3,21 @@
 //! also sweep, deliveries and dead letters), declared and answered once here. A function
 //! implements [`Component`] (and [`Consuming`] when it consumes events) and lists its own
 //! routes after the common ones with [`route_table!`](crate::route_table).
+//!
+//! A consumer's common routes: `POST /<fn>/sweep` and the dead-letter routes (admin token),
+//! `POST /<fn>/events/deliveries` and `POST /<fn>/events/wake` (delivery token, for
+//! `event_delivery = "http"`).
 
 use serde_json::{json, Value};
 use spin_sdk::http::{Request, Response, ResponseOutparam};
 
+use crate::config;
 use crate::consume::Consumer;
 use crate::deadletter::{self, ParkedStore};
 use crate::routes::{Params, Route};
 use crate::sqlite::Db;
 use crate::web::{self, Ctx};
-use crate::{push, relay, reply, Failure};
+use crate::{push, relay, reply, wake, ApiError, Failure};
 
 /// A route every function (`Health`, `OpenApi`, `Events`) or every consumer (the others)
 /// serves under its prefix.
@@ -23,6 +28,7 @@ pub enum Common {
     Events,
     Sweep,
     Deliver,
+    Wake,
     DeadLetters,
     Replay,
 }
@@ -61,10 +67,9 @@ macro_rules! route_table {
             $crate::route_table!(@common "GET", $prefix, "/events", Events),
             $crate::route_table!(@common "POST", $prefix, "/sweep", Sweep),
             $crate::route_table!(@common "POST", $prefix, "/events/deliveries", Deliver),
+            $crate::route_table!(@common "POST", $prefix, "/events/wake", Wake),
             $crate::route_table!(@common "GET", $prefix, "/dead-letters", DeadLetters),
-            $crate::route_table!(
-                @common "POST", $prefix, "/dead-letters/{source}/{seq}/replay", Replay
-            ),
+            $crate::route_table!(@common "POST", $prefix, "/dead-letters/{id}/replay", Replay),
             $($crate::routes::Route::new($method, $path, $crate::component::Entry::Own($op))),*
         ]
     };
@@ -107,8 +112,39 @@ pub trait Consuming: Component {
     async fn finish_deferred(_consumer: &Self::Consumer, _ctx: &Ctx, _report: &mut Value) {}
 }
 
-/// Answers a consumer's common routes: `POST /<fn>/sweep` and the dead-letter routes (admin),
-/// `POST /<fn>/events/deliveries` (delivery token).
+/// `POST /<consumer>/events/deliveries` (delivery token): applies one event exactly as a
+/// Redis message would be applied, gap filling included, and publishes the consumer's own
+/// outbox after the response. Answers 200 once the event is applied, was already, or is kept
+/// pending to be retried; 503 when it could not even be recorded, so that the producer keeps
+/// it for a later attempt.
+async fn receive<C: Consuming>(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
+    crate::auth::check_bearer(web::header(req, "authorization"), &config::delivery_token())?;
+    let upstream = crate::subscriptions::upstream(ctx.service);
+    let env = push::envelope(web::json_object(req)?, &upstream)?;
+    let consumer = C::open(ctx)?;
+    let done = relay::deliver(ctx.service, &env, &consumer, false)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("{} not recorded: {e:#}", env.label())))?;
+    // What the event (and any gap filled before it) caused goes out after the response.
+    ctx.publish_after_response();
+    Ok(web::json(
+        200,
+        &json!({"delivered": {"source": env.source, "partition": env.partition, "seq": env.seq,
+                              "applied": done.applied, "deferred": done.deferred}}),
+    ))
+}
+
+/// `POST /<consumer>/events/wake` (delivery token): answers 202, then runs the wake loop.
+fn wake_route(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
+    crate::auth::check_bearer(web::header(req, "authorization"), &config::delivery_token())?;
+    crate::body::check_json_content_type(web::header(req, "content-type"))?;
+    let arm = wake::parse(req.body())
+        .ok_or_else(|| ApiError::invalid("wake", "the body must be {\"wake\": \"<arm>\"}"))?;
+    ctx.wake_after_response(arm);
+    Ok(web::json(202, &json!({"accepted": true})))
+}
+
+/// Answers a consumer's common routes (see the module's documentation).
 async fn consume<C: Consuming>(
     ctx: &Ctx,
     req: &Request,
@@ -116,11 +152,12 @@ async fn consume<C: Consuming>(
     params: &Params,
 ) -> Result<Response, Failure> {
     match route {
-        Common::Deliver => push::receive(ctx, req, &C::open(ctx)?).await,
+        Common::Deliver => receive::<C>(ctx, req).await,
+        Common::Wake => wake_route(ctx, req),
         Common::Sweep => {
             ctx.require_admin(req)?;
             let consumer = C::open(ctx)?;
-            let mut report = json!({"consumed": relay::catch_up(ctx, &consumer).await});
+            let mut report = relay::catch_up(ctx, &consumer).await;
             C::finish_deferred(&consumer, ctx, &mut report).await;
             // After the deferred work, so that what it produced goes out too.
             report["published"] = match C::outbox()? {
@@ -171,12 +208,23 @@ async fn route<C: Component>(
 
 /// The `wasi:http` handler of a function that consumes no events (see [`serve_with`]).
 pub async fn serve<C: Component>(req: Request, out: ResponseOutparam) {
-    serve_with::<C>(req, out, consume_nothing).await
+    serve_with::<C>(req, out, consume_nothing).await;
 }
 
-/// The `wasi:http` handler of a consumer (see [`serve_with`]).
+/// The `wasi:http` handler of a consumer (see [`serve_with`]); after the response it also
+/// runs the wake loop when the request was a wake.
 pub async fn serve_consumer<C: Consuming>(req: Request, out: ResponseOutparam) {
-    serve_with::<C>(req, out, consume::<C>).await
+    let ctx = serve_with::<C>(req, out, consume::<C>).await;
+    let Some(arm) = ctx.take_wake() else {
+        return;
+    };
+    let result = match C::open(&ctx) {
+        Ok(consumer) => relay::run_wake(C::SERVICE, &arm, &consumer).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        ctx.log.warn(&format!("wake loop ended: {e:#}"), None);
+    }
 }
 
 /// Answers (every failure in the one error shape), and only then publishes what the request
@@ -186,7 +234,7 @@ async fn serve_with<C: Component>(
     req: Request,
     out: ResponseOutparam,
     consume: impl AsyncFn(&Ctx, &Request, Common, &Params) -> Result<Response, Failure>,
-) {
+) -> Ctx {
     let ctx = Ctx::from_request(C::SERVICE, &req);
     let response = match route::<C>(&ctx, &req, consume).await {
         Ok(response) => response,
@@ -195,14 +243,14 @@ async fn serve_with<C: Component>(
     if let Err(e) = reply::send(out, response) {
         ctx.log.warn(&format!("response not sent: {e:#}"), None);
     }
-    if !ctx.wants_publish() {
-        return;
-    }
-    match C::outbox() {
-        Ok(Some(db)) => {
-            relay::publish(C::SERVICE, &db, &ctx.log).await;
+    if ctx.wants_publish() {
+        match C::outbox() {
+            Ok(Some(db)) => {
+                relay::publish(C::SERVICE, &db, &ctx.log).await;
+            }
+            Ok(None) => {}
+            Err(e) => ctx.log.warn(&format!("publishing deferred: {e:#}"), None),
         }
-        Ok(None) => {}
-        Err(e) => ctx.log.warn(&format!("publishing deferred: {e:#}"), None),
     }
+    ctx
 }

@@ -1,104 +1,242 @@
-//! Delivering events to a consumer in order, exactly once in effect: duplicates are ignored,
-//! and a gap is filled from the producer's feed before the new event is applied.
+//! Delivering events to a consumer, exactly once in effect and in order per order:
+//! duplicates are ignored, a gap in a stream is filled from the producer's feed, and an event
+//! that cannot be applied now is deferred (`pending`) so that its stream moves on; pending
+//! events are retried when due and parked after too many failures.
 
-use crate::deadletter::{self, DeadLetterPort};
-use crate::envelope::channel;
 use crate::feed::Feed;
 use crate::inbox::Outcome;
 use crate::log::{events, Logger};
+use crate::pending::{self, Pending, PendingPort};
+use crate::redo::Redo;
+use crate::stream::channel;
+use crate::wake::WakePort;
 use crate::{Envelope, TraceContext};
 
 /// Events fetched per feed request.
 const PAGE: i64 = 100;
 /// Upper bound on feed pages read in one delivery, so a handler always ends.
 const MAX_PAGES: usize = 50;
+/// Pending events retried per round, and rounds per call, so a retry pass always ends.
+const RETRY_BATCH: i64 = 50;
+const RETRY_ROUNDS: usize = 20;
 
 /// A function that applies events, each under its inbox guard.
 #[allow(async_fn_in_trait)] // components are single-threaded; no Send bound is wanted
 pub trait Consumer {
-    fn last_seq(&self, source: &str) -> anyhow::Result<i64>;
+    /// Its inbox, pending events and wake.
+    fn store(&self) -> &dyn ConsumerStore;
+    /// Applies `env` under the inbox guard (`inbox::guarded`).
     async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome>;
-    /// Where events that keep failing are parked; `None` retries them for ever.
-    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
+    /// The function's own record of a parked event, run in the parking transaction (orders
+    /// notes it in the order's history, the others announce it to orders).
+    fn on_parked(&self, _pending: &Pending) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a consuming function's store offers the delivery: its inbox, and where events wait
+/// when they cannot be applied now. A function's `Consumer` forwards to it.
+pub trait ConsumerStore: crate::inbox::InboxPort {
+    /// The last seq applied in stream `source`/`partition`.
+    fn last_seq(&self, source: &str, partition: i64) -> anyhow::Result<i64>;
+    /// Where events that cannot be applied now wait; `None` fails them back to the caller.
+    fn pending(&self) -> Option<&dyn PendingPort> {
+        None
+    }
+    /// Where the wake that retries pending events on time is armed; `None`: only the sweep
+    /// retries them.
+    fn wake(&self) -> Option<&dyn WakePort> {
+        None
+    }
+    /// Where the function's own events wait to be published; `None`: it publishes none.
+    fn outbox(&self) -> Option<&crate::sqlite::Db> {
         None
     }
 }
 
-/// Applies `env`; a failure is counted and, once it has failed often enough, the event is
-/// parked so the events after it can flow. Duplicates and parked events are logged as
-/// well-known events, which the host counts.
-async fn apply_or_park(consumer: &impl Consumer, env: &Envelope) -> anyhow::Result<Outcome> {
-    let outcome = match consumer.apply(env).await {
-        Ok(outcome) => outcome,
-        Err(e) => match consumer.dead_letters() {
-            Some(port) => deadletter::on_failure(port, env, e)?,
-            None => return Err(e),
-        },
-    };
+/// A store kept in one SQLite database keeps its inbox, pending events, wake and outbox there.
+impl<T: crate::inbox::sql::SqlBacked> ConsumerStore for T {
+    fn last_seq(&self, source: &str, partition: i64) -> anyhow::Result<i64> {
+        crate::inbox::sql::last(self.db(), source, partition)
+    }
+    fn pending(&self) -> Option<&dyn PendingPort> {
+        Some(self.db())
+    }
+    fn wake(&self) -> Option<&dyn WakePort> {
+        Some(self.db())
+    }
+    fn outbox(&self) -> Option<&crate::sqlite::Db> {
+        Some(self.db())
+    }
+}
+
+fn logger(env: &Envelope) -> Logger {
+    Logger::shared(&TraceContext::from_header(Some(&env.traceparent)))
+}
+
+/// Logs a duplicate, deferral or parking as a well-known event, which the host counts.
+fn log_outcome(env: &Envelope, outcome: Outcome, error: &str) {
     let (level, event, what) = match outcome {
-        Outcome::Duplicate => ("info", events::DUPLICATE, "received again, ignored"),
-        Outcome::Parked => ("warn", events::DEAD_LETTER, "parked as a dead letter"),
-        Outcome::Applied | Outcome::Gap { .. } => return Ok(outcome),
+        Outcome::Duplicate => ("info", events::DUPLICATE, "received again, ignored".into()),
+        Outcome::Deferred => ("warn", events::DEFERRED, format!("deferred: {error}")),
+        Outcome::Parked => (
+            "warn",
+            events::DEAD_LETTER,
+            format!("parked as a dead letter: {error}"),
+        ),
+        Outcome::Applied | Outcome::Gap { .. } | Outcome::Behind => return,
     };
-    Logger::shared(&TraceContext::from_header(Some(&env.traceparent))).event(
+    logger(env).event(
         level,
         event,
-        &format!("{} #{} from {} {what}", env.type_name, env.seq, env.source),
-        env.data.get("order_id").and_then(|v| v.as_str()),
-        serde_json::json!({"channel": channel(&env.source), "source": env.source, "seq": env.seq}),
+        &format!("{} {what}", env.label()),
+        Some(env.order_id()).filter(|o| !o.is_empty()),
+        serde_json::json!({"channel": channel(&env.source, env.partition),
+                           "source": env.source, "partition": env.partition, "seq": env.seq}),
     );
+}
+
+/// What to do with an event after a failed attempt.
+enum Next {
+    RetryAt(i64),
+    Park,
+}
+
+/// After a failed attempt at `p`: it is parked once it has failed [`PendingPort::after`]
+/// times, otherwise tried again later. An attempt refused by an open breaker is not counted.
+fn after_failure(
+    port: &dyn PendingPort,
+    p: &mut Pending,
+    error: &anyhow::Error,
+    now_ms: i64,
+) -> Next {
+    p.error = format!("{error:#}");
+    if let Some(wait) = pending::not_attempted(error) {
+        return Next::RetryAt(now_ms + wait);
+    }
+    p.attempts += 1;
+    if p.attempts >= port.after() {
+        Next::Park
+    } else {
+        Next::RetryAt(now_ms + pending::delay_ms(p.attempts))
+    }
+}
+
+/// Hands `env` (the next event of its stream) to the consumer; an event that fails or must
+/// wait behind its order is deferred, and the stream moves on either way.
+async fn accept(consumer: &impl Consumer, env: &Envelope) -> anyhow::Result<Outcome> {
+    let result = consumer.apply(env).await;
+    let Some(port) = consumer.store().pending() else {
+        return result;
+    };
+    let mut p = Pending {
+        env: env.clone(),
+        attempts: 0,
+        error: String::new(),
+    };
+    let outcome = match result {
+        Ok(Outcome::Behind) => {
+            p.error = "waiting behind an earlier event of its order".into();
+            port.defer(&p, 0)?
+        }
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let now = crate::time::now_millis();
+            match after_failure(port, &mut p, &e, now) {
+                Next::RetryAt(at) => port.defer(&p, at)?,
+                // Parking takes a pending event: deferred first, then parked.
+                Next::Park => match port.defer(&p, now)? {
+                    Outcome::Deferred => {
+                        port.park(&p, &|| consumer.on_parked(&p))?;
+                        Outcome::Parked
+                    }
+                    other => other,
+                },
+            }
+        }
+    };
+    let error = p.error;
+    log_outcome(env, outcome, &error);
     Ok(outcome)
 }
 
-/// Applies `env`, first filling any gap before it from `feed`.
+/// What one delivery did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub applied: usize,
+    /// Events deferred (or parked): a retry is due.
+    pub deferred: usize,
+}
+
+impl Delivered {
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Applied => self.applied += 1,
+            Outcome::Deferred | Outcome::Parked => self.deferred += 1,
+            Outcome::Duplicate | Outcome::Gap { .. } | Outcome::Behind => {}
+        }
+    }
+}
+
+/// Applies `env`, first filling any gap before it in its stream from `feed`.
 pub async fn deliver(
     consumer: &impl Consumer,
     feed: &impl Feed,
     env: &Envelope,
-) -> anyhow::Result<()> {
-    match apply_or_park(consumer, env).await? {
-        Outcome::Applied | Outcome::Duplicate | Outcome::Parked => Ok(()),
+) -> anyhow::Result<Delivered> {
+    let mut done = Delivered::default();
+    match accept(consumer, env).await? {
         Outcome::Gap { .. } => {
-            catch_up(consumer, feed, &env.source, Some(env.seq)).await?;
-            Ok(())
+            catch_up(
+                consumer,
+                feed,
+                &env.source,
+                env.partition,
+                Some(env.seq),
+                &mut done,
+            )
+            .await?
         }
+        outcome => done.add(outcome),
     }
+    Ok(done)
 }
 
-/// Applies events of `source` from the feed, in order, until `until` is applied or the feed
-/// has nothing newer. Returns how many events were applied.
+/// Applies events of stream `source`/`partition` from the feed, in order, until `until` is
+/// handled or the feed has nothing newer.
 pub async fn catch_up(
     consumer: &impl Consumer,
     feed: &impl Feed,
     source: &str,
+    partition: i64,
     until: Option<i64>,
-) -> anyhow::Result<usize> {
-    let mut applied = 0;
+    done: &mut Delivered,
+) -> anyhow::Result<()> {
     for _ in 0..MAX_PAGES {
-        let last = consumer.last_seq(source)?;
+        let last = consumer.store().last_seq(source, partition)?;
         if until.is_some_and(|u| last >= u) {
             break;
         }
         let want = until.map_or(PAGE, |u| (u - last).min(PAGE));
-        let page = feed.page(source, last, want).await?;
+        let page = feed.page(source, partition, last, want).await?;
         if page.is_empty() {
             break;
         }
         for env in &page {
-            match apply_or_park(consumer, env).await? {
-                Outcome::Applied => applied += 1,
-                Outcome::Duplicate | Outcome::Parked => {}
-                Outcome::Gap { last } => {
-                    anyhow::bail!("feed of {source} skips from {last} to {}", env.seq)
-                }
+            match accept(consumer, env).await? {
+                Outcome::Gap { last } => anyhow::bail!(
+                    "feed of {source}/{partition} skips from {last} to {}",
+                    env.seq
+                ),
+                outcome => done.add(outcome),
             }
         }
     }
-    Ok(applied)
+    Ok(())
 }
 
-/// Catches up on every upstream source; returns how many events each one contributed.
-/// A failing source is reported and does not stop the others.
+/// Catches up on every stream of every upstream source; reports per source how many events
+/// were applied and deferred. A failing stream is reported and does not stop the others.
 pub async fn catch_up_all(
     consumer: &impl Consumer,
     feed: &impl Feed,
@@ -106,171 +244,95 @@ pub async fn catch_up_all(
 ) -> serde_json::Value {
     let mut report = serde_json::Map::new();
     for source in sources {
-        let entry = match catch_up(consumer, feed, source, None).await {
-            Ok(n) => serde_json::json!({"applied": n}),
-            Err(e) => serde_json::json!({"error": format!("{e:#}")}),
-        };
+        let mut done = Delivered::default();
+        let mut errors = Vec::new();
+        for partition in crate::stream::partitions() {
+            if let Err(e) = catch_up(consumer, feed, source, partition, None, &mut done).await {
+                errors.push(format!("{partition}: {e:#}"));
+            }
+        }
+        let mut entry = serde_json::json!({"applied": done.applied, "deferred": done.deferred});
+        if !errors.is_empty() {
+            entry["error"] = errors.join("; ").into();
+        }
         report.insert(source.to_string(), entry);
     }
     serde_json::Value::Object(report)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::inbox::position;
-    use crate::inbox::Position;
-    use crate::testing::block_on;
-    use std::cell::RefCell;
-
-    use crate::testing::envelope as env;
-
-    #[derive(Default)]
-    struct Recorder {
-        applied: RefCell<Vec<i64>>,
-    }
-
-    impl Consumer for Recorder {
-        fn last_seq(&self, _: &str) -> anyhow::Result<i64> {
-            Ok(self.applied.borrow().last().copied().unwrap_or(0))
-        }
-        async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome> {
-            Ok(match position(self.last_seq(&env.source)?, env.seq) {
-                Position::Duplicate => Outcome::Duplicate,
-                Position::Gap { last } => Outcome::Gap { last },
-                Position::Next => {
-                    self.applied.borrow_mut().push(env.seq);
-                    Outcome::Applied
-                }
-            })
-        }
-    }
-
-    struct VecFeed(Vec<Envelope>);
-
-    impl Feed for VecFeed {
-        async fn page(&self, _: &str, after: i64, limit: i64) -> anyhow::Result<Vec<Envelope>> {
-            Ok(self
-                .0
-                .iter()
-                .filter(|e| e.seq > after)
-                .take(limit as usize)
-                .cloned()
-                .collect())
-        }
-    }
-
-    #[test]
-    fn a_gap_is_filled_from_the_feed_in_order() {
-        let feed = VecFeed((1..=250).map(env).collect());
-        let c = Recorder::default();
-        block_on(deliver(&c, &feed, &env(1))).unwrap();
-        block_on(deliver(&c, &feed, &env(4))).unwrap();
-        assert_eq!(*c.applied.borrow(), vec![1, 2, 3, 4]);
-        block_on(deliver(&c, &feed, &env(2))).unwrap();
-        assert_eq!(c.applied.borrow().len(), 4);
-    }
-
-    #[test]
-    fn catch_up_reads_every_page() {
-        let feed = VecFeed((1..=250).map(env).collect());
-        let c = Recorder::default();
-        assert_eq!(block_on(catch_up(&c, &feed, "orders", None)).unwrap(), 250);
-        assert_eq!(block_on(catch_up(&c, &feed, "orders", None)).unwrap(), 0);
-    }
-
-    #[test]
-    fn a_feed_with_a_hole_is_an_error() {
-        let feed = VecFeed(vec![env(1), env(3)]);
-        let c = Recorder::default();
-        assert!(block_on(catch_up(&c, &feed, "orders", None)).is_err());
-        assert_eq!(*c.applied.borrow(), vec![1]);
-    }
-
-    /// Fails on `poison` until parked; counts attempts in memory.
-    struct Poisoned {
-        inner: Recorder,
-        poison: i64,
-        attempts: RefCell<i64>,
-        parked: RefCell<Vec<i64>>,
-    }
-
-    impl Poisoned {
-        fn new(poison: i64) -> Self {
-            Poisoned {
-                inner: Recorder::default(),
-                poison,
-                attempts: RefCell::new(0),
-                parked: RefCell::default(),
-            }
-        }
-    }
-
-    impl Consumer for Poisoned {
-        fn last_seq(&self, source: &str) -> anyhow::Result<i64> {
-            let parked = self.parked.borrow().last().copied().unwrap_or(0);
-            Ok(self.inner.last_seq(source)?.max(parked))
-        }
-        async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome> {
-            if position(self.last_seq(&env.source)?, env.seq) == Position::Next
-                && env.seq == self.poison
-            {
-                anyhow::bail!("cannot apply {}", env.seq);
-            }
-            self.inner.apply(env).await
-        }
-        fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
-            Some(self)
-        }
-    }
-
-    impl DeadLetterPort for Poisoned {
-        fn after(&self) -> i64 {
-            3
-        }
-        fn count_failure(&self, _: &Envelope, _: &str) -> anyhow::Result<i64> {
-            *self.attempts.borrow_mut() += 1;
-            Ok(*self.attempts.borrow())
-        }
-        fn park(&self, env: &Envelope, _: &str, _: i64) -> anyhow::Result<Outcome> {
-            self.parked.borrow_mut().push(env.seq);
-            // The recorder's position must move past the parked event as an inbox would.
-            self.inner.applied.borrow_mut().push(env.seq);
-            Ok(Outcome::Parked)
-        }
-    }
-
-    #[test]
-    fn a_poison_event_fails_until_parked_then_later_events_flow() {
-        let feed = VecFeed((1..=4).map(env).collect());
-        let c = Poisoned::new(2);
-        block_on(deliver(&c, &feed, &env(1))).unwrap();
-        assert!(block_on(deliver(&c, &feed, &env(2))).is_err());
-        assert!(block_on(deliver(&c, &feed, &env(2))).is_err());
-        assert!(c.parked.borrow().is_empty());
-        block_on(deliver(&c, &feed, &env(4))).unwrap();
-        assert_eq!(*c.parked.borrow(), vec![2]);
-        assert_eq!(*c.inner.applied.borrow(), vec![1, 2, 3, 4]);
-        assert_eq!(*c.attempts.borrow(), 3);
-    }
-
-    #[test]
-    fn a_failure_below_the_threshold_is_returned_not_parked() {
-        let failing = crate::deadletter::on_failure(&NeverPark, &env(2), anyhow::anyhow!("boom"));
-        assert!(failing.is_err());
-    }
-
-    struct NeverPark;
-
-    impl DeadLetterPort for NeverPark {
-        fn after(&self) -> i64 {
-            5
-        }
-        fn count_failure(&self, _: &Envelope, _: &str) -> anyhow::Result<i64> {
-            Ok(1)
-        }
-        fn park(&self, _: &Envelope, _: &str, _: i64) -> anyhow::Result<Outcome> {
-            anyhow::bail!("must not park before the threshold")
-        }
-    }
+/// What one retry pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Retried {
+    pub applied: usize,
+    pub failed: usize,
+    pub parked: usize,
 }
+
+/// Retries every pending event that is due, each the first of its order; an event applied or
+/// parked lets the next one of its order follow in the same pass.
+pub async fn retry_due(
+    consumer: &impl Consumer,
+    now_ms: impl Fn() -> i64,
+) -> anyhow::Result<Retried> {
+    let mut report = Retried::default();
+    let Some(port) = consumer.store().pending() else {
+        return Ok(report);
+    };
+    for _ in 0..RETRY_ROUNDS {
+        let due = port.due(now_ms(), RETRY_BATCH)?;
+        if due.is_empty() {
+            break;
+        }
+        for p in due {
+            port.redo(Some((&p.env.id, Redo::Pending)));
+            let result = consumer.apply(&p.env).await;
+            port.redo(None);
+            match result {
+                Ok(Outcome::Applied) => {
+                    report.applied += 1;
+                    logger(&p.env).info(&format!("{} applied on retry", p.env.label()), None);
+                }
+                Ok(_) => {} // done meanwhile by another instance
+                Err(e) => {
+                    let mut p = p;
+                    match after_failure(port, &mut p, &e, now_ms()) {
+                        Next::RetryAt(at) => {
+                            report.failed += 1;
+                            port.reschedule(&p, at)?;
+                        }
+                        Next::Park => {
+                            report.parked += 1;
+                            port.park(&p, &|| consumer.on_parked(&p))?;
+                            log_outcome(&p.env, Outcome::Parked, &p.error);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Applies one delivered event (filling any gap from `feed`) and logs the outcome; the same
+/// path for a Redis message and an HTTP delivery.
+pub async fn deliver_logged(
+    service: &'static str,
+    consumer: &impl Consumer,
+    feed: &impl Feed,
+    env: &Envelope,
+) -> anyhow::Result<Delivered> {
+    let log = Logger::new(
+        service,
+        &TraceContext::from_header(Some(&env.traceparent)).trace_id,
+    );
+    let order_id = Some(env.order_id()).filter(|o| !o.is_empty());
+    let result = deliver(consumer, feed, env).await;
+    match &result {
+        Ok(_) => log.info(&format!("{} handled", env.label()), order_id),
+        Err(e) => log.error(&format!("{} not handled: {e:#}", env.label()), order_id),
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests;

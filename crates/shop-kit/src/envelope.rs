@@ -1,20 +1,21 @@
-//! The event envelope `{id, type, source, seq, occurred_at, traceparent, data}`.
+//! The event envelope `{id, type, source, partition, seq, occurred_at, traceparent, data}`.
 
 use serde::{Deserialize, Serialize};
 use shop_events::{DecodeError, ShopEvent};
 
 /// The envelope's fields as they appear in JSON.
-pub const FIELDS: [&str; 7] = [
+pub const FIELDS: [&str; 8] = [
     "id",
     "type",
     "source",
+    "partition",
     "seq",
     "occurred_at",
     "traceparent",
     "data",
 ];
 
-/// One event as published on `shop.<source>` and served by `GET /<source>/events`.
+/// One event as published on `shop.<source>.<partition>` and served by `GET /<source>/events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     pub id: String,
@@ -22,7 +23,9 @@ pub struct Envelope {
     pub type_name: String,
     /// The producing function (`orders`, `inventory`, `billing`).
     pub source: String,
-    /// Gap-free, per-source sequence number, starting at 1.
+    /// The stream of its source the event belongs to: `stream::partition_of` its order id.
+    pub partition: i64,
+    /// Gap-free sequence number within `(source, partition)`, starting at 1.
     pub seq: i64,
     pub occurred_at: String,
     pub traceparent: String,
@@ -30,12 +33,14 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// Wraps an event as `source` would publish it as its `seq`-th event, in a new trace.
+    /// Wraps an event as `source` would publish it as the `seq`-th event of the event's
+    /// partition, in a new trace.
     pub fn wrap(source: &str, seq: i64, event: &ShopEvent) -> Self {
         Self {
             id: uuid::Uuid::new_v4().to_string(),
             type_name: event.type_name().to_string(),
             source: source.to_string(),
+            partition: crate::stream::partition_of(event.order_id()),
             seq,
             occurred_at: crate::time::now_rfc3339(),
             traceparent: crate::TraceContext::new_root().header(),
@@ -48,15 +53,27 @@ impl Envelope {
         ShopEvent::decode(&self.type_name, self.data.clone())
     }
 
+    /// The order the event is about: the key that orders its stream. Empty when the payload
+    /// names none (a malformed event), which still gives it a key of its own.
+    pub fn order_id(&self) -> &str {
+        self.data
+            .get("order_id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    }
+
+    /// `source/partition#seq`, how logs and errors name the event.
+    pub fn label(&self) -> String {
+        format!(
+            "{} {}/{}#{}",
+            self.type_name, self.source, self.partition, self.seq
+        )
+    }
+
     /// Parses a message received on a channel.
     pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
         Ok(serde_json::from_slice(bytes)?)
     }
-}
-
-/// The Redis channel a source publishes on.
-pub fn channel(source: &str) -> String {
-    format!("shop.{source}")
 }
 
 #[cfg(test)]
@@ -75,6 +92,7 @@ mod tests {
             id: "e1".into(),
             type_name: event.type_name().into(),
             source: "inventory".into(),
+            partition: 2,
             seq: 7,
             occurred_at: "2026-01-01T00:00:00.000Z".into(),
             traceparent: "tp".into(),
@@ -87,6 +105,6 @@ mod tests {
         assert_eq!(json["type"], "stock-rejected");
         let back = Envelope::from_bytes(json.to_string().as_bytes()).unwrap();
         assert_eq!(back.event().unwrap(), event);
-        assert_eq!(channel("inventory"), "shop.inventory");
+        assert_eq!(back.order_id(), "o1");
     }
 }

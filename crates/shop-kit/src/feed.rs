@@ -1,13 +1,21 @@
-//! Reading another function's event feed (`GET {app_base_url}/<source>/events?after=N`).
-//! This is how a consumer fills a gap or catches up: an absolute URL rather than service
-//! chaining, because Spin forbids chaining from Redis-triggered components.
+//! Reading another function's event feed
+//! (`GET {app_base_url}/<source>/events?partition=P&after=N`). This is how a consumer fills a
+//! gap in a stream or catches up: an absolute URL rather than service chaining, because Spin
+//! forbids chaining from Redis-triggered components.
 
 use crate::Envelope;
 
-/// A source of past events.
+/// A source of past events, per stream.
 #[allow(async_fn_in_trait)] // components are single-threaded; no Send bound is wanted
 pub trait Feed {
-    async fn page(&self, source: &str, after: i64, limit: i64) -> anyhow::Result<Vec<Envelope>>;
+    /// Up to `limit` events of stream `source`/`partition` with `seq > after`, oldest first.
+    async fn page(
+        &self,
+        source: &str,
+        partition: i64,
+        after: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Envelope>>;
 }
 
 /// The feed served over HTTP by the app itself.
@@ -22,9 +30,15 @@ struct Page {
 }
 
 impl Feed for HttpFeed {
-    async fn page(&self, source: &str, after: i64, limit: i64) -> anyhow::Result<Vec<Envelope>> {
+    async fn page(
+        &self,
+        source: &str,
+        partition: i64,
+        after: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Envelope>> {
         let url = format!(
-            "{}/{source}/events?after={after}&limit={limit}",
+            "{}/{source}/events?partition={partition}&after={after}&limit={limit}",
             self.base_url.trim_end_matches('/')
         );
         let request = spin_sdk::http::Request::get(&url)

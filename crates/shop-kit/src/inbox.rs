@@ -1,19 +1,28 @@
-//! Idempotent, ordered consumption: a consumer remembers the last `seq` it applied per source,
-//! in the same transaction as the effect.
+//! Idempotent consumption, ordered per order: a consumer remembers the last `seq` it applied
+//! per stream `(source, partition)`, in the same transaction as the effect, and applies an
+//! event only after every earlier event of the same order from the same source is done.
+//!
+//! An event that cannot be applied leaves its stream at once: it is kept as pending
+//! (`pending`) and the stream moves past it, so other orders' events flow; later events of
+//! the same order wait behind it (`Position::Behind`) until it is applied or parked.
 
 use crate::Envelope;
 
 /// Where an incoming event stands relative to what was already applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
-    /// Already applied: ignore.
+    /// Already applied (or pending, or parked): ignore.
     Duplicate,
-    /// The very next one: apply.
+    /// The very next one of its stream, and nothing of its order waits before it: apply.
     Next,
     /// Events between `last` and this one are missing: fill from the feed first.
     Gap { last: i64 },
+    /// The next one of its stream, but an earlier event of its order is pending: it waits
+    /// behind that one.
+    Behind,
 }
 
+/// Where `seq` stands in a stream whose last applied event is `last`.
 pub fn position(last: i64, seq: i64) -> Position {
     if seq <= last {
         Position::Duplicate
@@ -24,7 +33,7 @@ pub fn position(last: i64, seq: i64) -> Position {
     }
 }
 
-/// What applying one event did.
+/// What handing one event to a consumer did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
@@ -32,90 +41,169 @@ pub enum Outcome {
     Gap {
         last: i64,
     },
-    /// Failed too often: parked as a dead letter, and the inbox moved past it.
+    /// It must wait behind an earlier event of its order (nothing was done).
+    Behind,
+    /// It could not be applied now: kept as pending, retried on its own schedule.
+    Deferred,
+    /// Failed too often: parked as a dead letter.
     Parked,
+}
+
+impl From<Position> for Outcome {
+    /// The outcome of an event that is not applied because of where it stands.
+    fn from(position: Position) -> Self {
+        match position {
+            Position::Duplicate | Position::Next => Outcome::Duplicate,
+            Position::Gap { last } => Outcome::Gap { last },
+            Position::Behind => Outcome::Behind,
+        }
+    }
 }
 
 /// The inbox as a transaction sees it.
 pub trait InboxPort {
-    fn inbox_last(&self, source: &str) -> anyhow::Result<i64>;
-    fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()>;
-    /// Where events that keep failing are parked; `None` retries them for ever.
-    fn dead_letters(&self) -> Option<&dyn crate::deadletter::DeadLetterPort> {
-        None
-    }
+    /// Where `env` stands: in its stream, or, while this consumer retries a pending or parked
+    /// event (`pending::PendingPort::redo`), `Next` if that event still waits and `Duplicate`
+    /// if it is done.
+    fn inbox_position(&self, env: &Envelope) -> anyhow::Result<Position>;
+    /// Records `env` as applied: its stream moves to it, or the pending or parked event being
+    /// retried is removed. Call in the effect's transaction.
+    fn inbox_record(&self, env: &Envelope) -> anyhow::Result<()>;
 }
 
-/// Runs `effect` only when `env` is the next event of its source, and records it as applied.
+/// Runs `effect` only when `env` may be applied now, and records it as applied.
 /// Call inside the transaction that also holds the effect.
 pub fn guarded<T: InboxPort + ?Sized>(
     tx: &T,
     env: &Envelope,
     effect: impl FnOnce(&T) -> anyhow::Result<()>,
 ) -> anyhow::Result<Outcome> {
-    match position(tx.inbox_last(&env.source)?, env.seq) {
-        Position::Duplicate => Ok(Outcome::Duplicate),
-        Position::Gap { last } => Ok(Outcome::Gap { last }),
+    match tx.inbox_position(env)? {
         Position::Next => {
             effect(tx)?;
-            tx.inbox_advance(&env.source, env.seq)?;
+            tx.inbox_record(env)?;
             Ok(Outcome::Applied)
         }
+        other => Ok(other.into()),
     }
 }
 
-/// SQL for consumers whose inbox lives in SQLite (table `inbox(source, last_seq)`).
-pub mod sql {
-    use super::InboxPort;
-    use crate::deadletter::DeadLetterPort;
-    use crate::sqlite::{int, Db};
-    use spin_sdk::sqlite::Value;
+/// In-memory streams, for fakes: the last seq per `(source, partition)`.
+#[derive(Debug, Clone, Default)]
+pub struct Streams(std::collections::HashMap<(String, i64), i64>);
 
-    /// A store kept in one SQLite database. Its inbox and dead letters live in that database,
-    /// so implementing this one accessor gives the store its `InboxPort`.
+impl Streams {
+    pub fn last(&self, source: &str, partition: i64) -> i64 {
+        *self.0.get(&(source.to_string(), partition)).unwrap_or(&0)
+    }
+
+    pub fn advance(&mut self, env: &Envelope) {
+        let last = self
+            .0
+            .entry((env.source.clone(), env.partition))
+            .or_default();
+        *last = (*last).max(env.seq);
+    }
+}
+
+/// SQL for consumers whose inbox lives in SQLite: table `inbox_streams(source, partition,
+/// last_seq)`, with `pending_events` and `dead_letters` for the events being retried.
+pub mod sql {
+    use super::{position, InboxPort, Position};
+    use crate::redo::Redo;
+    use crate::sqlite::{i, int, t, Db};
+    use crate::Envelope;
+
+    /// A store kept in one SQLite database. Its inbox, pending events and dead letters live in
+    /// that database, so implementing this one accessor gives the store its `InboxPort`.
     pub trait SqlBacked {
         fn db(&self) -> &Db;
     }
 
     impl<T: SqlBacked> InboxPort for T {
-        fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
-            last(self.db(), source)
+        fn inbox_position(&self, env: &Envelope) -> anyhow::Result<Position> {
+            self.db().inbox_position(env)
         }
 
-        fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
-            advance(self.db(), source, seq)
-        }
-
-        fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
-            Some(self.db())
+        fn inbox_record(&self, env: &Envelope) -> anyhow::Result<()> {
+            self.db().inbox_record(env)
         }
     }
 
-    pub fn last(db: &Db, source: &str) -> anyhow::Result<i64> {
-        if let Some(seq) = db.replaying(source) {
-            return Ok(seq - 1);
-        }
+    /// The stream's last seq and whether an event of the same order and source is pending,
+    /// in one statement. `?1` source, `?2` partition, `?3` order id.
+    pub const STANDING: &str = "SELECT \
+        (SELECT last_seq FROM inbox_streams WHERE source = ?1 AND partition = ?2), \
+        EXISTS (SELECT 1 FROM pending_events WHERE source = ?1 AND order_key = ?3)";
+
+    /// The last seq applied in stream `source`/`partition`.
+    pub fn last(db: &Db, source: &str, partition: i64) -> anyhow::Result<i64> {
         let rows = db.exec(
-            "SELECT last_seq FROM inbox WHERE source = ?",
-            &[Value::Text(source.into())],
+            "SELECT last_seq FROM inbox_streams WHERE source = ? AND partition = ?",
+            &[t(source), i(partition)],
         )?;
         Ok(rows.rows.first().map(|r| int(r, 0)).unwrap_or(0))
     }
 
-    /// Never moves back: a replayed dead letter advances to its own seq, behind the inbox.
-    pub fn advance(db: &Db, source: &str, seq: i64) -> anyhow::Result<()> {
+    /// Moves the stream of `env` to it; never back.
+    pub fn advance(db: &Db, env: &Envelope) -> anyhow::Result<()> {
         db.exec(
-            "INSERT INTO inbox (source, last_seq) VALUES (?, ?) \
-             ON CONFLICT(source) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
-            &[Value::Text(source.into()), Value::Integer(seq)],
+            "INSERT INTO inbox_streams (source, partition, last_seq) VALUES (?, ?, ?) \
+             ON CONFLICT(source, partition) DO UPDATE \
+             SET last_seq = max(last_seq, excluded.last_seq)",
+            &[t(&env.source), i(env.partition), i(env.seq)],
         )?;
-        if db.replaying(source) == Some(seq) {
-            db.exec(
-                "DELETE FROM dead_letters WHERE source = ? AND seq = ?",
-                &[Value::Text(source.into()), Value::Integer(seq)],
-            )?;
-        }
         Ok(())
+    }
+
+    impl InboxPort for Db {
+        fn inbox_position(&self, env: &Envelope) -> anyhow::Result<Position> {
+            if let Some(redo) = self.redo.get(&env.id) {
+                let rows = self.exec(exists_sql(redo), &[t(&env.id)])?;
+                return Ok(if rows.rows.is_empty() {
+                    Position::Duplicate
+                } else {
+                    Position::Next
+                });
+            }
+            let rows = self.exec(
+                STANDING,
+                &[t(&env.source), i(env.partition), t(env.order_id())],
+            )?;
+            let (last, waiting) = rows
+                .rows
+                .first()
+                .map(|r| (int(r, 0), int(r, 1) == 1))
+                .unwrap_or_default();
+            Ok(match position(last, env.seq) {
+                Position::Next if waiting => Position::Behind,
+                other => other,
+            })
+        }
+
+        fn inbox_record(&self, env: &Envelope) -> anyhow::Result<()> {
+            match self.redo.get(&env.id) {
+                Some(redo) => {
+                    self.exec(delete_sql(redo), &[t(&env.id)])?;
+                    Ok(())
+                }
+                None => advance(self, env),
+            }
+        }
+    }
+
+    fn exists_sql(redo: Redo) -> &'static str {
+        match redo {
+            Redo::Pending => "SELECT 1 FROM pending_events WHERE id = ?",
+            Redo::Parked => "SELECT 1 FROM dead_letters WHERE id = ?",
+        }
+    }
+
+    fn delete_sql(redo: Redo) -> &'static str {
+        match redo {
+            Redo::Pending => "DELETE FROM pending_events WHERE id = ?",
+            Redo::Parked => "DELETE FROM dead_letters WHERE id = ?",
+        }
     }
 }
 
@@ -123,7 +211,6 @@ pub mod sql {
 mod tests {
     use super::*;
     use std::cell::RefCell;
-    use std::collections::HashMap;
 
     #[test]
     fn positions() {
@@ -134,14 +221,17 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct Mem(RefCell<HashMap<String, i64>>, RefCell<u32>);
+    struct Mem(RefCell<Streams>, RefCell<u32>);
 
     impl InboxPort for Mem {
-        fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
-            Ok(*self.0.borrow().get(source).unwrap_or(&0))
+        fn inbox_position(&self, env: &Envelope) -> anyhow::Result<Position> {
+            Ok(position(
+                self.0.borrow().last(&env.source, env.partition),
+                env.seq,
+            ))
         }
-        fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
-            self.0.borrow_mut().insert(source.into(), seq);
+        fn inbox_record(&self, env: &Envelope) -> anyhow::Result<()> {
+            self.0.borrow_mut().advance(env);
             Ok(())
         }
     }
@@ -162,13 +252,25 @@ mod tests {
             Outcome::Gap { last: 1 }
         );
         assert_eq!(*m.1.borrow(), 1);
-        assert_eq!(m.inbox_last("orders").unwrap(), 1);
+        assert_eq!(m.0.borrow().last("orders", 0), 1);
+    }
+
+    #[test]
+    fn streams_are_independent() {
+        let m = Mem::default();
+        let other = Envelope {
+            partition: 1,
+            ..env(1)
+        };
+        assert_eq!(guarded(&m, &env(1), |_| Ok(())).unwrap(), Outcome::Applied);
+        assert_eq!(guarded(&m, &other, |_| Ok(())).unwrap(), Outcome::Applied);
+        assert_eq!(m.0.borrow().last("orders", 1), 1);
     }
 
     #[test]
     fn a_failed_effect_does_not_advance() {
         let m = Mem::default();
         assert!(guarded(&m, &env(1), |_| anyhow::bail!("boom")).is_err());
-        assert_eq!(m.inbox_last("orders").unwrap(), 0);
+        assert_eq!(m.0.borrow().last("orders", 0), 0);
     }
 }

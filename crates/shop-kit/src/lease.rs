@@ -12,7 +12,7 @@
 //! relay saw the lease taken is therefore seen by that release's check (see ADR 0001). A
 //! holder that dies keeps the lease until it expires; the next relay or sweep then takes it.
 
-use crate::Envelope;
+use crate::outbox::Row;
 
 /// How long a lease lasts without being renewed: the longest a killed holder delays events.
 const TTL_MS: i64 = 2_000;
@@ -35,14 +35,14 @@ pub enum Settled {
 /// The outbox and its lease as the relay sees them.
 pub trait RelayPort {
     /// Up to `limit` unpublished events, oldest first.
-    fn pending(&self, limit: i64) -> anyhow::Result<Vec<Envelope>>;
+    fn pending(&self, limit: i64) -> anyhow::Result<Vec<Row>>;
     /// Whether an unexpired lease exists (a read: no write lock).
     fn lease_taken(&self, now_ms: i64) -> anyhow::Result<bool>;
     /// Takes the lease for `holder` unless an unexpired one exists; true when taken.
     fn take_lease(&self, holder: &str, now_ms: i64) -> anyhow::Result<bool>;
-    /// In one write transaction: marks events up to `seq` published, then releases the
-    /// lease if none is left unpublished, or renews it.
-    fn settle(&self, holder: &str, seq: i64, now_ms: i64) -> anyhow::Result<Settled>;
+    /// In one write transaction: marks events up to outbox position `position` published,
+    /// then releases the lease if none is left unpublished, or renews it.
+    fn settle(&self, holder: &str, position: i64, now_ms: i64) -> anyhow::Result<Settled>;
     /// Lets go of the lease, leaving any events for the next relay or the sweep.
     fn release(&self, holder: &str) -> anyhow::Result<()>;
 }
@@ -53,13 +53,14 @@ pub fn needed(port: &impl RelayPort, now_ms: i64) -> anyhow::Result<bool> {
 }
 
 /// Takes the lease and sends pages with `send` until none is left. Returns how many events
-/// went out; 0 at once when another relay holds the lease. A failed send releases the lease
-/// and marks nothing: those events go with the next relay or the sweep.
+/// went out; 0 at once when another relay holds the lease. `send` answers how many of the
+/// page, in order, reached every subscriber: those are marked published, and the rest (or the
+/// whole page, when it fails) are left for the next relay or the sweep, an error saying so.
 pub fn relay(
     port: &impl RelayPort,
     holder: &str,
     now_ms: impl Fn() -> i64,
-    mut send: impl FnMut(&[Envelope]) -> anyhow::Result<()>,
+    mut send: impl FnMut(&[Row]) -> anyhow::Result<usize>,
 ) -> anyhow::Result<usize> {
     if !port.take_lease(holder, now_ms())? {
         return Ok(0);
@@ -68,13 +69,26 @@ pub fn relay(
     for _ in 0..MAX_PAGES {
         let page = port.pending(PAGE)?;
         if !page.is_empty() {
-            if let Err(e) = send(&page) {
+            let delivered = match send(&page) {
+                Ok(n) => n.min(page.len()),
+                Err(e) => {
+                    let _ = port.release(holder);
+                    return Err(e);
+                }
+            };
+            sent += delivered;
+            if delivered < page.len() {
+                if let Some(last) = delivered.checked_sub(1).map(|i| page[i].position) {
+                    port.settle(holder, last, now_ms())?;
+                }
                 let _ = port.release(holder);
-                return Err(e);
+                anyhow::bail!(
+                    "{} events did not reach every subscriber; left for a retry",
+                    page.len() - delivered
+                );
             }
-            sent += page.len();
         }
-        let last = page.last().map_or(0, |e| e.seq);
+        let last = page.last().map_or(0, |r| r.position);
         match port.settle(holder, last, now_ms())? {
             Settled::More => continue,
             Settled::Done | Settled::Lost => return Ok(sent),
@@ -87,9 +101,8 @@ pub fn relay(
 /// The lease in the function's SQLite database, table `relay_lease` (one row while held).
 pub mod sql {
     use super::{RelayPort, Settled, TTL_MS};
-    use crate::outbox;
+    use crate::outbox::{self, Row};
     use crate::sqlite::{i, t, Db};
-    use crate::Envelope;
 
     /// Whether an unexpired lease exists; `?1` now.
     pub const TAKEN: &str = "SELECT 1 FROM relay_lease WHERE expires_at > ?1";
@@ -112,7 +125,7 @@ pub mod sql {
     }
 
     impl RelayPort for Outbox<'_> {
-        fn pending(&self, limit: i64) -> anyhow::Result<Vec<Envelope>> {
+        fn pending(&self, limit: i64) -> anyhow::Result<Vec<Row>> {
             outbox::unpublished(self.db, self.source, limit)
         }
 
@@ -127,9 +140,9 @@ pub mod sql {
             Ok(!taken.rows.is_empty())
         }
 
-        fn settle(&self, holder: &str, seq: i64, now_ms: i64) -> anyhow::Result<Settled> {
+        fn settle(&self, holder: &str, position: i64, now_ms: i64) -> anyhow::Result<Settled> {
             self.db.transaction(|| {
-                outbox::mark_published(self.db, seq)?;
+                outbox::mark_published(self.db, position)?;
                 if outbox::unpublished(self.db, self.source, 1)?.is_empty() {
                     self.release(holder)?;
                     return Ok(Settled::Done);
@@ -180,12 +193,15 @@ mod tests {
     }
 
     impl RelayPort for Mem {
-        fn pending(&self, limit: i64) -> anyhow::Result<Vec<Envelope>> {
+        fn pending(&self, limit: i64) -> anyhow::Result<Vec<Row>> {
             Ok(self
                 .unpublished()
                 .into_iter()
                 .take(limit as usize)
-                .map(env)
+                .map(|seq| Row {
+                    position: seq,
+                    env: env(seq),
+                })
                 .collect())
         }
         fn lease_taken(&self, now_ms: i64) -> anyhow::Result<bool> {
@@ -223,8 +239,8 @@ mod tests {
         }
     }
 
-    fn seqs(page: &[Envelope]) -> Vec<i64> {
-        page.iter().map(|e| e.seq).collect()
+    fn seqs(page: &[Row]) -> Vec<i64> {
+        page.iter().map(|r| r.position).collect()
     }
 
     #[test]
@@ -238,7 +254,7 @@ mod tests {
             || 0,
             |p| {
                 sent.extend(seqs(p));
-                Ok(())
+                Ok(p.len())
             },
         )
         .unwrap();
@@ -263,7 +279,7 @@ mod tests {
                     m.append(2);
                     assert!(!needed(&m, 0).unwrap());
                 }
-                Ok(())
+                Ok(p.len())
             },
         )
         .unwrap();
@@ -288,7 +304,7 @@ mod tests {
         m.append(2);
         assert!(m.take_lease("dead", 0).unwrap());
         assert!(needed(&m, TTL_MS).unwrap());
-        assert_eq!(relay(&m, "b", || TTL_MS, |_| Ok(())).unwrap(), 2);
+        assert_eq!(relay(&m, "b", || TTL_MS, |p| Ok(p.len())).unwrap(), 2);
         assert!(m.lease.borrow().is_none());
     }
 
@@ -316,13 +332,23 @@ mod tests {
                 // Stalled past its lease: another relay takes over and more events arrive.
                 *m.lease.borrow_mut() = Some(("b".into(), 5 * TTL_MS));
                 m.append(1);
-                Ok(())
+                Ok(1)
             },
         )
         .unwrap();
         assert_eq!(calls, 1);
         assert_eq!(m.unpublished(), vec![2]);
         assert_eq!(m.lease.borrow().as_ref().unwrap().0, "b");
+    }
+
+    #[test]
+    fn what_reached_every_subscriber_is_marked_and_the_rest_left() {
+        let m = Mem::default();
+        m.append(3);
+        let err = relay(&m, "a", || 0, |_| Ok(1)).unwrap_err();
+        assert!(err.to_string().contains("2 events"), "{err}");
+        assert_eq!(m.unpublished(), vec![2, 3]);
+        assert!(needed(&m, 0).unwrap(), "the lease is free for the retry");
     }
 
     #[test]

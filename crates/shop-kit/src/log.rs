@@ -12,6 +12,8 @@ use crate::TraceContext;
 pub mod events {
     /// An event received again and ignored (`channel`).
     pub const DUPLICATE: &str = "duplicate";
+    /// An event that could not be applied on arrival, kept to be retried (`channel`).
+    pub const DEFERRED: &str = "deferred";
     /// An event parked after repeated failures (`channel`).
     pub const DEAD_LETTER: &str = "dead_letter";
     /// A circuit breaker changed state (`breaker`, `from`, `to`).

@@ -1,21 +1,21 @@
 //! Event delivery over HTTP (`event_delivery = "http"`), for platforms without Spin's Redis
 //! trigger: the relay POSTs each outbox event to every subscriber's
 //! `POST /<consumer>/events/deliveries` on `app_base_url`, with the delivery bearer token, and
-//! marks it published once every subscriber accepted it. The route runs what a Redis message
-//! runs. Delivery is at-least-once; the consumers' inbox ignores repeats. See docs/adr/0004.
+//! marks it published once every subscriber accepted it. The route (`component`) runs what a
+//! Redis message runs. Delivery is at-least-once; the consumers' inbox ignores repeats. A
+//! consumer accepts an event it cannot apply yet (it keeps it pending), so one order's
+//! trouble never holds back the others. See docs/adr/0004 and 0006.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
-use spin_sdk::http::{Request, Response};
+use serde_json::{Map, Value};
+use spin_sdk::http::Request;
 
-use crate::consume::Consumer;
 use crate::log::Logger;
 use crate::sqlite::Db;
-use crate::subscriptions::{subscribers, upstream};
-use crate::web::{self, Ctx};
-use crate::{config, outbound, outbox, relay, ApiError, Envelope, Failure};
+use crate::subscriptions::subscribers;
+use crate::{config, outbound, outbox, ApiError, Envelope};
 
 /// Events pushed per publish; the rest go with the next publish or sweep.
 const BATCH: i64 = 200;
@@ -23,18 +23,20 @@ const BATCH: i64 = 200;
 /// billing includes the payment provider's calls and their retries.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pushes `source`'s unpublished events, oldest first, to every subscriber, and marks them
-/// published up to the last one all subscribers accepted. A subscriber that refuses is not
-/// sent later events in this round (it fills the gap from the feed when it gets them again).
+/// published up to the last one all subscribers accepted. A subscriber that refuses (it is
+/// down, or cannot record the event) is not sent later events in this round; it fills the gap
+/// from the feed when it gets them again. Fails when any subscriber refused, so that the
+/// publish is retried.
 pub async fn publish(db: &Db, source: &str, log: &Logger) -> anyhow::Result<usize> {
     let pending = outbox::unpublished(db, source, BATCH)?;
     let mut refused: BTreeMap<&str, String> = BTreeMap::new();
     let mut delivered = 0;
-    for env in &pending {
+    for row in &pending {
         for consumer in subscribers(source) {
             if refused.contains_key(consumer) {
                 continue;
             }
-            if let Err(e) = post(consumer, env).await {
+            if let Err(e) = post(consumer, &row.env).await {
                 refused.insert(consumer, format!("{e:#}"));
             }
         }
@@ -44,29 +46,58 @@ pub async fn publish(db: &Db, source: &str, log: &Logger) -> anyhow::Result<usiz
         delivered += 1;
     }
     if let Some(last) = pending[..delivered].last() {
-        outbox::mark_published(db, last.seq)?;
+        outbox::mark_published(db, last.position)?;
     }
     for (consumer, error) in &refused {
-        log.warn(
-            &format!("delivering {source} events to {consumer} deferred: {error}"),
+        log.info(
+            &format!("delivering {source} events to {consumer}: {error}"),
             None,
         );
     }
+    anyhow::ensure!(
+        refused.is_empty(),
+        "{} of {} events delivered",
+        delivered,
+        pending.len()
+    );
     Ok(delivered)
 }
 
 async fn post(consumer: &str, env: &Envelope) -> anyhow::Result<()> {
+    send(
+        consumer,
+        "events/deliveries",
+        serde_json::to_vec(env)?,
+        &env.traceparent,
+    )
+    .await
+}
+
+/// Sends the wake (see `wake`) to `consumer`'s `POST /<consumer>/events/wake`.
+pub async fn wake(consumer: &str, arm: &str) -> anyhow::Result<()> {
+    let traceparent = crate::TraceContext::new_root().header();
+    send(
+        consumer,
+        "events/wake",
+        crate::wake::message(arm),
+        &traceparent,
+    )
+    .await
+}
+
+/// POSTs `body` to `{app_base_url}/<consumer>/<path>` with the delivery token.
+async fn send(consumer: &str, path: &str, body: Vec<u8>, traceparent: &str) -> anyhow::Result<()> {
     let url = format!(
-        "{}/{consumer}/events/deliveries",
+        "{}/{consumer}/{path}",
         config::app_base_url().trim_end_matches('/')
     );
-    let request = Request::post(&url, serde_json::to_vec(env)?)
+    let request = Request::post(&url, body)
         .header("content-type", "application/json")
         .header(
             "authorization",
             format!("Bearer {}", config::delivery_token()),
         )
-        .header("traceparent", &env.traceparent)
+        .header("traceparent", traceparent)
         .build();
     let response = outbound::send(request, DELIVERY_TIMEOUT).await?;
     let status = *response.status();
@@ -78,36 +109,9 @@ async fn post(consumer: &str, env: &Envelope) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `POST /<consumer>/events/deliveries` (delivery token): applies one event exactly as a
-/// Redis message would be applied, gap filling included, and publishes the consumer's own
-/// outbox after the response. Answers 200 once the event is applied (or was already), and
-/// 503 when it could not be applied yet, so that the producer keeps it for a later attempt.
-pub async fn receive(
-    ctx: &Ctx,
-    req: &Request,
-    consumer: &impl Consumer,
-) -> Result<Response, Failure> {
-    crate::auth::check_bearer(web::header(req, "authorization"), &config::delivery_token())?;
-    let env = envelope(web::json_object(req)?, &upstream(ctx.service))?;
-    // Gap filling may apply earlier events even when this one fails: publish what they caused.
-    ctx.publish_after_response();
-    relay::apply(ctx.service, &env, consumer)
-        .await
-        .map_err(|e| {
-            ApiError::unavailable(format!(
-                "{} #{} from {} not applied yet: {e:#}",
-                env.type_name, env.seq, env.source
-            ))
-        })?;
-    Ok(web::json(
-        200,
-        &json!({"delivered": {"source": env.source, "seq": env.seq}}),
-    ))
-}
-
 /// Checks a delivered body: exactly the envelope's fields, a source `upstream` names, a
-/// positive seq and a payload of its type.
-fn envelope(body: Map<String, Value>, upstream: &[&str]) -> Result<Envelope, ApiError> {
+/// partition that exists, a positive seq and a payload of its type.
+pub fn envelope(body: Map<String, Value>, upstream: &[&str]) -> Result<Envelope, ApiError> {
     if let Some(field) = body
         .keys()
         .find(|k| !crate::envelope::FIELDS.contains(&k.as_str()))
@@ -122,6 +126,12 @@ fn envelope(body: Map<String, Value>, upstream: &[&str]) -> Result<Envelope, Api
             format!("must be one of {}", upstream.join(", ")),
         ));
     }
+    if !(0..crate::stream::PARTITIONS).contains(&env.partition) {
+        return Err(ApiError::invalid(
+            "partition",
+            format!("must be between 0 and {}", crate::stream::PARTITIONS - 1),
+        ));
+    }
     if env.seq < 1 {
         return Err(ApiError::invalid("seq", "must be at least 1"));
     }
@@ -132,6 +142,7 @@ fn envelope(body: Map<String, Value>, upstream: &[&str]) -> Result<Envelope, Api
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use shop_events::{ShopEvent, StockRejected};
 
     fn body(source: &str, seq: i64) -> Map<String, Value> {
@@ -164,6 +175,9 @@ mod tests {
     fn bad_envelopes_name_the_offending_field() {
         assert!(refused(body("orders", 1)).starts_with("source:"));
         assert!(refused(body("inventory", 0)).starts_with("seq:"));
+        let mut far = body("inventory", 1);
+        far.insert("partition".into(), json!(9));
+        assert!(refused(far).starts_with("partition:"));
         let mut extra = body("inventory", 1);
         extra.insert("extra".into(), json!(1));
         assert!(refused(extra).starts_with("extra:"));

@@ -1,15 +1,19 @@
 //! The event plumbing every function's transport shares: applying one delivered event,
-//! handing the outbox to the consumers after commit (Redis or HTTP, by `event_delivery`), and
-//! the catch-up sweep.
+//! handing the outbox to the consumers after commit (Redis or HTTP, by `event_delivery`),
+//! the wake loop that retries pending events on time, and the catch-up sweep.
 
 use crate::config::{self, EventDelivery};
-use crate::consume::{catch_up_all, deliver, Consumer};
-use crate::envelope::channel;
+use crate::consume::{self, catch_up_all, Consumer};
 use crate::feed::HttpFeed;
 use crate::log::Logger;
 use crate::sqlite::Db;
+use crate::wake::{self, Step};
 use crate::web::Ctx;
-use crate::{outbox, push, Envelope, TraceContext};
+use crate::{publish as redis_publish, push, Envelope, TraceContext};
+
+/// How long a failed publish is retried in the instance that made the events (after its
+/// response, or after its message), before they are left to the next publish or the sweep.
+const PUBLISH_PATIENCE_MS: i64 = 30_000;
 
 fn feed(trace: &TraceContext) -> HttpFeed {
     HttpFeed {
@@ -18,66 +22,157 @@ fn feed(trace: &TraceContext) -> HttpFeed {
     }
 }
 
-fn logger(service: &'static str, env: &Envelope) -> (TraceContext, Logger) {
-    let trace = TraceContext::from_header(Some(&env.traceparent));
-    let log = Logger::new(service, &trace.trace_id);
-    (trace, log)
-}
-
-/// Hands `service`'s unpublished outbox rows to their consumers; failures are logged and the
-/// rows left for the next publish or the sweep. Returns how many went out.
-pub async fn publish(service: &str, db: &Db, log: &Logger) -> usize {
-    let result = match config::event_delivery() {
-        EventDelivery::Redis => outbox::publish_to_redis(db, service, &config::redis_address()),
+async fn publish_once(service: &str, db: &Db, log: &Logger) -> anyhow::Result<usize> {
+    match config::event_delivery() {
+        EventDelivery::Redis => redis_publish::to_redis(db, service, &config::redis_address()),
         EventDelivery::Http => push::publish(db, service, log).await,
-    };
-    result.unwrap_or_else(|e| {
-        log.warn(
-            &format!("publishing to {} deferred: {e:#}", channel(service)),
-            None,
-        );
-        0
-    })
+    }
 }
 
-/// Applies one delivered event (filling any gap from the producer's feed) and logs the
-/// outcome; the same path for a Redis message and an HTTP delivery.
-pub async fn apply(
+/// Hands `service`'s unpublished outbox rows to their consumers. A failure (Redis restarting,
+/// a consumer refusing) is retried with backoff for [`PUBLISH_PATIENCE_MS`]; then the rows
+/// are left for the next publish or the sweep. Returns how many went out.
+pub async fn publish(service: &str, db: &Db, log: &Logger) -> usize {
+    let started = crate::time::now_millis();
+    let mut attempt = 0;
+    loop {
+        match publish_once(service, db, log).await {
+            Ok(n) => return n,
+            Err(e) => {
+                attempt += 1;
+                let wait = crate::pending::delay_ms(attempt);
+                if crate::time::now_millis() + wait - started > PUBLISH_PATIENCE_MS {
+                    log.warn(
+                        &format!("publishing {service} events deferred: {e:#}"),
+                        None,
+                    );
+                    return 0;
+                }
+                log.info(
+                    &format!("publishing {service} events: {e:#}; retrying"),
+                    None,
+                );
+                wake::nap(wait);
+            }
+        }
+    }
+}
+
+/// Sends the wake to `service` itself when it has just deferred events and no loop holds the
+/// arm (see `wake`). A wake that cannot be sent is logged: the sweep arms it again later.
+pub async fn ring(service: &str, consumer: &impl Consumer, log: &Logger) {
+    let Some(port) = consumer.store().wake() else {
+        return;
+    };
+    let sent = match port.arm(crate::time::now_millis()) {
+        Ok(Some(arm)) => send_wake(service, &arm).await,
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
+        log.warn(&format!("wake of {service} not sent: {e:#}"), None);
+    }
+}
+
+async fn send_wake(service: &str, arm: &str) -> anyhow::Result<()> {
+    match config::event_delivery() {
+        EventDelivery::Redis => {
+            let address = config::redis_address();
+            let conn = spin_sdk::redis::Connection::open(&address)
+                .map_err(|e| anyhow::anyhow!("redis {address}: {e:?}"))?;
+            conn.publish(&wake::channel(service), &wake::message(arm))
+                .map_err(|e| anyhow::anyhow!("publish wake: {e:?}"))
+        }
+        EventDelivery::Http => push::wake(service, arm).await,
+    }
+}
+
+/// Applies one delivered event and, with `publish_now`, publishes what that produced; a
+/// deferral rings the wake.
+pub async fn deliver(
     service: &'static str,
     env: &Envelope,
     consumer: &impl Consumer,
-) -> anyhow::Result<()> {
-    let (trace, log) = logger(service, env);
-    let order_id = env.data.get("order_id").and_then(|v| v.as_str());
-    let what = format!("{} #{} from {}", env.type_name, env.seq, env.source);
-    let result = deliver(consumer, &feed(&trace), env).await;
-    match &result {
-        Ok(()) => log.info(&format!("{what} handled"), order_id),
-        Err(e) => log.error(&format!("{what} not applied: {e:#}"), order_id),
+    publish_now: bool,
+) -> anyhow::Result<consume::Delivered> {
+    let trace = TraceContext::from_header(Some(&env.traceparent));
+    let log = Logger::new(service, &trace.trace_id);
+    let done = consume::deliver_logged(service, consumer, &feed(&trace), env).await;
+    if let Some(db) = consumer.store().outbox().filter(|_| publish_now) {
+        publish(service, db, &log).await;
     }
-    result
+    if done.as_ref().is_ok_and(|d| d.deferred > 0) {
+        ring(service, consumer, &log).await;
+    }
+    done
 }
 
-/// Handles one message of an upstream channel: applies it, then publishes what that
-/// produced. A failure is logged, not retried here: the next message or the sweep picks the
-/// event up again from the feed.
+/// Handles one message of an upstream channel or of the wake channel. A failure is logged,
+/// not retried here: the next message or the sweep picks the event up again from the feed.
 pub async fn on_message(
     service: &'static str,
     payload: &[u8],
     consumer: &impl Consumer,
-    outbox_db: Option<&Db>,
 ) -> anyhow::Result<()> {
-    let env = Envelope::from_bytes(payload)?;
-    let _ = apply(service, &env, consumer).await;
-    if let Some(db) = outbox_db {
-        publish(service, db, &logger(service, &env).1).await;
+    if let Some(arm) = wake::parse(payload) {
+        return run_wake(service, &arm, consumer).await;
     }
+    let env = Envelope::from_bytes(payload)?;
+    let _ = deliver(service, &env, consumer, true).await;
     Ok(())
 }
 
-/// The catch-up half of `POST /<fn>/sweep`: pulls every upstream feed (see `subscriptions`)
-/// from where this consumer stands. Returns a report per source.
+/// The wake loop (see `wake`): retries what is due until nothing is pending, another arm
+/// takes over, or the budget is spent (then the wake is sent again).
+pub async fn run_wake(
+    service: &'static str,
+    arm: &str,
+    consumer: &impl Consumer,
+) -> anyhow::Result<()> {
+    let (Some(port), Some(pending)) = (consumer.store().wake(), consumer.store().pending()) else {
+        return Ok(());
+    };
+    let log = Logger::new(service, &TraceContext::new_root().trace_id);
+    let started = crate::time::now_millis();
+    loop {
+        if !port.hold(arm, crate::time::now_millis())? {
+            return Ok(());
+        }
+        let retried = consume::retry_due(consumer, crate::time::now_millis).await?;
+        if retried.applied + retried.parked > 0 {
+            if let Some(db) = consumer.store().outbox() {
+                publish(service, db, &log).await;
+            }
+        }
+        let now = crate::time::now_millis();
+        match wake::step(pending.next_due_at()?, now, started) {
+            Step::Sleep(ms) => wake::nap(ms),
+            Step::HandOver => return send_wake(service, arm).await,
+            Step::Stop => {
+                if port.disarm(arm)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The catch-up half of `POST /<fn>/sweep`: pulls every upstream stream (see
+/// `subscriptions`) from where this consumer stands, then retries what is due and arms the
+/// wake for what is not. Answers `{"consumed": {<source>: ...}, "retried": ...}`.
 pub async fn catch_up(ctx: &Ctx, consumer: &impl Consumer) -> serde_json::Value {
     let upstream = crate::subscriptions::upstream(ctx.service);
-    catch_up_all(consumer, &feed(&ctx.trace), &upstream).await
+    let consumed = catch_up_all(consumer, &feed(&ctx.trace), &upstream).await;
+    let retried = match consume::retry_due(consumer, crate::time::now_millis).await {
+        Ok(r) => serde_json::json!(r),
+        Err(e) => serde_json::json!({"error": format!("{e:#}")}),
+    };
+    if consumer
+        .store()
+        .pending()
+        .is_some_and(|p| p.next_due_at().ok().flatten().is_some())
+    {
+        ring(ctx.service, consumer, &ctx.log).await;
+    }
+    serde_json::json!({"consumed": consumed, "retried": retried})
 }

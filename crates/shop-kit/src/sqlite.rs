@@ -5,12 +5,13 @@ use anyhow::anyhow;
 use spin_sdk::sqlite::{Connection, QueryResult, RowResult, Value};
 
 use crate::migrate::{migrate, Migration, SchemaDb};
+use crate::redo::RedoMark;
 
 /// An open, migrated database.
 pub struct Db {
     conn: Connection,
-    /// The dead letter being replayed on this connection, if any (see `deadletter::sql`).
-    replaying: std::cell::RefCell<Option<(String, i64)>>,
+    /// The event that this connection retries, if any (see `pending`).
+    pub redo: RedoMark,
 }
 
 impl Db {
@@ -20,7 +21,7 @@ impl Db {
             Connection::open(label).map_err(|e| anyhow!("opening database {label}: {e:?}"))?;
         let db = Db {
             conn,
-            replaying: Default::default(),
+            redo: RedoMark::default(),
         };
         // No `PRAGMA busy_timeout` here: Spin opens local databases with rusqlite, whose
         // connections already wait 5 s for a lock (this project's host waits too), and a libSQL
@@ -28,18 +29,6 @@ impl Db {
         // parses a PRAGMA anew on every run, and on libSQL every statement is a round trip.
         migrate(&mut Schema(&db), migrations)?;
         Ok(db)
-    }
-
-    pub fn set_replaying(&self, letter: Option<(String, i64)>) {
-        *self.replaying.borrow_mut() = letter;
-    }
-
-    /// The seq of the dead letter of `source` being replayed, if any.
-    pub fn replaying(&self, source: &str) -> Option<i64> {
-        match &*self.replaying.borrow() {
-            Some((s, seq)) if s == source => Some(*seq),
-            _ => None,
-        }
     }
 
     pub fn exec(&self, sql: &str, params: &[Value]) -> anyhow::Result<QueryResult> {

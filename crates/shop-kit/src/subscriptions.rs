@@ -33,33 +33,40 @@ pub fn upstream(consumer: &str) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::channel;
+    use crate::stream::{channel, partitions};
     use std::collections::BTreeSet;
+
+    /// Every binding spin.toml must have: each subscription for each partition, on the
+    /// consumer's address for that partition, and each consumer's wake on an address of its
+    /// own.
+    fn expected() -> BTreeSet<(String, String, String)> {
+        let mut all = BTreeSet::new();
+        for (source, consumer) in SUBSCRIPTIONS {
+            for p in partitions() {
+                let address = format!("{{{{ redis_address }}}}?consumer={consumer}&partition={p}");
+                all.insert((channel(source, p), consumer.to_string(), address));
+            }
+            let wake = format!("{{{{ redis_address }}}}?consumer={consumer}&wake=1");
+            all.insert((crate::wake::channel(consumer), consumer.to_string(), wake));
+        }
+        all
+    }
 
     #[test]
     fn the_table_is_exactly_the_redis_bindings_of_spin_toml() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../spin.toml");
         let text = std::fs::read_to_string(path).unwrap();
         let manifest: toml::Table = text.parse().unwrap();
-        let bindings: BTreeSet<(String, String)> = manifest["trigger"]["redis"]
-            .as_array()
-            .unwrap()
+        let listed = manifest["trigger"]["redis"].as_array().unwrap();
+        let bindings: BTreeSet<(String, String, String)> = listed
             .iter()
             .map(|t| {
-                let channel = t["channel"].as_str().unwrap().to_string();
-                (channel, t["component"].as_str().unwrap().to_string())
+                let field = |name: &str| t[name].as_str().unwrap().to_string();
+                (field("channel"), field("component"), field("address"))
             })
             .collect();
-        let table: BTreeSet<(String, String)> = SUBSCRIPTIONS
-            .iter()
-            .map(|(source, consumer)| (channel(source), consumer.to_string()))
-            .collect();
-        assert_eq!(table, bindings);
-        assert_eq!(
-            table.len(),
-            SUBSCRIPTIONS.len(),
-            "a subscription is listed twice"
-        );
+        assert_eq!(bindings, expected());
+        assert_eq!(listed.len(), bindings.len(), "a binding is listed twice");
     }
 
     #[test]

@@ -11,17 +11,27 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
-/// Event number `seq` of source `orders`, with no payload: for tests of delivery and
-/// ordering, where only the source and seq matter.
+/// Event number `seq` of stream `orders`/0, with no payload: for tests of delivery and
+/// ordering, where only the stream and seq matter.
 pub fn envelope(seq: i64) -> crate::Envelope {
     crate::Envelope {
         id: format!("e{seq}"),
         type_name: "x".into(),
         source: "orders".into(),
+        partition: 0,
         seq,
         occurred_at: String::new(),
         traceparent: String::new(),
         data: serde_json::Value::Null,
+    }
+}
+
+/// `event` as the `seq`-th event of stream `source`/0, whatever its order: for services' tests,
+/// which apply events of several orders in one sequence.
+pub fn in_stream_0(source: &str, seq: i64, event: &shop_events::ShopEvent) -> crate::Envelope {
+    crate::Envelope {
+        partition: 0,
+        ..crate::Envelope::wrap(source, seq, event)
     }
 }
 
@@ -31,7 +41,7 @@ pub fn envelope(seq: i64) -> crate::Envelope {
 #[derive(Default)]
 pub struct Fake<S> {
     state: std::cell::RefCell<S>,
-    inbox: std::cell::RefCell<std::collections::HashMap<String, i64>>,
+    inbox: std::cell::RefCell<crate::inbox::Streams>,
 }
 
 impl<S: Clone> Fake<S> {
@@ -55,13 +65,29 @@ impl<S: Clone> Fake<S> {
     }
 }
 
+impl<S> Fake<S> {
+    /// The last seq applied in stream `source`/`partition`.
+    pub fn last_seq(&self, source: &str, partition: i64) -> i64 {
+        self.inbox.borrow().last(source, partition)
+    }
+}
+
+impl<S> crate::consume::ConsumerStore for Fake<S> {
+    fn last_seq(&self, source: &str, partition: i64) -> anyhow::Result<i64> {
+        Ok(Fake::last_seq(self, source, partition))
+    }
+}
+
 impl<S> crate::inbox::InboxPort for Fake<S> {
-    fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
-        Ok(*self.inbox.borrow().get(source).unwrap_or(&0))
+    fn inbox_position(&self, env: &crate::Envelope) -> anyhow::Result<crate::inbox::Position> {
+        Ok(crate::inbox::position(
+            self.last_seq(&env.source, env.partition),
+            env.seq,
+        ))
     }
 
-    fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
-        self.inbox.borrow_mut().insert(source.into(), seq);
+    fn inbox_record(&self, env: &crate::Envelope) -> anyhow::Result<()> {
+        self.inbox.borrow_mut().advance(env);
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! HTTP transport helpers shared by every component: request context, JSON responses in the
 //! one error shape, query strings, admin checks and the common `health`/`events` answers.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use serde::Serialize;
 use spin_sdk::http::{Request, Response};
@@ -18,6 +18,9 @@ pub struct Ctx {
     /// Set by a handler whose work produced events: `component::serve` publishes after
     /// responding.
     publish: Cell<bool>,
+    /// Set by the wake route: `component::serve` runs the wake loop with this arm after
+    /// responding.
+    wake: RefCell<Option<String>>,
 }
 
 impl Ctx {
@@ -30,6 +33,7 @@ impl Ctx {
             trace,
             log,
             publish: Cell::new(false),
+            wake: RefCell::new(None),
         }
     }
 
@@ -42,6 +46,16 @@ impl Ctx {
     /// Whether a handler asked for [`Ctx::publish_after_response`].
     pub fn wants_publish(&self) -> bool {
         self.publish.get()
+    }
+
+    /// Asks for the wake loop (see `wake`) to run with `arm` once the response is sent.
+    pub fn wake_after_response(&self, arm: String) {
+        *self.wake.borrow_mut() = Some(arm);
+    }
+
+    /// The arm of [`Ctx::wake_after_response`], taken.
+    pub fn take_wake(&self) -> Option<String> {
+        self.wake.borrow_mut().take()
     }
 
     /// Turns a failure into the error response, logging internal errors with their cause.
@@ -158,19 +172,20 @@ pub fn health(service: &str) -> Response {
     )
 }
 
-/// Answers `GET /<fn>/events?after=N&limit=M` from the outbox of `db`; a function without an
+/// Answers `GET /<fn>/events?partition=P&after=N&limit=M` from the outbox of `db`; a function
+/// without an
 /// outbox publishes nothing and serves an empty feed, so every function has the route.
 pub fn serve_feed(
     ctx: &Ctx,
     req: &Request,
     db: Option<&crate::sqlite::Db>,
 ) -> Result<Response, Failure> {
-    let (after, limit) = crate::outbox::feed_params(&query(req))?;
-    let events = match db {
-        Some(db) => crate::outbox::page(db, ctx.service, after, limit)?,
+    let q = crate::outbox::feed_params(&query(req))?;
+    let rows = match db {
+        Some(db) => crate::outbox::page(db, ctx.service, q)?,
         None => Vec::new(),
     };
-    Ok(json(200, &crate::outbox::feed_json(&events, after)))
+    Ok(json(200, &crate::outbox::feed_json(&rows, q)))
 }
 
 #[cfg(test)]

@@ -71,14 +71,15 @@ fn every_function_schema_applies_to_a_fresh_database_once() {
             version,
             "{function}: second run"
         );
-        let outbox: i64 =
+        let tables: i64 =
             db.0.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name IN ('outbox', 'inbox')",
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN \
+                 ('outbox', 'inbox_streams', 'pending_events', 'dead_letters', 'wake')",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(outbox, 2, "{function} needs its outbox and inbox");
+        assert_eq!(tables, 5, "{function} needs the event delivery's tables");
         functions += 1;
     }
     assert!(
@@ -124,5 +125,65 @@ fn the_relay_lease_statements_work_on_every_schema_with_an_outbox() {
         );
         texts(c, RELEASE, &[&"b"]);
         assert!(texts(c, TAKEN, &[&4500]).is_empty(), "{function}: released");
+    }
+}
+
+#[test]
+fn the_delivery_statements_work_on_every_schema_and_keep_older_positions() {
+    use shop_kit::inbox::sql::STANDING;
+    use shop_kit::pending::sql::{DUE, NEXT_DUE};
+    for function in ["orders", "inventory", "billing"] {
+        let all = files(function);
+        // The schema before partitions, with a position, a parked event and an outbox row.
+        let mut db = Sqlite(Connection::open_in_memory().unwrap());
+        migrate(&mut db, &all[..all.len() - 1]).unwrap();
+        let c = &db.0;
+        c.execute_batch(
+            "INSERT INTO inbox VALUES ('billing', 7); \
+             INSERT INTO dead_letters VALUES ('billing', 3, 'x', \
+               '{\"id\":\"e3\",\"data\":{\"order_id\":\"o3\"}}', 'boom', 5, 't'); \
+             INSERT INTO outbox (seq, id, type, occurred_at, traceparent, data) \
+               VALUES (1, 'e1', 'x', 't', 'tp', '{}');",
+        )
+        .unwrap();
+        migrate(&mut db, &all).unwrap();
+        let c = &db.0;
+        assert_eq!(
+            texts(
+                c,
+                "SELECT last_seq FROM inbox_streams WHERE source = 'billing' AND partition = 0",
+                &[]
+            ),
+            ["Integer(7)"],
+            "{function}: the position becomes partition 0's"
+        );
+        assert_eq!(
+            texts(c, "SELECT id || ' ' || order_key || ' ' || json_extract(payload, '$.partition') FROM dead_letters", &[]),
+            ["e3 o3 0"],
+            "{function}: a parked event keeps its id"
+        );
+        assert_eq!(texts(c, "SELECT pseq FROM outbox", &[]), ["Integer(1)"]);
+        // Order o1 has a pending event at seq 2 and one behind it at seq 3; o2 one at seq 4.
+        c.execute_batch(
+            "INSERT INTO pending_events VALUES ('a', 'billing', 1, 3, 'o1', 'p3', 0, 0, ''); \
+             INSERT INTO pending_events VALUES ('b', 'billing', 1, 2, 'o1', 'p2', 1, 900, 'x'); \
+             INSERT INTO pending_events VALUES ('c', 'billing', 1, 4, 'o2', 'p4', 1, 500, 'x');",
+        )
+        .unwrap();
+        assert_eq!(
+            texts(c, DUE, &[&1000, &10]),
+            ["p4", "p2"],
+            "{function}: heads only"
+        );
+        assert_eq!(texts(c, DUE, &[&600, &10]), ["p4"], "{function}: when due");
+        assert_eq!(texts(c, NEXT_DUE, &[]), ["Integer(500)"]);
+        let standing = |order: &str| -> (Option<i64>, i64) {
+            c.query_row(STANDING, rusqlite::params!["billing", 1, order], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap()
+        };
+        assert_eq!(standing("o1"), (None, 1), "{function}: o1 waits");
+        assert_eq!(standing("o9"), (None, 0), "{function}: o9 does not");
     }
 }

@@ -6,6 +6,10 @@ use shop_events::{PaymentCaptured, PaymentDeclined, PaymentRefunded, ShopEvent};
 
 pub const CURRENCY: &str = "USD";
 
+/// How a `payment-declined` reason begins when the provider refused the request itself (not
+/// the card), so that orders can tell the two apart.
+pub const PROVIDER_REJECTED: &str = "provider_rejected";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
@@ -41,6 +45,12 @@ pub enum ChargeOutcome {
     },
     Declined {
         provider_ref: String,
+        reason: String,
+    },
+    /// The provider refused the request with a 4xx (invalid amount, key reused for another
+    /// charge, bad token...): nothing was charged, and asking again gets the same answer, so
+    /// it is final. `reason` is `<status> <error code>: <message>` as the provider answered.
+    Rejected {
         reason: String,
     },
 }
@@ -100,6 +110,14 @@ impl Payment {
                     order_id: self.order_id.clone(),
                     amount_cents,
                     reason,
+                })
+            }
+            ChargeOutcome::Rejected { reason } => {
+                self.status = PaymentStatus::Declined;
+                ShopEvent::PaymentDeclined(PaymentDeclined {
+                    order_id: self.order_id.clone(),
+                    amount_cents,
+                    reason: format!("{PROVIDER_REJECTED}: {reason}"),
                 })
             }
         })
@@ -176,6 +194,13 @@ mod tests {
         assert_eq!(p.view().unwrap()["status"], "refunded");
     }
 
+    fn declined_reason(event: ShopEvent) -> String {
+        match event {
+            ShopEvent::PaymentDeclined(d) => d.reason,
+            other => panic!("expected payment-declined, got {}", other.type_name()),
+        }
+    }
+
     #[test]
     fn a_declined_payment_owes_nothing() {
         let mut p = Payment::new("o1");
@@ -188,7 +213,31 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_eq!(e.type_name(), "payment-declined");
+        assert_eq!(declined_reason(e), "card_declined");
+        assert_eq!(p.provider_ref.as_deref(), Some("ch_2"));
+        p.cancelled = true;
+        assert!(!p.owes_refund());
+    }
+
+    #[test]
+    fn a_rejected_request_is_a_final_decline_naming_the_provider_answer() {
+        let mut p = Payment::new("o1");
+        let rejected = || ChargeOutcome::Rejected {
+            reason: "409 CONFLICT: idempotency_key was already used with a different charge".into(),
+        };
+        let e = p.charged(500, rejected()).unwrap();
+        assert_eq!(
+            declined_reason(e),
+            "provider_rejected: 409 CONFLICT: idempotency_key was already used with a different charge"
+        );
+        assert_eq!(p.status, PaymentStatus::Declined);
+        assert_eq!(p.provider_ref, None, "nothing was charged");
+        assert!(
+            !p.needs_charge(),
+            "a rejection is final: never charged again"
+        );
+        assert!(p.charged(500, rejected()).is_none());
+        assert_eq!(p.view().unwrap()["status"], "declined");
         p.cancelled = true;
         assert!(!p.owes_refund());
     }

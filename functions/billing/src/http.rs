@@ -52,20 +52,20 @@ impl Component for Http {
     }
 
     fn outbox() -> anyhow::Result<Option<Db>> {
-        Ok(Some(SqlBilling::open()?.db))
+        Ok(Some(SqlBilling::open()?.into_db()))
     }
 }
 
 impl Consuming for Http {
     type Consumer = Service;
-    type Parked = Db;
+    type Parked = SqlBilling;
 
     fn open(ctx: &Ctx) -> anyhow::Result<Service> {
         open(&ctx.trace)
     }
 
-    fn parked(consumer: &Service) -> &Db {
-        &consumer.store.db
+    fn parked(consumer: &Service) -> &SqlBilling {
+        &consumer.store
     }
 
     /// Settles the refunds that could not be made when their orders were cancelled.

@@ -3,19 +3,21 @@
 //! A provider call never runs inside a database transaction: billing checks what it must do,
 //! calls the provider (idempotently, keyed by the order), then records the outcome and the
 //! event in one transaction guarded by the inbox. A crash in between only repeats the
-//! idempotent call.
+//! idempotent call. When a charge's outcome is unknown (a timeout, a 5xx), billing asks the
+//! provider for the charge by its idempotency key before it concludes anything, and it asks
+//! again for an order cancelled meanwhile, so that a charge that went through is refunded.
 
 use shop_events::{ShopEvent, StockReserved};
-use shop_kit::consume::Consumer;
-use shop_kit::deadletter::{self, DeadLetterPort};
-use shop_kit::inbox::{guarded, position, InboxPort, Outcome, Position};
+use shop_kit::consume::{Consumer, ConsumerStore};
+use shop_kit::inbox::{guarded, Outcome, Position};
 use shop_kit::log::Logger;
+use shop_kit::pending::{announce_parked, Pending};
 use shop_kit::{ApiError, Envelope, Failure, TraceContext};
 
 use crate::domain::{ChargeOutcome, Payment};
 
 /// Where payments, the inbox and the outbox live.
-pub trait BillingStore: InboxPort {
+pub trait BillingStore: ConsumerStore {
     fn transaction<T, E: From<anyhow::Error>>(
         &self,
         f: impl FnOnce() -> Result<T, E>,
@@ -30,12 +32,17 @@ pub trait BillingStore: InboxPort {
 /// The payment provider, reached through `payment_provider_url`.
 #[allow(async_fn_in_trait)] // components are single-threaded; no Send bound is wanted
 pub trait PaymentProvider {
+    /// Charges once per idempotency key. A 4xx is the final answer `Rejected`; an error
+    /// means the outcome is unknown.
     async fn charge(
         &self,
         amount_cents: i64,
         token: &str,
         idempotency_key: &str,
     ) -> anyhow::Result<ChargeOutcome>;
+    /// The charge the provider made under `idempotency_key`; `None` when it never received
+    /// one; an error while it is still processing or cannot be asked.
+    async fn find_charge(&self, idempotency_key: &str) -> anyhow::Result<Option<ChargeOutcome>>;
     async fn refund(
         &self,
         provider_ref: &str,
@@ -72,21 +79,11 @@ impl<S: BillingStore, P: PaymentProvider> Billing<S, P> {
         e: &StockReserved,
         traceparent: &str,
     ) -> anyhow::Result<Outcome> {
-        match position(self.store.inbox_last(&env.source)?, env.seq) {
-            Position::Duplicate => return Ok(Outcome::Duplicate),
-            Position::Gap { last } => return Ok(Outcome::Gap { last }),
+        match self.store.inbox_position(env)? {
             Position::Next => {}
+            other => return Ok(other.into()),
         }
-        let outcome = if self.current(&e.order_id)?.needs_charge() {
-            Some(
-                self.provider
-                    .charge(e.total_cents, &e.payment_token, &e.idempotency_key)
-                    .await
-                    .map_err(deadletter::transient)?,
-            )
-        } else {
-            None
-        };
+        let outcome = self.charge_outcome(e).await?;
         let applied = self.store.transaction(|| {
             guarded(&self.store, env, |store| {
                 let Some(outcome) = outcome else {
@@ -103,6 +100,31 @@ impl<S: BillingStore, P: PaymentProvider> Billing<S, P> {
         // The order may have been cancelled while the charge was in flight.
         self.settle_refund(&e.order_id, traceparent).await;
         Ok(applied)
+    }
+
+    /// What the provider did or does with the order's charge: charges an order that needs it;
+    /// for an order cancelled first, looks up a charge sent before the cancellation. `None`:
+    /// nothing was charged and nothing will be.
+    async fn charge_outcome(&self, e: &StockReserved) -> anyhow::Result<Option<ChargeOutcome>> {
+        let payment = self.current(&e.order_id)?;
+        if payment.needs_charge() {
+            let sent = self
+                .provider
+                .charge(e.total_cents, &e.payment_token, &e.idempotency_key)
+                .await;
+            return match sent {
+                Ok(outcome) => Ok(Some(outcome)),
+                // The charge may have gone through: only the provider knows.
+                Err(unknown) => match self.provider.find_charge(&e.idempotency_key).await {
+                    Ok(Some(outcome)) => Ok(Some(outcome)),
+                    Ok(None) | Err(_) => Err(unknown),
+                },
+            };
+        }
+        if payment.cancelled && payment.status == crate::domain::PaymentStatus::None {
+            return self.provider.find_charge(&e.idempotency_key).await;
+        }
+        Ok(None)
     }
 
     /// Refunds the order's payment if it is owed; failures are logged and left to the sweep.
@@ -170,12 +192,13 @@ impl<S: BillingStore, P: PaymentProvider> Billing<S, P> {
 }
 
 impl<S: BillingStore, P: PaymentProvider> Consumer for Billing<S, P> {
-    fn last_seq(&self, source: &str) -> anyhow::Result<i64> {
-        self.store.inbox_last(source)
+    fn store(&self) -> &dyn ConsumerStore {
+        &self.store
     }
 
-    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
-        self.store.dead_letters()
+    /// Tells orders, so that the order's history shows it.
+    fn on_parked(&self, p: &Pending) -> anyhow::Result<()> {
+        announce_parked(crate::SERVICE, p, |event, tp| self.store.emit(event, tp))
     }
 
     async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome> {
@@ -188,6 +211,7 @@ mod tests {
     use super::*;
     use crate::domain::PaymentStatus;
     use shop_events::{CancelReason, OrderCancelled, PricedLine};
+    use shop_kit::testing::in_stream_0;
     use shop_kit::testing::{block_on, Fake};
     use std::cell::RefCell;
     use std::collections::HashMap;
@@ -237,11 +261,18 @@ mod tests {
         charges: RefCell<Vec<String>>,
         refunds: RefCell<Vec<String>>,
         down: RefCell<bool>,
+        /// Answers every charge with a 400.
+        reject: RefCell<bool>,
     }
 
     impl PaymentProvider for FakeProvider {
         async fn charge(&self, _: i64, token: &str, key: &str) -> anyhow::Result<ChargeOutcome> {
             anyhow::ensure!(!*self.down.borrow(), "provider down");
+            if *self.reject.borrow() {
+                return Ok(ChargeOutcome::Rejected {
+                    reason: "400 INVALID_ARGUMENT: token: no such token".into(),
+                });
+            }
             self.charges.borrow_mut().push(key.into());
             Ok(if token == "tok_decline" {
                 ChargeOutcome::Declined {
@@ -253,6 +284,17 @@ mod tests {
                     provider_ref: format!("ch_{key}"),
                 }
             })
+        }
+        async fn find_charge(&self, key: &str) -> anyhow::Result<Option<ChargeOutcome>> {
+            anyhow::ensure!(!*self.down.borrow(), "provider down");
+            Ok(self
+                .charges
+                .borrow()
+                .iter()
+                .any(|k| k == key)
+                .then(|| ChargeOutcome::Captured {
+                    provider_ref: format!("ch_{key}"),
+                }))
         }
         async fn refund(&self, provider_ref: &str, _: i64, _: &str) -> anyhow::Result<()> {
             anyhow::ensure!(!*self.down.borrow(), "provider down");
@@ -298,7 +340,7 @@ mod tests {
         seq: i64,
         event: ShopEvent,
     ) -> anyhow::Result<Outcome> {
-        block_on(b.apply_event(&Envelope::wrap(source, seq, &event)))
+        block_on(b.apply_event(&in_stream_0(source, seq, &event)))
     }
 
     fn status(b: &Billing<Mem, FakeProvider>, order_id: &str) -> PaymentStatus {
@@ -344,11 +386,8 @@ mod tests {
         let b = billing();
         *b.provider.down.borrow_mut() = true;
         let outage = apply(&b, "inventory", 1, reserved("o1", "tok_visa")).unwrap_err();
-        assert!(
-            outage.downcast_ref::<deadletter::Transient>().is_some(),
-            "an outage must never be parked as a dead letter"
-        );
-        assert_eq!(b.store.inbox_last("inventory").unwrap(), 0);
+        assert!(outage.to_string().contains("provider down"), "{outage}");
+        assert_eq!(b.store.last_seq("inventory", 0), 0);
         *b.provider.down.borrow_mut() = false;
         assert_eq!(
             apply(&b, "inventory", 1, reserved("o1", "tok_visa")).unwrap(),
@@ -368,6 +407,42 @@ mod tests {
             "nothing was charged, so there is no payment"
         );
         assert!(types(&b).is_empty());
+    }
+
+    #[test]
+    fn a_charge_that_went_through_unseen_before_a_cancel_is_found_and_refunded() {
+        let b = billing();
+        // The provider captured the charge but billing never heard the answer.
+        b.provider.charges.borrow_mut().push("o1".into());
+        apply(&b, "orders", 1, cancelled("o1")).unwrap();
+        apply(&b, "inventory", 1, reserved("o1", "tok_visa")).unwrap();
+        assert_eq!(
+            *b.provider.charges.borrow(),
+            vec!["o1".to_string()],
+            "asked, not charged"
+        );
+        assert_eq!(status(&b, "o1"), PaymentStatus::Refunded);
+        assert_eq!(types(&b), vec!["payment-captured", "payment-refunded"]);
+    }
+
+    #[test]
+    fn a_charge_the_provider_rejects_is_final() {
+        let b = billing();
+        b.provider.reject.replace(true);
+        assert_eq!(
+            apply(&b, "inventory", 1, reserved("o1", "tok_visa")).unwrap(),
+            Outcome::Applied
+        );
+        assert_eq!(status(&b, "o1"), PaymentStatus::Declined);
+        let declined = &b.store.state().outbox[0];
+        let ShopEvent::PaymentDeclined(e) = declined else {
+            panic!("{declined:?}")
+        };
+        assert!(
+            e.reason.starts_with("provider_rejected: 400"),
+            "{}",
+            e.reason
+        );
     }
 
     #[test]

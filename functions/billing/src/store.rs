@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_relay_lease",
         sql: include_str!("../../../migrations/billing/0003_relay_lease.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_partitioned_delivery",
+        sql: include_str!("../../../migrations/billing/0004_partitioned_delivery.sql"),
+    },
 ];
 
 pub struct SqlBilling {
@@ -37,6 +42,11 @@ impl SqlBilling {
         Ok(Self {
             db: Db::open("billing", MIGRATIONS)?,
         })
+    }
+
+    /// The database alone, for publishing its outbox.
+    pub fn into_db(self) -> Db {
+        self.db
     }
 }
 

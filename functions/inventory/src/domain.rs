@@ -37,7 +37,8 @@ impl ProductUpdate {
         f.only(&["name", "price_cents", "available"])?;
         Ok(Self {
             name: f.string("name", 1, 200)?,
-            price_cents: f.int("price_cents", 0, MAX_PRICE_CENTS)?,
+            // At least a cent: an order totalling zero could not be charged.
+            price_cents: f.int("price_cents", 1, MAX_PRICE_CENTS)?,
             available: f.opt_int("available", 0, MAX_STOCK)?,
         })
     }
@@ -283,8 +284,12 @@ mod tests {
     #[test]
     fn product_updates_are_validated_and_keep_reservations() {
         let body = |v: Value| v.as_object().unwrap().clone();
-        let err = ProductUpdate::parse(&body(json!({"name": "x", "price_cents": -1}))).unwrap_err();
-        assert!(err.message.starts_with("price_cents:"));
+        for price in [-1, 0] {
+            let err = ProductUpdate::parse(&body(json!({"name": "x", "price_cents": price})))
+                .unwrap_err();
+            assert_eq!(err.code.status(), 400);
+            assert!(err.message.starts_with("price_cents:"), "{}", err.message);
+        }
         let err = ProductUpdate::parse(&body(json!({"price_cents": 1}))).unwrap_err();
         assert!(err.message.starts_with("name:"));
         let update = ProductUpdate::parse(&body(

@@ -10,5 +10,5 @@ use crate::{Service, SERVICE};
 /// Handles one message of an upstream channel.
 pub async fn on_message(payload: &[u8]) -> anyhow::Result<()> {
     let service = Service::new(SqlInventory::open()?);
-    relay::on_message(SERVICE, payload, &service, Some(&service.store.db)).await
+    relay::on_message(SERVICE, payload, &service).await
 }

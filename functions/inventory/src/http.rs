@@ -79,20 +79,20 @@ impl Component for Http {
     }
 
     fn outbox() -> anyhow::Result<Option<Db>> {
-        Ok(Some(SqlInventory::open()?.db))
+        Ok(Some(SqlInventory::open()?.into_db()))
     }
 }
 
 impl Consuming for Http {
     type Consumer = Service;
-    type Parked = Db;
+    type Parked = SqlInventory;
 
     fn open(_ctx: &Ctx) -> anyhow::Result<Service> {
         service()
     }
 
-    fn parked(consumer: &Service) -> &Db {
-        &consumer.store.db
+    fn parked(consumer: &Service) -> &SqlInventory {
+        &consumer.store
     }
 }
 

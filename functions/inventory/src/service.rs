@@ -2,15 +2,16 @@
 
 use shop_events::{ShopEvent, StockRejected, StockReserved};
 use shop_kit::consume::Consumer;
-use shop_kit::deadletter::DeadLetterPort;
-use shop_kit::inbox::{guarded, InboxPort, Outcome};
+use shop_kit::consume::ConsumerStore;
+use shop_kit::inbox::{guarded, Outcome};
+use shop_kit::pending::{announce_parked, Pending};
 use shop_kit::{ApiError, Envelope, Failure, TraceContext};
 
 use crate::domain::{reserve, Hold, Product, ProductUpdate, Stock};
 
 /// Where products, holds, the inbox and the outbox live.
 /// Everything called inside `transaction` commits or rolls back together.
-pub trait InventoryStore: InboxPort {
+pub trait InventoryStore: ConsumerStore {
     fn transaction<T, E: From<anyhow::Error>>(
         &self,
         f: impl FnOnce() -> Result<T, E>,
@@ -139,12 +140,13 @@ impl<S: InventoryStore> Inventory<S> {
 }
 
 impl<S: InventoryStore> Consumer for Inventory<S> {
-    fn last_seq(&self, source: &str) -> anyhow::Result<i64> {
-        self.store.inbox_last(source)
+    fn store(&self) -> &dyn ConsumerStore {
+        &self.store
     }
 
-    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
-        self.store.dead_letters()
+    /// Tells orders, so that the order's history shows it.
+    fn on_parked(&self, p: &Pending) -> anyhow::Result<()> {
+        announce_parked(crate::SERVICE, p, |event, tp| self.store.emit(event, tp))
     }
 
     async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome> {
@@ -156,6 +158,7 @@ impl<S: InventoryStore> Consumer for Inventory<S> {
 mod tests {
     use super::*;
     use shop_events::{CancelReason, OrderCancelled, OrderCreated, OrderLine, PaymentCaptured};
+    use shop_kit::testing::in_stream_0;
     use shop_kit::testing::Fake;
     use std::collections::{BTreeMap, HashMap};
 
@@ -240,8 +243,7 @@ mod tests {
     }
 
     fn apply(inv: &Inventory<Mem>, source: &str, seq: i64, event: ShopEvent) -> Outcome {
-        inv.apply_event(&Envelope::wrap(source, seq, &event))
-            .unwrap()
+        inv.apply_event(&in_stream_0(source, seq, &event)).unwrap()
     }
 
     fn counts(inv: &Inventory<Mem>) -> (i64, i64) {

@@ -11,5 +11,5 @@ pub async fn on_message(payload: &[u8]) -> anyhow::Result<()> {
         .map(|env| TraceContext::from_header(Some(&env.traceparent)))
         .unwrap_or_else(|_| TraceContext::new_root());
     let service = open(&trace)?;
-    relay::on_message(SERVICE, payload, &service, None).await
+    relay::on_message(SERVICE, payload, &service).await
 }

@@ -14,9 +14,10 @@
 //! The store has no transactions: the counter is written before a new page, so a crash in
 //! between leaves an empty page, which reads as such, never a page the counter skips.
 //! Nor has it compare-and-swap: two instances writing one page at the same moment can lose
-//! one id, as with the single value before. Writes come from the Redis handler, one message
-//! at a time, and from the catch-up sweep. [`retain`] never rewrites the last page, the one
-//! appends write.
+//! one id, as with the single value before. So each list is split by stream (the partition of
+//! the notification's order, `shop_kit::stream`): the Redis trigger hands a stream's messages
+//! to one handler at a time, so only a retry or the catch-up sweep can write a page at the
+//! same moment as the handler. [`retain`] never rewrites the last page, the one appends write.
 
 /// Ids per page.
 pub const PAGE: usize = 100;
@@ -30,13 +31,25 @@ pub trait PageStore {
     fn set_count(&self, key: &str, count: u64) -> anyhow::Result<()>;
 }
 
-/// The list of a customer's notification ids.
-pub fn customer(customer_id: &str) -> String {
-    format!("customer:{customer_id}")
+/// `list` split by stream: partition 0 keeps the key of the time before streams, so existing
+/// lists read on; `~` never occurs in a customer id, nor in a page suffix.
+fn in_stream(list: String, partition: i64) -> String {
+    match partition {
+        0 => list,
+        p => format!("{list}~{p}"),
+    }
 }
 
-/// The queue of notifications whose delivery has not succeeded yet.
-pub const UNDELIVERED: &str = "undelivered";
+/// The list of a customer's notification ids of orders on stream `partition`.
+pub fn customer(customer_id: &str, partition: i64) -> String {
+    in_stream(format!("customer:{customer_id}"), partition)
+}
+
+/// The queue of notifications of orders on stream `partition` whose delivery has not
+/// succeeded yet.
+pub fn undelivered(partition: i64) -> String {
+    in_stream("undelivered".to_string(), partition)
+}
 
 fn page_key(list: &str, page: u64) -> String {
     match page {
@@ -243,9 +256,14 @@ mod tests {
         assert_eq!(all(&store, C1).unwrap(), want);
     }
 
+    const UNDELIVERED: &str = "undelivered";
+
     #[test]
-    fn a_customer_list_keeps_its_keys() {
-        assert_eq!(customer("c1"), C1);
+    fn lists_are_split_by_stream_and_stream_0_keeps_its_keys() {
+        assert_eq!(customer("c1", 0), C1);
+        assert_eq!(customer("c1", 3), "customer:c1~3");
+        assert_eq!(undelivered(0), UNDELIVERED);
+        assert_eq!(undelivered(2), "undelivered~2");
     }
 
     /// A queue of 3 pages, then everything but `n250` delivered.

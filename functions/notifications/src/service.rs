@@ -5,16 +5,15 @@
 //! order and kind) and the inbox advances after it: a crash in between only repeats a no-op.
 
 use shop_kit::breaker::{Breaker, Policy};
-use shop_kit::consume::Consumer;
-use shop_kit::deadletter::DeadLetterPort;
-use shop_kit::inbox::{position, InboxPort, Outcome, Position};
+use shop_kit::consume::{Consumer, ConsumerStore};
+use shop_kit::inbox::{Outcome, Position};
 use shop_kit::log::Logger;
 use shop_kit::{ApiError, Envelope, Failure};
 
 use crate::domain::{Delivery, Notification};
 
 /// Where notifications, their indexes, the inbox and the breaker live.
-pub trait NotificationStore: InboxPort {
+pub trait NotificationStore: ConsumerStore {
     fn get(&self, id: &str) -> anyhow::Result<Option<Notification>>;
     /// Saves a new notification and indexes it by customer (an order's notifications are
     /// found by their ids).
@@ -116,10 +115,9 @@ impl<S: NotificationStore, W: Webhook> Notifications<S, W> {
     }
 
     async fn apply_event(&self, env: &Envelope) -> anyhow::Result<Outcome> {
-        match position(self.store.inbox_last(&env.source)?, env.seq) {
-            Position::Duplicate => return Ok(Outcome::Duplicate),
-            Position::Gap { last } => return Ok(Outcome::Gap { last }),
+        match self.store.inbox_position(env)? {
             Position::Next => {}
+            other => return Ok(other.into()),
         }
         if let Some(mut n) = Notification::for_event(&env.event()?, &shop_kit::time::now_rfc3339())
         {
@@ -139,22 +137,18 @@ impl<S: NotificationStore, W: Webhook> Notifications<S, W> {
                 );
             }
         }
-        self.store.inbox_advance(&env.source, env.seq)?;
+        self.store.inbox_record(env)?;
         Ok(Outcome::Applied)
     }
 }
 
 impl<S: NotificationStore, W: Webhook> Consumer for Notifications<S, W> {
-    fn last_seq(&self, source: &str) -> anyhow::Result<i64> {
-        self.store.inbox_last(source)
+    fn store(&self) -> &dyn ConsumerStore {
+        &self.store
     }
 
     async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome> {
         self.apply_event(env).await
-    }
-
-    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
-        self.store.dead_letters()
     }
 }
 
@@ -163,25 +157,36 @@ mod tests {
     use super::*;
     use crate::domain::Kind;
     use shop_events::{CancelReason, OrderCancelled, OrderConfirmed, OrderCreated, ShopEvent};
+    use shop_kit::inbox::{position, InboxPort, Streams};
     use shop_kit::testing::block_on;
+    use shop_kit::testing::in_stream_0;
     use std::cell::RefCell;
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::BTreeMap;
 
     #[derive(Default)]
     struct Mem {
         notifications: RefCell<BTreeMap<String, Notification>>,
         writes: RefCell<u32>,
-        inbox: RefCell<HashMap<String, i64>>,
+        inbox: RefCell<Streams>,
         breaker: RefCell<Breaker>,
     }
 
     impl InboxPort for Mem {
-        fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
-            Ok(*self.inbox.borrow().get(source).unwrap_or(&0))
+        fn inbox_position(&self, env: &Envelope) -> anyhow::Result<Position> {
+            Ok(position(
+                self.inbox.borrow().last(&env.source, env.partition),
+                env.seq,
+            ))
         }
-        fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
-            self.inbox.borrow_mut().insert(source.into(), seq);
+        fn inbox_record(&self, env: &Envelope) -> anyhow::Result<()> {
+            self.inbox.borrow_mut().advance(env);
             Ok(())
+        }
+    }
+
+    impl ConsumerStore for Mem {
+        fn last_seq(&self, source: &str, partition: i64) -> anyhow::Result<i64> {
+            Ok(self.inbox.borrow().last(source, partition))
         }
     }
 
@@ -278,7 +283,7 @@ mod tests {
     }
 
     fn apply(s: &Notifications<Mem, FakeWebhook>, seq: i64, event: ShopEvent) -> Outcome {
-        block_on(s.apply_event(&Envelope::wrap("orders", seq, &event))).unwrap()
+        block_on(s.apply_event(&in_stream_0("orders", seq, &event))).unwrap()
     }
 
     #[test]
@@ -322,7 +327,7 @@ mod tests {
     fn a_redelivered_event_does_not_notify_twice() {
         let s = service(true);
         apply(&s, 1, confirmed("o1"));
-        s.store.inbox.borrow_mut().clear(); // as if the inbox write had been lost
+        *s.store.inbox.borrow_mut() = Streams::default(); // as if the inbox write had been lost
         apply(&s, 1, confirmed("o1"));
         assert_eq!(*s.webhook.calls.borrow(), 1);
         assert_eq!(

@@ -1,22 +1,25 @@
 //! Key-value adapter of the `NotificationStore` port (store label `notifications`).
 //!
 //! Keys: `n:<id>` a notification; `customer:<id>...` the customer's notification ids and
-//! `undelivered...` the queue of those still to deliver, in pages (see `index`);
-//! `inbox:<source>` last applied seq;
+//! `undelivered...` the queue of those still to deliver, in pages and per stream (see `index`);
+//! `inbox:<source>[:<partition>]` last applied seq per stream;
 //! `breaker`. An order's notifications need no index: their ids derive from the order id and
 //! the kind.
-//! Poison events: `failures:<source>:<seq>` counts failed attempts, `dead:<source>:<seq>`
-//! holds a parked event and `dead_letters` lists their `<source>:<seq>`. Without transactions
-//! a letter is written before the inbox moves past it, so a crash in between only parks it
-//! again; concurrent failures may count once, which parks an event an attempt later.
-
-use std::cell::RefCell;
+//! Events that could not be applied: `pending:<event id>` (with its attempts and when it is
+//! due) listed in `pending`; parked ones `dead:<event id>` listed in `dead_letters`; the wake's
+//! arm in `wake` (see `shop_kit::wake`). Both lists stay short: they hold only events in
+//! trouble.
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::Value;
 use shop_kit::breaker::Breaker;
-use shop_kit::deadletter::{self, DeadLetterPort, ParkedStore};
+use shop_kit::consume::ConsumerStore;
+use shop_kit::deadletter::{self, ParkedStore};
 use shop_kit::inbox::{position, InboxPort, Outcome, Position};
+use shop_kit::pending::{self, Pending, PendingPort};
+use shop_kit::redo::{Redo, RedoMark};
+use shop_kit::stream::{partition_of, partitions};
+use shop_kit::wake::{self, WakePort};
 use shop_kit::Envelope;
 use spin_sdk::key_value::Store;
 
@@ -26,23 +29,16 @@ use crate::service::NotificationStore;
 
 pub struct KvNotifications {
     store: Store,
-    /// The dead letter being replayed by this instance, if any.
-    replaying: RefCell<Option<(String, i64)>>,
-}
-
-/// Failed attempts at one event so far.
-#[derive(Default, Serialize, Deserialize)]
-struct Failures {
-    attempts: i64,
-    error: String,
+    /// The pending or parked event this instance retries, if any.
+    redo: RedoMark,
 }
 
 /// The list of parked events.
 const LETTERS: &str = "dead_letters";
-
-fn letter_id(source: &str, seq: i64) -> String {
-    format!("{source}:{seq}")
-}
+/// The list of pending events.
+const PENDING: &str = "pending";
+/// The wake's arm.
+const WAKE: &str = "wake";
 
 impl KvNotifications {
     pub fn open() -> anyhow::Result<Self> {
@@ -50,23 +46,8 @@ impl KvNotifications {
             .map_err(|e| anyhow::anyhow!("opening key-value store notifications: {e:?}"))?;
         Ok(Self {
             store,
-            replaying: RefCell::default(),
+            redo: RedoMark::default(),
         })
-    }
-
-    fn replaying(&self, source: &str) -> Option<i64> {
-        match &*self.replaying.borrow() {
-            Some((s, seq)) if s == source => Some(*seq),
-            _ => None,
-        }
-    }
-
-    fn stored_last(&self, source: &str) -> anyhow::Result<i64> {
-        Ok(self.get(&format!("inbox:{source}"))?.unwrap_or(0))
-    }
-
-    fn letter(&self, source: &str, seq: i64) -> anyhow::Result<Option<Value>> {
-        self.get(&format!("dead:{}", letter_id(source, seq)))
     }
 
     fn delete(&self, key: &str) -> anyhow::Result<()> {
@@ -127,70 +108,256 @@ impl PageStore for KvNotifications {
     }
 }
 
+impl KvNotifications {
+    /// Where stream `source`/`partition` stands. Partition 0 keeps the key of the time before
+    /// partitions (`inbox:<source>`), so an existing store needs no migration.
+    fn stream_key(source: &str, partition: i64) -> String {
+        match partition {
+            0 => format!("inbox:{source}"),
+            p => format!("inbox:{source}:{p}"),
+        }
+    }
+
+    fn pending_events(&self) -> anyhow::Result<Vec<Waiting>> {
+        let mut out = Vec::new();
+        for id in self.ids(PENDING)? {
+            if let Some(w) = self.get::<Waiting>(&format!("pending:{id}"))? {
+                out.push(w);
+            }
+        }
+        Ok(out)
+    }
+
+    fn put_pending(&self, p: &Pending, next_at_ms: i64) -> anyhow::Result<()> {
+        let waiting = Waiting {
+            env: p.env.clone(),
+            attempts: p.attempts,
+            error: p.error.clone(),
+            next_at: next_at_ms,
+        };
+        self.set(&format!("pending:{}", p.env.id), &waiting)
+    }
+
+    fn letter(&self, id: &str) -> anyhow::Result<Option<Value>> {
+        self.get(&format!("dead:{id}"))
+    }
+}
+
+/// A pending event as stored under `pending:<id>`.
+#[derive(Clone, Serialize, Deserialize)]
+struct Waiting {
+    env: Envelope,
+    attempts: i64,
+    error: String,
+    next_at: i64,
+}
+
+impl Waiting {
+    fn pending(&self) -> Pending {
+        Pending {
+            env: self.env.clone(),
+            attempts: self.attempts,
+            error: self.error.clone(),
+        }
+    }
+
+    /// The first pending event of its order and source.
+    fn is_head(&self, all: &[Waiting]) -> bool {
+        !all.iter().any(|o| {
+            o.env.source == self.env.source
+                && o.env.order_id() == self.env.order_id()
+                && (o.env.partition, o.env.seq) < (self.env.partition, self.env.seq)
+        })
+    }
+}
+
 impl InboxPort for KvNotifications {
-    fn inbox_last(&self, source: &str) -> anyhow::Result<i64> {
-        match self.replaying(source) {
-            Some(seq) => Ok(seq - 1),
-            None => self.stored_last(source),
+    fn inbox_position(&self, env: &Envelope) -> anyhow::Result<Position> {
+        if let Some(redo) = self.redo.get(&env.id) {
+            let waits = match redo {
+                Redo::Pending => self.get::<Value>(&format!("pending:{}", env.id))?.is_some(),
+                Redo::Parked => self.letter(&env.id)?.is_some(),
+            };
+            return Ok(if waits {
+                Position::Next
+            } else {
+                Position::Duplicate
+            });
         }
+        let last = self.last_seq(&env.source, env.partition)?;
+        Ok(match position(last, env.seq) {
+            Position::Next
+                if self
+                    .pending_events()?
+                    .iter()
+                    .any(|w| w.env.source == env.source && w.env.order_id() == env.order_id()) =>
+            {
+                Position::Behind
+            }
+            other => other,
+        })
     }
 
-    /// Never moves back: a replayed dead letter advances to its own seq, behind the inbox,
-    /// and is deleted once its effect is done.
-    fn inbox_advance(&self, source: &str, seq: i64) -> anyhow::Result<()> {
-        if seq > self.stored_last(source)? {
-            self.set(&format!("inbox:{source}"), &seq)?;
+    /// Never moves a stream back; a retried event is removed from where it waited once its
+    /// effect is done.
+    fn inbox_record(&self, env: &Envelope) -> anyhow::Result<()> {
+        match self.redo.get(&env.id) {
+            Some(Redo::Pending) => {
+                self.delete(&format!("pending:{}", env.id))?;
+                self.index(PENDING, &env.id, false)
+            }
+            Some(Redo::Parked) => {
+                self.delete(&format!("dead:{}", env.id))?;
+                self.index(LETTERS, &env.id, false)
+            }
+            None => {
+                if env.seq > self.last_seq(&env.source, env.partition)? {
+                    self.set(&Self::stream_key(&env.source, env.partition), &env.seq)?;
+                }
+                Ok(())
+            }
         }
-        if self.replaying(source) == Some(seq) {
-            let id = letter_id(source, seq);
-            self.delete(&format!("dead:{id}"))?;
-            self.index(LETTERS, &id, false)?;
-        }
-        Ok(())
+    }
+}
+
+impl ConsumerStore for KvNotifications {
+    fn last_seq(&self, source: &str, partition: i64) -> anyhow::Result<i64> {
+        Ok(self.get(&Self::stream_key(source, partition))?.unwrap_or(0))
     }
 
-    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
+    fn pending(&self) -> Option<&dyn PendingPort> {
+        Some(self)
+    }
+
+    fn wake(&self) -> Option<&dyn WakePort> {
         Some(self)
     }
 }
 
-impl DeadLetterPort for KvNotifications {
+/// Without transactions each step writes before the next one reads it: an event is stored
+/// and listed before its stream moves past it, and a letter before its pending entry goes, so
+/// a crash in between repeats a step rather than losing the event.
+impl PendingPort for KvNotifications {
     fn after(&self) -> i64 {
-        deadletter::after_from_variables()
+        pending::after_from_variables()
     }
 
-    fn count_failure(&self, env: &Envelope, error: &str) -> anyhow::Result<i64> {
-        let key = format!("failures:{}", letter_id(&env.source, env.seq));
-        let mut failures: Failures = self.get(&key)?.unwrap_or_default();
-        failures.attempts += 1;
-        failures.error = error.to_string();
-        self.set(&key, &failures)?;
-        Ok(failures.attempts)
-    }
-
-    fn park(&self, env: &Envelope, error: &str, attempts: i64) -> anyhow::Result<Outcome> {
-        match position(self.inbox_last(&env.source)?, env.seq) {
-            Position::Duplicate => Ok(Outcome::Duplicate),
-            Position::Gap { last } => Ok(Outcome::Gap { last }),
-            Position::Next => {
-                let id = letter_id(&env.source, env.seq);
-                let now = shop_kit::time::now_rfc3339();
-                let letter = deadletter::letter_json(env, error, attempts, &now);
-                self.set(&format!("dead:{id}"), &letter)?;
-                self.index(LETTERS, &id, true)?;
-                self.delete(&format!("failures:{id}"))?;
-                self.inbox_advance(&env.source, env.seq)?;
-                Ok(Outcome::Parked)
+    fn defer(&self, p: &Pending, next_at_ms: i64) -> anyhow::Result<Outcome> {
+        match self.inbox_position(&p.env)? {
+            Position::Next | Position::Behind => {
+                self.put_pending(p, next_at_ms)?;
+                self.index(PENDING, &p.env.id, true)?;
+                self.inbox_record(&p.env)?;
+                Ok(Outcome::Deferred)
             }
+            other => Ok(other.into()),
         }
     }
+
+    fn due(&self, now_ms: i64, limit: i64) -> anyhow::Result<Vec<Pending>> {
+        let all = self.pending_events()?;
+        let mut due: Vec<&Waiting> = all
+            .iter()
+            .filter(|w| w.next_at <= now_ms && w.is_head(&all))
+            .collect();
+        due.sort_by_key(|w| (w.next_at, w.env.partition, w.env.seq));
+        Ok(due
+            .into_iter()
+            .take(limit.max(0) as usize)
+            .map(Waiting::pending)
+            .collect())
+    }
+
+    fn next_due_at(&self) -> anyhow::Result<Option<i64>> {
+        let all = self.pending_events()?;
+        Ok(all
+            .iter()
+            .filter(|w| w.is_head(&all))
+            .map(|w| w.next_at)
+            .min())
+    }
+
+    fn reschedule(&self, p: &Pending, next_at_ms: i64) -> anyhow::Result<()> {
+        self.put_pending(p, next_at_ms)
+    }
+
+    fn park(&self, p: &Pending, also: &dyn Fn() -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let id = &p.env.id;
+        if self.get::<Value>(&format!("pending:{id}"))?.is_none() {
+            return Ok(()); // applied or parked meanwhile by another instance
+        }
+        let now = shop_kit::time::now_rfc3339();
+        let letter = deadletter::letter_json(&p.env, &p.error, p.attempts, &now);
+        self.set(&format!("dead:{id}"), &letter)?;
+        self.index(LETTERS, id, true)?;
+        self.delete(&format!("pending:{id}"))?;
+        self.index(PENDING, id, false)?;
+        also()
+    }
+
+    fn redo(&self, event: Option<(&str, Redo)>) {
+        self.redo.set(event);
+    }
+}
+
+/// The wake's arm under `wake`. The key-value store has no compare-and-set, so two deferrals
+/// at the same moment may both arm; each loop checks its arm on every round, so the one
+/// overwritten stops at its next round.
+impl WakePort for KvNotifications {
+    fn arm(&self, now_ms: i64) -> anyhow::Result<Option<String>> {
+        if self
+            .get::<Arm>(WAKE)?
+            .is_some_and(|held| held.until_ms > now_ms)
+        {
+            return Ok(None);
+        }
+        let arm = wake::new_arm();
+        self.set(
+            WAKE,
+            &Arm {
+                arm: arm.clone(),
+                until_ms: now_ms + wake::HOLD_MS,
+            },
+        )?;
+        Ok(Some(arm))
+    }
+
+    fn hold(&self, arm: &str, now_ms: i64) -> anyhow::Result<bool> {
+        if self.get::<Arm>(WAKE)?.is_none_or(|held| held.arm != arm) {
+            return Ok(false);
+        }
+        self.set(
+            WAKE,
+            &Arm {
+                arm: arm.to_string(),
+                until_ms: now_ms + wake::HOLD_MS,
+            },
+        )?;
+        Ok(true)
+    }
+
+    fn disarm(&self, arm: &str) -> anyhow::Result<bool> {
+        if !self.ids(PENDING)?.is_empty() {
+            return Ok(false);
+        }
+        if self.get::<Arm>(WAKE)?.is_some_and(|held| held.arm == arm) {
+            self.delete(WAKE)?;
+        }
+        Ok(true)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Arm {
+    arm: String,
+    until_ms: i64,
 }
 
 impl ParkedStore for KvNotifications {
     fn parked(&self) -> anyhow::Result<Vec<Value>> {
         let mut letters = Vec::new();
         for id in self.ids(LETTERS)? {
-            if let Some(letter) = self.get::<Value>(&format!("dead:{id}"))? {
+            if let Some(letter) = self.letter(&id)? {
                 letters.push(letter);
             }
         }
@@ -198,22 +365,22 @@ impl ParkedStore for KvNotifications {
         Ok(letters)
     }
 
-    fn parked_event(&self, source: &str, seq: i64) -> anyhow::Result<Option<Envelope>> {
-        self.letter(source, seq)?
+    fn parked_event(&self, id: &str) -> anyhow::Result<Option<Envelope>> {
+        self.letter(id)?
             .map(|letter| serde_json::from_value(letter["payload"].clone()))
             .transpose()
-            .map_err(|e| anyhow::anyhow!("dead letter {source}/{seq} is unreadable: {e}"))
+            .map_err(|e| anyhow::anyhow!("dead letter {id} is unreadable: {e}"))
     }
 
-    fn set_replaying(&self, letter: Option<(String, i64)>) {
-        *self.replaying.borrow_mut() = letter;
+    fn set_redo(&self, event: Option<(&str, Redo)>) {
+        self.redo.set(event);
     }
 
-    fn replay_failed(&self, source: &str, seq: i64, error: &str) -> anyhow::Result<()> {
-        if let Some(mut letter) = self.letter(source, seq)? {
+    fn replay_failed(&self, id: &str, error: &str) -> anyhow::Result<()> {
+        if let Some(mut letter) = self.letter(id)? {
             letter["attempts"] = (letter["attempts"].as_i64().unwrap_or(0) + 1).into();
             letter["error"] = error.into();
-            self.set(&format!("dead:{}", letter_id(source, seq)), &letter)?;
+            self.set(&format!("dead:{id}"), &letter)?;
         }
         Ok(())
     }
@@ -228,9 +395,10 @@ impl NotificationStore for KvNotifications {
     /// nothing (reads skip it, the sweep drops it), never a notification its customer cannot
     /// list or the sweep never retries.
     fn insert(&self, n: &Notification) -> anyhow::Result<()> {
-        index::append(self, &index::customer(&n.customer_id), &n.id)?;
+        let stream = partition_of(&n.order_id);
+        index::append(self, &index::customer(&n.customer_id, stream), &n.id)?;
         if n.status.waiting() {
-            index::append(self, index::UNDELIVERED, &n.id)?;
+            index::append(self, &index::undelivered(stream), &n.id)?;
         }
         self.set(&format!("n:{}", n.id), n)
     }
@@ -242,7 +410,7 @@ impl NotificationStore for KvNotifications {
         if n.status.waiting() {
             return Ok(());
         }
-        index::remove_from_last(self, index::UNDELIVERED, &n.id)
+        index::remove_from_last(self, &index::undelivered(partition_of(&n.order_id)), &n.id)
     }
 
     fn by_order(&self, order_id: &str) -> anyhow::Result<Vec<Notification>> {
@@ -255,19 +423,28 @@ impl NotificationStore for KvNotifications {
         Ok(out)
     }
 
+    /// Oldest first, across the customer's lists of every stream.
     fn by_customer(&self, customer_id: &str) -> anyhow::Result<Vec<Notification>> {
-        self.load(index::all(self, &index::customer(customer_id))?)
+        let mut ids = Vec::new();
+        for stream in partitions() {
+            ids.extend(index::all(self, &index::customer(customer_id, stream))?);
+        }
+        let mut found = self.load(ids)?;
+        found.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        Ok(found)
     }
 
-    /// Drops from the queue what was delivered since the last pass.
+    /// Drops from the queues what was delivered since the last pass.
     fn undelivered(&self) -> anyhow::Result<Vec<Notification>> {
         let mut out = Vec::new();
-        index::retain(self, index::UNDELIVERED, |id| {
-            let waiting = NotificationStore::get(self, id)?.filter(|n| n.status.waiting());
-            let keep = waiting.is_some();
-            out.extend(waiting);
-            Ok(keep)
-        })?;
+        for stream in partitions() {
+            index::retain(self, &index::undelivered(stream), |id| {
+                let waiting = NotificationStore::get(self, id)?.filter(|n| n.status.waiting());
+                let keep = waiting.is_some();
+                out.extend(waiting);
+                Ok(keep)
+            })?;
+        }
         Ok(out)
     }
 

@@ -60,18 +60,28 @@ pub struct Step {
     pub status: Status,
     pub at: String,
     pub reason: Option<String>,
+    /// What a person needs beyond the reason: the provider's refusal, or which event was
+    /// parked and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
+
+/// The reason of a history step that notes a parked event without changing the status.
+pub const EVENT_PARKED: &str = "event_parked";
 
 impl Step {
     /// What caused the step, for a person debugging the saga: each transition has exactly one
     /// cause, a request to orders or an event of another function (`<function>: <cause>`).
     pub fn source(&self) -> &'static str {
         match (self.status, self.reason.as_deref()) {
+            (_, Some(EVENT_PARKED)) => "dead letter",
             (Status::Pending, _) => "orders: POST /orders",
             (Status::Reserved, _) => "inventory: stock-reserved",
             (Status::Confirmed, _) => "billing: payment-captured",
             (Status::Cancelled, Some("out_of_stock")) => "inventory: stock-rejected",
-            (Status::Cancelled, Some("payment_declined")) => "billing: payment-declined",
+            (Status::Cancelled, Some("payment_declined" | "payment_rejected")) => {
+                "billing: payment-declined"
+            }
             (Status::Cancelled, _) => "orders: POST /orders/{id}/cancel",
         }
     }
@@ -81,6 +91,7 @@ impl Step {
             "status": self.status,
             "at": self.at,
             "reason": self.reason,
+            "detail": self.detail,
             "source": self.source(),
         })
     }
@@ -186,6 +197,7 @@ impl Order {
                 status: Status::Pending,
                 at: now.to_string(),
                 reason: None,
+                detail: None,
             }],
         };
         let event = ShopEvent::OrderCreated(OrderCreated {
@@ -211,6 +223,19 @@ impl Order {
             status,
             at: now.to_string(),
             reason: reason.map(str::to_string),
+            detail: None,
+        });
+    }
+
+    /// Notes in the history that a function parked an event about this order; the status
+    /// stays as it is.
+    pub fn event_parked(&mut self, detail: String, now: &str) {
+        self.updated_at = now.to_string();
+        self.history.push(Step {
+            status: self.status,
+            at: now.to_string(),
+            reason: Some(EVENT_PARKED.to_string()),
+            detail: Some(detail),
         });
     }
 
@@ -246,8 +271,20 @@ impl Order {
         self.cancel(CancelReason::OutOfStock, now)
     }
 
-    pub fn payment_declined(&mut self, now: &str) -> Option<ShopEvent> {
-        self.cancel(CancelReason::PaymentDeclined, now)
+    /// The payment failed: declined by the card's issuer, or the charge request refused by
+    /// the provider (billing's reason then starts with `provider_rejected`), which the
+    /// cancel reason and the history's detail name.
+    pub fn payment_declined(&mut self, reason: &str, now: &str) -> Option<ShopEvent> {
+        let (cause, detail) = if reason.starts_with("provider_rejected") {
+            (CancelReason::PaymentRejected, Some(reason.to_string()))
+        } else {
+            (CancelReason::PaymentDeclined, None)
+        };
+        let event = self.cancel(cause, now)?;
+        if let Some(step) = self.history.last_mut() {
+            step.detail = detail;
+        }
+        Some(event)
     }
 
     /// The customer cancels; only an order that is not final can be cancelled.
@@ -427,14 +464,43 @@ mod tests {
     }
 
     #[test]
+    fn a_charge_the_provider_refused_names_the_refusal() {
+        let mut o = placed();
+        let reason = "provider_rejected: 400 INVALID_ARGUMENT: amount_cents: must be at least 1";
+        assert!(o.payment_declined(reason, "t1").is_some());
+        assert_eq!(o.cancel_reason.as_deref(), Some("payment_rejected"));
+        let step = &o.view()["history"][1];
+        assert_eq!(step["reason"], "payment_rejected");
+        assert_eq!(step["detail"], reason);
+        assert_eq!(step["source"], "billing: payment-declined");
+    }
+
+    #[test]
+    fn a_parked_event_is_noted_without_changing_the_status() {
+        let mut o = placed();
+        o.event_parked("billing parked stock-reserved e1: boom".into(), "t1");
+        assert_eq!(o.status, Status::Pending);
+        let step = &o.view()["history"][1];
+        assert_eq!(
+            (step["reason"].as_str(), step["source"].as_str()),
+            (Some(EVENT_PARKED), Some("dead letter"))
+        );
+        assert_eq!(step["detail"], "billing parked stock-reserved e1: boom");
+    }
+
+    #[test]
     fn cancellations_carry_their_reason_and_happen_once() {
         let mut o = placed();
         assert!(o.stock_rejected("t1").is_some());
         assert_eq!(o.cancel_reason.as_deref(), Some("out_of_stock"));
         assert_eq!(o.history[1].source(), "inventory: stock-rejected");
-        assert!(o.payment_declined("t2").is_none());
+        assert!(o.payment_declined("card_declined", "t2").is_none());
         assert!(o.payment_captured(10, "t3").is_none());
         assert_eq!(o.status, Status::Cancelled);
+        let mut o = placed();
+        assert!(o.payment_declined("card_declined", "t1").is_some());
+        assert_eq!(o.cancel_reason.as_deref(), Some("payment_declined"));
+        assert_eq!(o.history[1].detail, None);
         let mut o = placed();
         assert!(o.cancel_by_customer("t1").is_ok());
         assert_eq!(o.cancel_reason.as_deref(), Some("cancelled_by_customer"));

@@ -64,20 +64,20 @@ impl Component for Http {
     }
 
     fn outbox() -> anyhow::Result<Option<Db>> {
-        Ok(Some(SqlOrders::open()?.db))
+        Ok(Some(SqlOrders::open()?.into_db()))
     }
 }
 
 impl Consuming for Http {
     type Consumer = Service;
-    type Parked = Db;
+    type Parked = SqlOrders;
 
     fn open(_ctx: &Ctx) -> anyhow::Result<Service> {
         service()
     }
 
-    fn parked(consumer: &Service) -> &Db {
-        &consumer.store.db
+    fn parked(consumer: &Service) -> &SqlOrders {
+        &consumer.store
     }
 }
 

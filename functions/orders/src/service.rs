@@ -1,9 +1,9 @@
 //! Orders use cases, written against the `OrderStore` port.
 
 use shop_events::ShopEvent;
-use shop_kit::consume::Consumer;
-use shop_kit::deadletter::DeadLetterPort;
-use shop_kit::inbox::{guarded, InboxPort, Outcome};
+use shop_kit::consume::{Consumer, ConsumerStore};
+use shop_kit::inbox::{guarded, Outcome};
+use shop_kit::pending::Pending;
 use shop_kit::{ApiError, Envelope, Failure, TraceContext};
 
 use crate::domain::{NewOrder, Order, Status};
@@ -23,7 +23,7 @@ pub struct ListQuery {
 
 /// Where orders, idempotency keys, the inbox and the outbox live.
 /// Everything called inside `transaction` commits or rolls back together.
-pub trait OrderStore: InboxPort {
+pub trait OrderStore: ConsumerStore {
     fn transaction<T, E: From<anyhow::Error>>(
         &self,
         f: impl FnOnce() -> Result<T, E>,
@@ -146,7 +146,17 @@ impl<S: OrderStore> Orders<S> {
                     }
                     ShopEvent::StockRejected(_) => order.stock_rejected(&now),
                     ShopEvent::PaymentCaptured(e) => order.payment_captured(e.amount_cents, &now),
-                    ShopEvent::PaymentDeclined(_) => order.payment_declined(&now),
+                    ShopEvent::PaymentDeclined(e) => order.payment_declined(&e.reason, &now),
+                    ShopEvent::EventParked(e) => {
+                        order.event_parked(
+                            format!(
+                                "{} parked {} {}: {}",
+                                e.consumer, e.event_type, e.event_id, e.error
+                            ),
+                            &now,
+                        );
+                        None
+                    }
                     _ => return Ok(()),
                 };
                 store.update(&order)?;
@@ -166,21 +176,33 @@ fn order_of(event: &ShopEvent) -> Option<&str> {
         ShopEvent::StockRejected(e) => Some(&e.order_id),
         ShopEvent::PaymentCaptured(e) => Some(&e.order_id),
         ShopEvent::PaymentDeclined(e) => Some(&e.order_id),
+        ShopEvent::EventParked(e) => Some(&e.order_id),
         _ => None,
     }
 }
 
 impl<S: OrderStore> Consumer for Orders<S> {
-    fn last_seq(&self, source: &str) -> anyhow::Result<i64> {
-        self.store.inbox_last(source)
-    }
-
-    fn dead_letters(&self) -> Option<&dyn DeadLetterPort> {
-        self.store.dead_letters()
+    fn store(&self) -> &dyn ConsumerStore {
+        &self.store
     }
 
     async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome> {
         self.apply_event(env)
+    }
+
+    /// Orders parks an event about one of its orders: the order's history says so.
+    fn on_parked(&self, p: &Pending) -> anyhow::Result<()> {
+        let Some(mut order) = self.store.get(p.env.order_id())? else {
+            return Ok(());
+        };
+        order.event_parked(
+            format!(
+                "orders parked {} {}: {}",
+                p.env.type_name, p.env.id, p.error
+            ),
+            &now(),
+        );
+        self.store.update(&order)
     }
 }
 
@@ -189,6 +211,7 @@ mod tests {
     use super::*;
     use serde_json::json;
     use shop_events::{PaymentCaptured, PaymentDeclined, PricedLine, StockRejected, StockReserved};
+    use shop_kit::testing::in_stream_0;
     use shop_kit::testing::Fake;
     use std::collections::{BTreeMap, HashMap};
 
@@ -277,7 +300,7 @@ mod tests {
     }
 
     fn apply(o: &Orders<Mem>, source: &str, seq: i64, event: ShopEvent) -> Outcome {
-        o.apply_event(&Envelope::wrap(source, seq, &event)).unwrap()
+        o.apply_event(&in_stream_0(source, seq, &event)).unwrap()
     }
 
     fn reserved(order_id: &str) -> ShopEvent {
@@ -389,12 +412,13 @@ mod tests {
             Outcome::Gap { last: 0 }
         );
         assert_eq!(o.get(&id).unwrap().status, Status::Pending);
+        // An event of the same stream about an order orders never had fills the gap.
         let missing = uuid::Uuid::now_v7().to_string();
         assert_eq!(
             apply(&o, "inventory", 1, reserved(&missing)),
             Outcome::Applied
         );
-        assert_eq!(o.store.inbox_last("inventory").unwrap(), 1);
+        assert_eq!(o.store.last_seq("inventory", 0), 1);
         assert_eq!(apply(&o, "inventory", 2, reserved(&id)), Outcome::Applied);
         assert_eq!(o.get(&id).unwrap().status, Status::Reserved);
     }

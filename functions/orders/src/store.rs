@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_relay_lease",
         sql: include_str!("../../../migrations/orders/0004_relay_lease.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_partitioned_delivery",
+        sql: include_str!("../../../migrations/orders/0005_partitioned_delivery.sql"),
+    },
 ];
 
 pub struct SqlOrders {
@@ -41,6 +46,11 @@ impl SqlOrders {
         Ok(Self {
             db: Db::open("orders", MIGRATIONS)?,
         })
+    }
+
+    /// The database alone, for publishing its outbox.
+    pub fn into_db(self) -> Db {
+        self.db
     }
 }
 

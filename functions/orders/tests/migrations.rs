@@ -67,7 +67,13 @@ fn upgrading_from_version_1_keeps_every_order() {
 fn a_fresh_database_gets_every_table() {
     let mut db = Sqlite(Connection::open_in_memory().unwrap());
     migrate(&mut db, MIGRATIONS).unwrap();
-    for table in ["orders", "idempotency_keys", "outbox", "inbox"] {
+    for table in [
+        "orders",
+        "idempotency_keys",
+        "outbox",
+        "inbox_streams",
+        "pending_events",
+    ] {
         let n: i64 =
             db.0.query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",

@@ -7,8 +7,15 @@ use shop_kit::ApiError;
 
 /// The token that always declines.
 pub const DECLINE_TOKEN: &str = "tok_decline";
+/// A token the provider does not know: the charge request is refused (400), as a real
+/// provider refuses a token it never issued.
+pub const INVALID_TOKEN: &str = "tok_invalid";
 pub const MAX_AMOUNT_CENTS: i64 = 10_000_000_000;
 pub const MAX_LATENCY_MS: i64 = 30_000;
+/// How long past its latency a charge may stay `processing`. Beyond that the instance that
+/// took it died mid-charge: like a provider that crashed before committing, the charge never
+/// happened, so lookups miss it and its key charges afresh.
+pub const ABANDONED_AFTER_MS: i64 = 5_000;
 
 /// Faults switched on by `PUT /payment-sim/faults`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -46,6 +53,8 @@ impl Faults {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChargeStatus {
+    /// Received, not yet decided: the injected latency is running.
+    Processing,
     Captured,
     Declined,
     Refunded,
@@ -87,6 +96,9 @@ impl ChargeRequest {
                 "may hold only letters, digits, '_' and '-'",
             ));
         }
+        if token == INVALID_TOKEN {
+            return Err(ApiError::invalid("token", "no such token"));
+        }
         Ok(Self {
             amount_cents,
             currency,
@@ -96,7 +108,8 @@ impl ChargeRequest {
     }
 }
 
-/// A charge as the provider keeps it (and answers it).
+/// A charge as the provider keeps it. It holds the token to tell a replay from a conflicting
+/// request; answers show [`Charge::view`], which leaves the token out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Charge {
     pub status: ChargeStatus,
@@ -105,24 +118,62 @@ pub struct Charge {
     pub currency: String,
     pub token: String,
     pub idempotency_key: String,
+    /// When the latency of a `processing` charge is over (0 for charges kept before there
+    /// was a `processing` status).
+    #[serde(default)]
+    pub settles_at_ms: i64,
+}
+
+/// A charge as answered: everything but the card token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChargeView {
+    pub provider_ref: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub status: ChargeStatus,
+    pub idempotency_key: String,
+}
+
+/// What the provider does with a charge request, given what it holds under the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Nothing is held under the key: charge.
+    Fresh,
+    /// The key's earlier charge, settled, with the same request: answer it again.
+    Replay(Charge),
 }
 
 impl Charge {
-    /// Decides a new charge: the decline token declines, anything else is captured.
-    pub fn decide(req: ChargeRequest, provider_ref: String) -> Self {
-        let status = if req.token == DECLINE_TOKEN {
-            ChargeStatus::Declined
-        } else {
-            ChargeStatus::Captured
-        };
+    /// Receives a new charge: `processing` until `latency_ms` from `now_ms`.
+    pub fn receive(req: ChargeRequest, provider_ref: String, now_ms: i64, latency_ms: u64) -> Self {
         Self {
-            status,
+            status: ChargeStatus::Processing,
             provider_ref,
             amount_cents: req.amount_cents,
             currency: req.currency,
             token: req.token,
             idempotency_key: req.idempotency_key,
+            settles_at_ms: now_ms.saturating_add(i64::try_from(latency_ms).unwrap_or(i64::MAX)),
         }
+    }
+
+    /// Decides a processing charge: the decline token declines, anything else is captured.
+    /// The outcome depends on the request alone, so whoever settles it settles it alike.
+    pub fn settle(&mut self) {
+        if self.status == ChargeStatus::Processing {
+            self.status = if self.token == DECLINE_TOKEN {
+                ChargeStatus::Declined
+            } else {
+                ChargeStatus::Captured
+            };
+        }
+    }
+
+    /// Whether the instance that took this charge died before settling it (see
+    /// [`ABANDONED_AFTER_MS`]).
+    pub fn abandoned(&self, now_ms: i64) -> bool {
+        self.status == ChargeStatus::Processing
+            && now_ms > self.settles_at_ms.saturating_add(ABANDONED_AFTER_MS)
     }
 
     /// Whether a retry carries the same request as the charge it replays.
@@ -131,6 +182,40 @@ impl Charge {
             && self.currency == req.currency
             && self.token == req.token
     }
+
+    pub fn view(&self) -> ChargeView {
+        ChargeView {
+            provider_ref: self.provider_ref.clone(),
+            amount_cents: self.amount_cents,
+            currency: self.currency.clone(),
+            status: self.status,
+            idempotency_key: self.idempotency_key.clone(),
+        }
+    }
+}
+
+/// Decides a charge request against the charge held under its key, if any (an abandoned one
+/// counts as none). The key never charges twice: another request under it, or the same one
+/// while the first is still processing, is a conflict, as Stripe answers both.
+pub fn admit(
+    existing: Option<Charge>,
+    req: &ChargeRequest,
+    now_ms: i64,
+) -> Result<Admission, ApiError> {
+    let Some(existing) = existing.filter(|c| !c.abandoned(now_ms)) else {
+        return Ok(Admission::Fresh);
+    };
+    if !existing.same_request(req) {
+        return Err(ApiError::conflict(
+            "idempotency_key was already used with a different charge",
+        ));
+    }
+    if existing.status == ChargeStatus::Processing {
+        return Err(ApiError::conflict(
+            "idempotency_key: a charge with this key is still processing; retry later",
+        ));
+    }
+    Ok(Admission::Replay(existing))
 }
 
 /// A validated refund request.
@@ -176,6 +261,7 @@ pub fn refund(
     refund_ref: String,
 ) -> Result<Refund, ApiError> {
     match charge.status {
+        ChargeStatus::Processing => Err(ApiError::conflict("the charge is still processing")),
         ChargeStatus::Declined => Err(ApiError::conflict("a declined charge cannot be refunded")),
         ChargeStatus::Refunded => Err(ApiError::conflict("the charge is already refunded")),
         ChargeStatus::Captured if req.amount_cents > charge.amount_cents => Err(ApiError::invalid(
@@ -207,16 +293,95 @@ mod tests {
         ChargeRequest::parse(&body(json!({"amount_cents": 500, "currency": "USD", "token": token, "idempotency_key": "o1"}))).unwrap()
     }
 
+    /// A charge received at 0 with no latency, then settled.
+    fn decided(token: &str, provider_ref: &str) -> Charge {
+        let mut charge = Charge::receive(req(token), provider_ref.into(), 0, 0);
+        charge.settle();
+        charge
+    }
+
     #[test]
-    fn the_decline_token_declines() {
-        assert_eq!(
-            Charge::decide(req("tok_visa"), "ch_1".into()).status,
-            ChargeStatus::Captured
+    fn an_unknown_token_is_refused() {
+        let body = body(
+            json!({"amount_cents": 500, "currency": "USD", "token": INVALID_TOKEN, "idempotency_key": "o1"}),
         );
+        let err = ChargeRequest::parse(&body).unwrap_err();
+        assert_eq!(err.code.status(), 400);
+        assert!(err.message.starts_with("token:"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_charge_processes_then_the_decline_token_declines() {
+        let mut charge = Charge::receive(req("tok_visa"), "ch_1".into(), 1_000, 300);
+        assert_eq!(charge.status, ChargeStatus::Processing);
+        assert_eq!(charge.settles_at_ms, 1_300);
+        charge.settle();
+        assert_eq!(charge.status, ChargeStatus::Captured);
         assert_eq!(
-            Charge::decide(req(DECLINE_TOKEN), "ch_2".into()).status,
+            decided(DECLINE_TOKEN, "ch_2").status,
             ChargeStatus::Declined
         );
+    }
+
+    #[test]
+    fn settling_never_undoes_a_refund() {
+        let mut charge = decided("tok_visa", "ch_1");
+        charge.status = ChargeStatus::Refunded;
+        charge.settle();
+        assert_eq!(charge.status, ChargeStatus::Refunded);
+    }
+
+    #[test]
+    fn answers_leave_the_token_out() {
+        let view = serde_json::to_value(decided("tok_visa", "ch_1").view()).unwrap();
+        assert_eq!(
+            view,
+            json!({"provider_ref": "ch_1", "amount_cents": 500, "currency": "USD",
+                   "status": "captured", "idempotency_key": "o1"})
+        );
+    }
+
+    #[test]
+    fn a_key_replays_its_settled_charge_and_conflicts_otherwise() {
+        assert_eq!(admit(None, &req("tok_visa"), 0).unwrap(), Admission::Fresh);
+        let done = decided("tok_visa", "ch_1");
+        assert_eq!(
+            admit(Some(done.clone()), &req("tok_visa"), 0).unwrap(),
+            Admission::Replay(done.clone())
+        );
+        let other = admit(Some(done), &req("tok_other"), 0).unwrap_err();
+        assert_eq!(other.code.status(), 409);
+        let mut amount = req("tok_visa");
+        amount.amount_cents = 501;
+        let processing = Charge::receive(req("tok_visa"), "ch_1".into(), 0, 1_000);
+        assert_eq!(
+            admit(Some(processing.clone()), &amount, 10)
+                .unwrap_err()
+                .code
+                .status(),
+            409
+        );
+        let busy = admit(Some(processing), &req("tok_visa"), 10).unwrap_err();
+        assert_eq!(busy.code.status(), 409);
+        assert!(
+            busy.message.contains("still processing"),
+            "{}",
+            busy.message
+        );
+    }
+
+    #[test]
+    fn a_charge_left_processing_by_a_dead_instance_never_happened() {
+        let processing = Charge::receive(req("tok_visa"), "ch_1".into(), 0, 1_000);
+        assert!(!processing.abandoned(1_000 + ABANDONED_AFTER_MS));
+        assert!(processing.abandoned(1_001 + ABANDONED_AFTER_MS));
+        let mut amount = req("tok_visa");
+        amount.amount_cents = 501;
+        assert_eq!(
+            admit(Some(processing), &amount, 1_001 + ABANDONED_AFTER_MS).unwrap(),
+            Admission::Fresh
+        );
+        assert!(!decided("tok_visa", "ch_1").abandoned(i64::MAX));
     }
 
     #[test]
@@ -246,19 +411,26 @@ mod tests {
 
     #[test]
     fn a_replay_must_match_the_first_request() {
-        let charge = Charge::decide(req("tok_visa"), "ch_1".into());
+        let charge = decided("tok_visa", "ch_1");
         assert!(charge.same_request(&req("tok_visa")));
         assert!(!charge.same_request(&req("tok_other")));
     }
 
     #[test]
     fn only_captured_charges_refund_once() {
-        let mut charge = Charge::decide(req("tok_visa"), "ch_1".into());
+        let mut charge = Charge::receive(req("tok_visa"), "ch_1".into(), 0, 100);
         let r = RefundRequest {
             provider_ref: "ch_1".into(),
             amount_cents: 500,
             idempotency_key: "r".into(),
         };
+        let busy = refund(&mut charge, &r, "re_0".into()).unwrap_err();
+        assert_eq!(
+            busy.code.status(),
+            409,
+            "a processing charge is not refundable yet"
+        );
+        charge.settle();
         assert!(refund(&mut charge, &r, "re_1".into()).is_ok());
         assert_eq!(
             refund(&mut charge, &r, "re_2".into())
@@ -267,7 +439,7 @@ mod tests {
                 .status(),
             409
         );
-        let mut declined = Charge::decide(req(DECLINE_TOKEN), "ch_2".into());
+        let mut declined = decided(DECLINE_TOKEN, "ch_2");
         assert!(refund(&mut declined, &r, "re_3".into()).is_err());
     }
 

@@ -2,6 +2,7 @@
 
 use shop_kit::component::{Component, Entry};
 use shop_kit::routes::{Params, Route};
+use shop_kit::time::now_millis;
 use shop_kit::web::{self, Ctx};
 use shop_kit::Failure;
 use spin_sdk::http::{Request, Response};
@@ -21,13 +22,21 @@ fn roll() -> f64 {
         / (f64::from(u32::MAX) + 1.0)
 }
 
-/// Applies the injected latency and failures to a provider call.
-fn faulty(service: &Service) -> Result<(), Failure> {
-    let faults = service.store.faults()?;
-    if faults.latency_ms > 0 {
-        std::thread::sleep(std::time::Duration::from_millis(faults.latency_ms));
+fn sleep(ms: u64) {
+    if ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
-    Ok(service.check_faults(&faults, roll())?)
+}
+
+/// Rolls the injected failure of a provider call: a failed call waits out the latency and
+/// answers 503 having received nothing. Returns the faults, whose latency the caller applies.
+fn faulty(service: &Service) -> Result<Faults, Failure> {
+    let faults = service.store.faults()?;
+    if let Err(e) = service.check_faults(&faults, roll()) {
+        sleep(faults.latency_ms);
+        return Err(e.into());
+    }
+    Ok(faults)
 }
 
 /// What each of its own routes does (the common ones are `shop_kit::component`'s).
@@ -76,22 +85,31 @@ impl Component for Http {
             Op::Charge => {
                 let charge = ChargeRequest::parse(&web::json_object(req)?)?;
                 let service = service()?;
-                faulty(&service)?;
-                let (charge, new) = service.charge(charge)?;
-                if new {
-                    ctx.log.info(
-                        &format!("charge {} {:?}", charge.provider_ref, charge.status),
-                        Some(&charge.idempotency_key),
-                    );
+                let faults = faulty(&service)?;
+                // A new charge is recorded `processing` before the latency, so that a lookup
+                // meanwhile sees it; every answer comes after the latency.
+                let begun = service.begin_charge(charge, faults.latency_ms, now_millis());
+                sleep(faults.latency_ms);
+                let (charge, new) = begun?;
+                if !new {
+                    return Ok(web::json(200, &charge.view()));
                 }
-                Ok(web::json(if new { 201 } else { 200 }, &charge))
+                let charge = service.settle_charge(charge)?;
+                ctx.log.info(
+                    &format!("charge {} {:?}", charge.provider_ref, charge.status),
+                    Some(&charge.idempotency_key),
+                );
+                Ok(web::json(201, &charge.view()))
             }
-            Op::GetCharge => Ok(web::json(200, &service()?.get_charge(params.get("key"))?)),
+            Op::GetCharge => {
+                let charge = service()?.get_charge(params.get("key"), now_millis())?;
+                Ok(web::json(200, &charge.view()))
+            }
             Op::Refund => {
                 let refund = RefundRequest::parse(&web::json_object(req)?)?;
                 let service = service()?;
-                faulty(&service)?;
-                Ok(web::json(200, &service.refund(refund)?))
+                sleep(faulty(&service)?.latency_ms);
+                Ok(web::json(200, &service.refund(refund, now_millis())?))
             }
             Op::Faults => Ok(web::json(200, &service()?.store.faults()?)),
             Op::SetFaults => {

@@ -2,7 +2,9 @@
 
 use shop_kit::{ApiError, Failure};
 
-use crate::domain::{refund, Charge, ChargeRequest, Faults, Refund, RefundRequest};
+use crate::domain::{
+    admit, refund, Admission, Charge, ChargeRequest, ChargeStatus, Faults, Refund, RefundRequest,
+};
 
 /// Where charges, refunds and faults live.
 pub trait ProviderStore {
@@ -42,31 +44,47 @@ impl<S: ProviderStore> Provider<S> {
         }
     }
 
-    /// Charges once per idempotency key: a retry returns the first outcome.
-    pub fn charge(&self, req: ChargeRequest) -> Result<(Charge, bool), Failure> {
-        if let Some(existing) = self.store.charge(&req.idempotency_key)? {
-            if !existing.same_request(&req) {
-                return Err(ApiError::conflict(
-                    "idempotency_key was already used with a different charge",
-                )
-                .into());
-            }
-            return Ok((existing, false));
+    /// Starts a charge, once per idempotency key: a new one is recorded `processing` (so that a
+    /// lookup during the latency sees it) and returned with `true`, to be settled once the
+    /// latency is over; a retry of a settled charge returns it with `false`.
+    pub fn begin_charge(
+        &self,
+        req: ChargeRequest,
+        latency_ms: u64,
+        now_ms: i64,
+    ) -> Result<(Charge, bool), Failure> {
+        let existing = self.store.charge(&req.idempotency_key)?;
+        if let Admission::Replay(charge) = admit(existing, &req, now_ms)? {
+            return Ok((charge, false));
         }
         let provider_ref = new_ref("ch", &req.idempotency_key);
-        let charge = Charge::decide(req, provider_ref);
+        let charge = Charge::receive(req, provider_ref, now_ms, latency_ms);
         self.store.put_charge(&charge)?;
         Ok((charge, true))
     }
 
+    /// Settles a charge [`Provider::begin_charge`] started. Reads it again first, so that a
+    /// charge settled and refunded meanwhile is answered as it stands, not overwritten.
+    pub fn settle_charge(&self, mut charge: Charge) -> Result<Charge, Failure> {
+        if let Some(stored) = self.store.charge(&charge.idempotency_key)? {
+            if stored.status != ChargeStatus::Processing {
+                return Ok(stored);
+            }
+        }
+        charge.settle();
+        self.store.put_charge(&charge)?;
+        Ok(charge)
+    }
+
     /// Refunds a captured charge once per idempotency key.
-    pub fn refund(&self, req: RefundRequest) -> Result<Refund, Failure> {
+    pub fn refund(&self, req: RefundRequest, now_ms: i64) -> Result<Refund, Failure> {
         if let Some(existing) = self.store.refund(&req.idempotency_key)? {
             return Ok(existing);
         }
         let mut charge = self
             .store
             .charge_by_ref(&req.provider_ref)?
+            .filter(|c| !c.abandoned(now_ms))
             .ok_or_else(|| ApiError::not_found(format!("charge {} not found", req.provider_ref)))?;
         let refund = refund(&mut charge, &req, new_ref("re", &req.idempotency_key))?;
         self.store.put_charge(&charge)?;
@@ -74,17 +92,22 @@ impl<S: ProviderStore> Provider<S> {
         Ok(refund)
     }
 
-    pub fn get_charge(&self, idempotency_key: &str) -> Result<Charge, Failure> {
-        self.store.charge(idempotency_key)?.ok_or_else(|| {
-            ApiError::not_found(format!("no charge for key {idempotency_key}")).into()
-        })
+    /// The charge made under an idempotency key, `processing` while its latency runs; not
+    /// found when none was received, or when the one received was abandoned.
+    pub fn get_charge(&self, idempotency_key: &str, now_ms: i64) -> Result<Charge, Failure> {
+        self.store
+            .charge(idempotency_key)?
+            .filter(|c| !c.abandoned(now_ms))
+            .ok_or_else(|| {
+                ApiError::not_found(format!("no charge for key {idempotency_key}")).into()
+            })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ChargeStatus;
+    use crate::domain::{ABANDONED_AFTER_MS, DECLINE_TOKEN};
     use std::cell::RefCell;
     use std::collections::HashMap;
 
@@ -138,28 +161,119 @@ mod tests {
         }
     }
 
+    /// A whole charge call without latency: begun, then settled when new.
+    fn charge(p: &Provider<Mem>, req: ChargeRequest) -> Result<(Charge, bool), Failure> {
+        let (charge, new) = p.begin_charge(req, 0, 0)?;
+        Ok((
+            if new {
+                p.settle_charge(charge)?
+            } else {
+                charge
+            },
+            new,
+        ))
+    }
+
+    fn status_of(result: Result<impl std::fmt::Debug, Failure>) -> u16 {
+        match result {
+            Err(Failure::Api(e)) => e.code.status(),
+            other => panic!("expected an API error, got {other:?}"),
+        }
+    }
+
     #[test]
     fn the_same_key_never_charges_twice() {
         let p = Provider::new(Mem::default());
-        let (first, new) = p.charge(req("o1", 500)).unwrap();
+        let (first, new) = charge(&p, req("o1", 500)).unwrap();
         assert!(new);
-        let (again, new) = p.charge(req("o1", 500)).unwrap();
+        let (again, new) = charge(&p, req("o1", 500)).unwrap();
         assert!(!new);
         assert_eq!(first.provider_ref, again.provider_ref);
         assert_eq!(p.store.charges.borrow().len(), 1);
-        assert!(matches!(p.charge(req("o1", 501)), Err(Failure::Api(e)) if e.code.status() == 409));
+    }
+
+    #[test]
+    fn a_key_reused_for_another_charge_conflicts_and_charges_nothing() {
+        let p = Provider::new(Mem::default());
+        let (first, _) = charge(&p, req("o1", 500)).unwrap();
+        assert_eq!(status_of(charge(&p, req("o1", 501))), 409);
+        let mut token = req("o1", 500);
+        token.token = "tok_other".into();
+        assert_eq!(status_of(charge(&p, token)), 409);
+        assert_eq!(p.get_charge("o1", 0).unwrap(), first);
+        assert_eq!(p.store.charges.borrow().len(), 1);
+    }
+
+    #[test]
+    fn a_charge_is_processing_during_its_latency_then_captured() {
+        let p = Provider::new(Mem::default());
+        let (started, new) = p.begin_charge(req("o1", 500), 2_000, 10_000).unwrap();
+        assert!(new);
+        let seen = p.get_charge("o1", 10_500).unwrap();
+        assert_eq!(seen.status, ChargeStatus::Processing);
+        assert_eq!(seen.view().status, ChargeStatus::Processing);
+        // A concurrent retry neither waits nor charges again.
+        let busy = p.begin_charge(req("o1", 500), 2_000, 10_600);
+        assert_eq!(status_of(busy), 409);
+        let settled = p.settle_charge(started).unwrap();
+        assert_eq!(settled.status, ChargeStatus::Captured);
+        assert_eq!(p.get_charge("o1", 12_000).unwrap(), settled);
+        let (replay, new) = p.begin_charge(req("o1", 500), 2_000, 12_000).unwrap();
+        assert!(!new);
+        assert_eq!(replay, settled);
+    }
+
+    #[test]
+    fn a_declined_charge_is_looked_up_by_its_key() {
+        let p = Provider::new(Mem::default());
+        let mut declined = req("o1", 500);
+        declined.token = DECLINE_TOKEN.into();
+        charge(&p, declined).unwrap();
+        assert_eq!(
+            p.get_charge("o1", 0).unwrap().status,
+            ChargeStatus::Declined
+        );
+        assert_eq!(status_of(p.get_charge("o2", 0)), 404);
+    }
+
+    #[test]
+    fn a_charge_abandoned_while_processing_is_charged_afresh() {
+        let p = Provider::new(Mem::default());
+        p.begin_charge(req("o1", 500), 1_000, 0).unwrap();
+        let later = 1_001 + ABANDONED_AFTER_MS;
+        assert_eq!(status_of(p.get_charge("o1", later)), 404);
+        let (again, new) = p.begin_charge(req("o1", 500), 0, later).unwrap();
+        assert!(new);
+        assert_eq!(
+            p.settle_charge(again).unwrap().status,
+            ChargeStatus::Captured
+        );
+    }
+
+    #[test]
+    fn settling_late_keeps_a_refund_made_meanwhile() {
+        let p = Provider::new(Mem::default());
+        let (started, _) = p.begin_charge(req("o1", 500), 0, 0).unwrap();
+        let mut settled = started.clone();
+        settled.settle();
+        settled.status = ChargeStatus::Refunded;
+        p.store.put_charge(&settled).unwrap();
+        assert_eq!(
+            p.settle_charge(started).unwrap().status,
+            ChargeStatus::Refunded
+        );
     }
 
     #[test]
     fn racing_first_attempts_record_the_same_charge() {
         let p = Provider::new(Mem::default());
-        let (first, _) = p.charge(req("o1", 500)).unwrap();
+        let (first, _) = charge(&p, req("o1", 500)).unwrap();
         p.store.charges.borrow_mut().clear(); // as if both attempts had read before either wrote
-        let (second, new) = p.charge(req("o1", 500)).unwrap();
+        let (second, new) = charge(&p, req("o1", 500)).unwrap();
         assert!(new);
         assert_eq!(first, second);
         assert_ne!(
-            p.charge(req("o2", 500)).unwrap().0.provider_ref,
+            charge(&p, req("o2", 500)).unwrap().0.provider_ref,
             first.provider_ref
         );
     }
@@ -167,15 +281,18 @@ mod tests {
     #[test]
     fn a_refund_is_idempotent_and_marks_the_charge() {
         let p = Provider::new(Mem::default());
-        let (charge, _) = p.charge(req("o1", 500)).unwrap();
+        let (charge, _) = charge(&p, req("o1", 500)).unwrap();
         let r = RefundRequest {
             provider_ref: charge.provider_ref.clone(),
             amount_cents: 500,
             idempotency_key: "refund-o1".into(),
         };
-        let first = p.refund(r.clone()).unwrap();
-        assert_eq!(p.refund(r).unwrap(), first);
-        assert_eq!(p.get_charge("o1").unwrap().status, ChargeStatus::Refunded);
+        let first = p.refund(r.clone(), 0).unwrap();
+        assert_eq!(p.refund(r, 0).unwrap(), first);
+        assert_eq!(
+            p.get_charge("o1", 0).unwrap().status,
+            ChargeStatus::Refunded
+        );
     }
 
     #[test]

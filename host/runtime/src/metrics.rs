@@ -95,6 +95,7 @@ pub struct Metrics {
     instances: Family<InstanceLabels, Counter>,
     instantiations: InstantiationDurations,
     duplicates: Family<ChannelLabels, Counter>,
+    deferred: Family<ChannelLabels, Counter>,
     dead_letters: Family<ChannelLabels, Counter>,
     breaker_transitions: Family<BreakerLabels, Counter>,
 }
@@ -157,6 +158,12 @@ impl Default for Metrics {
             "Events a component received again and ignored (log-derived: event=duplicate)",
             duplicates.clone(),
         );
+        let deferred = Family::default();
+        registry.register(
+            "events_deferred",
+            "Events a component could not apply on arrival and keeps to retry (log-derived: event=deferred)",
+            deferred.clone(),
+        );
         let dead_letters = Family::default();
         registry.register(
             "events_dead_lettered",
@@ -180,6 +187,7 @@ impl Default for Metrics {
             instances,
             instantiations,
             duplicates,
+            deferred,
             dead_letters,
             breaker_transitions,
         }
@@ -256,7 +264,8 @@ impl Metrics {
     }
 
     /// Counts one structured log line of `component` by its well-known `event` field:
-    /// `duplicate` and `dead_letter` (with `channel`), `breaker_transition` (with `breaker`, `to`).
+    /// `duplicate`, `deferred` and `dead_letter` (with `channel`), `breaker_transition` (with
+    /// `breaker`, `to`).
     /// Other lines are not metrics.
     pub fn log_event(&self, component: &str, fields: &Map<String, Value>) {
         let text = |name: &str| {
@@ -272,6 +281,7 @@ impl Metrics {
         };
         let counter = match fields.get("event").and_then(Value::as_str) {
             Some("duplicate") => self.duplicates.get_or_create(&on_channel()).clone(),
+            Some("deferred") => self.deferred.get_or_create(&on_channel()).clone(),
             Some("dead_letter") => self.dead_letters.get_or_create(&on_channel()).clone(),
             Some("breaker_transition") => self
                 .breaker_transitions
@@ -413,8 +423,15 @@ mod tests {
             "billing",
             &line(r#"{"event":"breaker_transition","breaker":"payment_provider","from":"closed","to":"open"}"#),
         );
+        metrics.log_event(
+            "billing",
+            &line(r#"{"event":"deferred","channel":"shop.inventory.2"}"#),
+        );
         metrics.log_event("billing", &line(r#"{"msg":"payment captured"}"#));
         let text = metrics.render();
+        assert!(text.contains(
+            "shop_host_events_deferred_total{component=\"billing\",channel=\"shop.inventory.2\"} 1"
+        ), "{text}");
         assert!(text.contains(
             "shop_host_events_duplicated_total{component=\"billing\",channel=\"shop.inventory\"} 2"
         ), "{text}");

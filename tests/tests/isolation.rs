@@ -1,0 +1,206 @@
+//! One order's trouble stays with that order (docs/adr/0006): an event a consumer can never
+//! apply is deferred, retried on its own schedule and parked, while every other order goes
+//! through; a provider that refuses a charge (4xx) ends that order cancelled, naming the
+//! refusal; a provider that was down, or answered too late, is caught up with by itself.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shop_e2e::{unique_sku, Shop, SETTLE};
+use shop_kit::stream::partition_of;
+use testkit::eventually;
+
+/// Billing's deferred events, over every channel.
+const BILLING_DEFERRED: &str = "shop_host_events_deferred_total{component=\"billing\"";
+
+/// How long 50 orders may take to end confirmed once placed, poison or not.
+const FIFTY_ORDERS: Duration = Duration::from_secs(10);
+
+/// Appends an event to `producer`'s outbox as the producer itself would (next seq of its
+/// order's stream, unpublished), so that its next publish sends it: a well-formed envelope
+/// whose data no consumer can apply.
+fn inject(shop: &Shop, producer: &str, id: &str, kind: &str, data: &Value) {
+    let order_id = data["order_id"].as_str().expect("order_id");
+    let partition = partition_of(order_id);
+    // Reading the feed opens (and so creates and migrates) the producer's database.
+    shop.events(producer);
+    let data = data.to_string().replace('\'', "''");
+    shop.sqlite(
+        &format!("{producer}.db"),
+        &format!(
+            "INSERT INTO outbox (id, type, occurred_at, traceparent, data, partition, pseq) \
+             VALUES ('{id}', '{kind}', '2026-01-01T00:00:00.000Z', \
+               '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', '{data}', {partition}, \
+               (SELECT coalesce(max(pseq), 0) + 1 FROM outbox WHERE partition = {partition}));"
+        ),
+    );
+}
+
+fn parked_ids(shop: &Shop, function: &str) -> Vec<String> {
+    let letters = shop.dead_letters(function);
+    letters
+        .iter()
+        .filter_map(|l| l["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn poison_of_every_consumer_is_parked_while_fifty_orders_confirm() {
+    let shop = Shop::start_with(&[("dead_letter_after", "2")]);
+    let sku = unique_sku("ISOLATED");
+    shop.put_product(&sku, 250, 60);
+
+    // inventory, billing and notifications consume orders' events; orders and billing
+    // consume inventory's. Neither payload decodes.
+    inject(
+        &shop,
+        "orders",
+        "poison-from-orders",
+        "order-confirmed",
+        &json!({"order_id": "poison-a"}),
+    );
+    inject(
+        &shop,
+        "inventory",
+        "poison-from-inventory",
+        "stock-reserved",
+        &json!({"order_id": "poison-b", "lines": "none"}),
+    );
+    let ids: Vec<String> = (0..50)
+        .map(|n| shop.place_order(&format!("iso-{n}"), &[(&sku, 1)], "tok_visa"))
+        .collect();
+    let placed = Instant::now();
+    let confirmed = eventually(FIFTY_ORDERS, || {
+        ids.iter()
+            .all(|id| shop.order(id)["status"] == "confirmed")
+            .then_some(placed.elapsed())
+    });
+    let Some(took) = confirmed else {
+        let states: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{id}: {}", shop.order(id)["status"]))
+            .collect();
+        panic!(
+            "not all confirmed:\n{}\n{}",
+            states.join("\n"),
+            shop.logs_tail()
+        );
+    };
+    eprintln!("50 orders confirmed {took:?} after the last was placed");
+
+    let expected = [
+        ("inventory", vec!["poison-from-orders"]),
+        ("notifications", vec!["poison-from-orders"]),
+        ("orders", vec!["poison-from-inventory"]),
+        (
+            "billing",
+            vec!["poison-from-inventory", "poison-from-orders"],
+        ),
+    ];
+    for (function, poison) in expected {
+        let parked = eventually(SETTLE, || {
+            let mut parked = parked_ids(&shop, function);
+            parked.sort();
+            (parked == poison).then_some(parked)
+        });
+        assert!(
+            parked.is_some(),
+            "{function} parked {:?}, not {poison:?}\n{}",
+            parked_ids(&shop, function),
+            shop.logs_tail()
+        );
+    }
+    shop.check_invariants(&ids);
+}
+
+#[test]
+fn a_charge_the_provider_refuses_cancels_that_order_only() {
+    let shop = Shop::start();
+    let sku = unique_sku("REFUSED");
+    shop.put_product(&sku, 400, 10);
+    let refused = shop.place_order("refused", &[(&sku, 1)], "tok_invalid");
+    let fine = shop.place_order("fine", &[(&sku, 1)], "tok_visa");
+    let orders = shop.wait_final_all(&[refused.clone(), fine.clone()]);
+    assert_eq!(orders[1]["status"], "confirmed");
+    let order = &orders[0];
+    assert_eq!(order["status"], "cancelled", "{order}");
+    assert_eq!(order["cancel_reason"], "payment_rejected", "{order}");
+    let last = order["history"].as_array().and_then(|h| h.last()).cloned();
+    let detail = last.map(|s| s["detail"].to_string()).unwrap_or_default();
+    assert!(detail.contains("400"), "the refusal is named: {order}");
+    assert_eq!(
+        shop.payment(&refused).expect("payment")["status"],
+        "declined"
+    );
+    shop.check_invariants(&[refused, fine]);
+}
+
+#[test]
+fn orders_placed_while_the_provider_was_down_proceed_by_themselves_once_it_is_back() {
+    let shop = Shop::start();
+    let sku = unique_sku("COMEBACK");
+    shop.put_product(&sku, 300, 10);
+    shop.set_faults(json!({"down": true}));
+    let ids: Vec<String> = (0..3)
+        .map(|n| shop.place_order(&format!("comeback-{n}"), &[(&sku, 1)], "tok_visa"))
+        .collect();
+    // Billing tried each and deferred it.
+    let deferred = eventually(SETTLE, || {
+        (shop.metric_total(BILLING_DEFERRED) >= 3.0).then_some(())
+    });
+    assert!(
+        deferred.is_some(),
+        "billing deferred nothing\n{}",
+        shop.logs_tail()
+    );
+    for id in &ids {
+        assert_eq!(shop.order(id)["status"], "reserved");
+    }
+
+    // Back up: no sweep, no new event; each order completes on its own retry schedule.
+    shop.set_faults(json!({"down": false}));
+    let done = eventually(Duration::from_secs(10), || {
+        ids.iter()
+            .all(|id| shop.order(id)["status"] == "confirmed")
+            .then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "not confirmed by retries\n{}",
+        shop.logs_tail()
+    );
+    shop.check_invariants(&ids);
+}
+
+#[test]
+fn a_cancel_while_a_charge_outlives_billings_timeout_ends_with_the_charge_refunded() {
+    // The provider answers after 1.5 s; billing gives up after 300 ms, so it never learns
+    // the outcome from the charge itself.
+    let shop = Shop::start_with(&[("provider_timeout_ms", "300")]);
+    let sku = unique_sku("RACE");
+    shop.put_product(&sku, 900, 5);
+    shop.set_faults(json!({"latency_ms": 1500}));
+    let id = shop.place_order("racer", &[(&sku, 1)], "tok_visa");
+    assert_eq!(shop.wait_past_pending(&id)["status"], "reserved");
+    // The provider has received the charge: it is processing it.
+    let seen = eventually(SETTLE, || shop.provider_charge(&id));
+    assert!(seen.is_some(), "the charge never reached the provider");
+
+    let cancel = shop.send("POST", &format!("/orders/{id}/cancel"), &[], &Value::Null);
+    assert_eq!(cancel.status, 200, "{}", cancel.body);
+    shop.set_faults(json!({"latency_ms": 0}));
+
+    // Billing asks the provider for the charge by its key, finds it captured, refunds it.
+    let refunded = eventually(SETTLE, || {
+        shop.provider_charge(&id)
+            .filter(|c| c["status"] == "refunded")
+    });
+    assert!(
+        refunded.is_some(),
+        "{:?}\n{}",
+        shop.provider_charge(&id),
+        shop.logs_tail()
+    );
+    assert_eq!(shop.order(&id)["status"], "cancelled");
+    shop.check_invariants(&[id]);
+}
