@@ -19,6 +19,9 @@ const MAX_PAGES: usize = 50;
 /// Pending events retried per round, and rounds per call, so a retry pass always ends.
 const RETRY_BATCH: i64 = 50;
 const RETRY_ROUNDS: usize = 20;
+/// How long one pass keeps starting retries: the wake loop and the sweep run it inside one
+/// instance, which a host may stop (this host after 60 s by default).
+const RETRY_BUDGET_MS: i64 = 15_000;
 
 /// A function that applies events, each under its inbox guard.
 #[allow(async_fn_in_trait)] // components are single-threaded; no Send bound is wanted
@@ -269,7 +272,8 @@ pub struct Retried {
 }
 
 /// Retries every pending event that is due, each the first of its order; an event applied or
-/// parked lets the next one of its order follow in the same pass.
+/// parked lets the next one of its order follow in the same pass. Starts no retry after
+/// [`RETRY_BUDGET_MS`]: what is left waits for the next pass.
 pub async fn retry_due(
     consumer: &impl Consumer,
     now_ms: impl Fn() -> i64,
@@ -278,12 +282,16 @@ pub async fn retry_due(
     let Some(port) = consumer.store().pending() else {
         return Ok(report);
     };
+    let started = now_ms();
     for _ in 0..RETRY_ROUNDS {
         let due = port.due(now_ms(), RETRY_BATCH)?;
         if due.is_empty() {
             break;
         }
         for p in due {
+            if now_ms() - started > RETRY_BUDGET_MS {
+                return Ok(report);
+            }
             port.redo(Some((&p.env.id, Redo::Pending)));
             let result = consumer.apply(&p.env).await;
             port.redo(None);

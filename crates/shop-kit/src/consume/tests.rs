@@ -277,3 +277,27 @@ fn a_consumer_without_pending_storage_returns_the_failure() {
     let plain = Plain(Default::default());
     assert!(block_on(deliver(&plain, &VecFeed(vec![]), &ev(1, "o"))).is_err());
 }
+
+#[test]
+fn a_retry_pass_starts_nothing_past_its_budget() {
+    let c = Mem::default();
+    c.failing.borrow_mut().extend([1, 2]);
+    let feed = VecFeed(vec![]);
+    block_on(deliver(&c, &feed, &ev(1, "a"))).unwrap();
+    block_on(deliver(&c, &feed, &ev(2, "b"))).unwrap();
+    c.failing.borrow_mut().clear();
+    // Each look at the clock is half a budget later.
+    let clock = std::cell::Cell::new(LATER);
+    let report = block_on(retry_due(&c, || {
+        let now = clock.get();
+        clock.set(now + RETRY_BUDGET_MS / 2);
+        now
+    }))
+    .unwrap();
+    assert_eq!(report.applied, 1, "{report:?}");
+    assert_eq!(
+        c.pending.borrow().len(),
+        1,
+        "the other waits for the next pass"
+    );
+}
