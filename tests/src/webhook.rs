@@ -15,6 +15,8 @@ struct State {
     failing: AtomicBool,
     refused: AtomicUsize,
     accepted: Mutex<Vec<Value>>,
+    /// The `Idempotency-Key` of each accepted delivery, in the same order.
+    keys: Mutex<Vec<String>>,
     stopped: AtomicBool,
 }
 
@@ -64,6 +66,12 @@ impl WebhookReceiver {
     pub fn accepted(&self) -> Vec<Value> {
         self.state.accepted.lock().unwrap().clone()
     }
+
+    /// The `Idempotency-Key` header of each accepted delivery (empty when absent), in the
+    /// order of [`WebhookReceiver::accepted`].
+    pub fn idempotency_keys(&self) -> Vec<String> {
+        self.state.keys.lock().unwrap().clone()
+    }
 }
 
 impl Drop for WebhookReceiver {
@@ -79,6 +87,7 @@ fn answer(stream: TcpStream, state: &State) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut reader = BufReader::new(&stream);
     let mut length = 0;
+    let mut key = String::new();
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
@@ -88,6 +97,8 @@ fn answer(stream: TcpStream, state: &State) {
                 if let Some((name, value)) = line.split_once(':') {
                     if name.trim().eq_ignore_ascii_case("content-length") {
                         length = value.trim().parse().unwrap_or(0);
+                    } else if name.trim().eq_ignore_ascii_case("idempotency-key") {
+                        key = value.trim().to_string();
                     }
                 }
             }
@@ -103,6 +114,7 @@ fn answer(stream: TcpStream, state: &State) {
     } else {
         let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         state.accepted.lock().unwrap().push(value);
+        state.keys.lock().unwrap().push(key);
         "200 OK"
     };
     let response = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");

@@ -421,6 +421,8 @@ fn notification_webhook_failing_for_a_while_delivers_each_notification_once() {
         .iter()
         .filter_map(|body| body["id"].as_str().map(str::to_string))
         .collect();
+    // Each delivery names its notification, by which a receiver drops a repeat.
+    assert_eq!(hook.idempotency_keys(), accepted);
     accepted.sort();
     let mut expected: Vec<String> = ids
         .iter()

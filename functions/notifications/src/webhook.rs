@@ -1,6 +1,8 @@
 //! HTTP adapter of the `Webhook` port: POSTs the notification to `notification_webhook_url`,
 //! giving up after `webhook_timeout_ms` (a failure like any other: the breaker counts it and
-//! the sweep retries).
+//! the sweep retries). Delivery is at least once (a retry after a lost answer, or two replicas
+//! applying the same event at once), so each call carries the notification's id as its
+//! `Idempotency-Key`, by which a receiver drops a repeat.
 
 use spin_sdk::http::Request;
 
@@ -28,6 +30,7 @@ impl Webhook for HttpWebhook {
         let request = Request::post(&self.url, body)
             .header("content-type", "application/json")
             .header("content-length", length)
+            .header("idempotency-key", &n.id)
             .header("traceparent", &self.traceparent)
             .build();
         let timeout = shop_kit::outbound::timeout_from("webhook_timeout_ms", DEFAULT_TIMEOUT_MS);
