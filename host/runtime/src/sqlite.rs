@@ -1,7 +1,8 @@
 //! `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.0.0` on rusqlite. Owns the
 //! `[sqlite_database.<label>]` databases of the runtime config and the per-component grant check:
-//! a label not granted is `access-denied`, an unknown one `no-such-database`.
-//! (`allow_attach_file` is not enforced: this host does not restrict `ATTACH`.)
+//! a label not granted is `access-denied`, an unknown one `no-such-database`. A guest may
+//! `ATTACH` (or `VACUUM INTO`) another file only where the database sets
+//! `allow_attach_file = true`, as in Spin (`sqlite_pool::refused`).
 //!
 //! Each `open` gets its own SQLite connection, so a `BEGIN` ... `COMMIT` spread over several
 //! `execute` calls is one transaction, and instances running concurrently wait on each other
@@ -112,7 +113,7 @@ impl Databases {
             };
             let database = Database {
                 target,
-                idle: Arc::default(),
+                idle: Arc::new(Pool::new(database.allow_attach_file)),
                 waits: Arc::default(),
             };
             databases.insert(label.clone(), database);

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
-use rusqlite::Connection;
+use rusqlite::{ffi, Connection};
 
 /// Idle connections kept per database; enough for the instances that run at once on a few
 /// cores, few enough that their page caches stay small.
@@ -25,10 +25,14 @@ const MAX_IDLE: usize = 8;
 /// Distinct statements each connection keeps prepared: every statement of a component's code.
 const STATEMENT_CACHE: usize = 128;
 
-/// The idle connections of one database.
+/// The idle connections of one database, and what statements on its connections may reach
+/// beyond its own file.
 #[derive(Default)]
 pub(crate) struct Pool {
     idle: Mutex<Vec<Lease>>,
+    /// `allow_attach_file = true` in the database's `[sqlite_database.<label>]` (see
+    /// [`refused`]).
+    allow_attach_file: bool,
 }
 
 /// A connection, and the flag its authorizer raises when a statement changes state that would
@@ -39,6 +43,14 @@ pub(crate) struct Lease {
 }
 
 impl Pool {
+    /// The idle connections of a database whose runtime config sets `allow_attach_file` so.
+    pub(crate) fn new(allow_attach_file: bool) -> Self {
+        Self {
+            idle: Mutex::default(),
+            allow_attach_file,
+        }
+    }
+
     /// An idle connection made to look fresh, or a new one from `open`.
     pub(crate) fn take(
         &self,
@@ -50,7 +62,7 @@ impl Pool {
                 lease.forget_last_insert();
                 Ok(lease)
             }
-            None => Ok(Lease::new(open()?)),
+            None => Ok(Lease::new(open()?, self.allow_attach_file)),
         }
     }
 
@@ -68,10 +80,13 @@ impl Pool {
 }
 
 impl Lease {
-    fn new(connection: Connection) -> Self {
+    fn new(connection: Connection, allow_attach_file: bool) -> Self {
         let tainted = Arc::new(AtomicBool::new(false));
         let flag = tainted.clone();
         connection.authorizer(Some(move |context: AuthContext<'_>| {
+            if refused(&context.action, allow_attach_file) {
+                return Authorization::Deny;
+            }
             if changes_connection_state(&context) {
                 flag.store(true, Ordering::Relaxed);
             }
@@ -93,6 +108,32 @@ impl Lease {
         // SAFETY: the handle belongs to this live connection, which nothing else uses meanwhile
         // (the lease is owned here), and the call only sets an integer on it.
         unsafe { rusqlite::ffi::sqlite3_set_last_insert_rowid(self.connection.handle(), 0) };
+    }
+}
+
+/// Whether the guest may not run a statement that does `action`, as Spin's in-process SQLite
+/// (`crates/sqlite-inproc/src/lib.rs`) decides with its authorizer: unless the database's
+/// runtime config sets `allow_attach_file = true`, `ATTACH` of anything but a new temporary
+/// database (`''`) or `':memory:'` is denied, and SQLite fails the statement as it prepares it
+/// with "not authorized" (`SQLITE_AUTH`), which the guest gets as `io("not authorized")`.
+/// `VACUUM INTO 'file'` is refused by the same rule, in Spin too: SQLite runs it as an `ATTACH`
+/// of the file when the statement steps, and the guest gets `io("authorization denied")`
+/// (a plain `VACUUM` attaches `''` and runs).
+///
+/// One refusal goes beyond Spin, closing a way around its rule rather than changing what it
+/// allows: an `ATTACH` whose file name is not a literal (`ATTACH ? AS db`), which SQLite hands
+/// the authorizer without a file name and Spin lets through unchecked.
+///
+/// Loading an extension needs no rule here: SQLite's `load_extension()` SQL function is off
+/// unless the host turns it on (rusqlite's `load_extension` feature, which this host does not
+/// use), and fails with "not authorized" as in Spin.
+fn refused(action: &AuthAction<'_>, allow_attach_file: bool) -> bool {
+    match action {
+        AuthAction::Attach { filename } => {
+            !allow_attach_file && !matches!(*filename, "" | ":memory:")
+        }
+        AuthAction::Unknown { code, .. } => !allow_attach_file && *code == ffi::SQLITE_ATTACH,
+        _ => false,
     }
 }
 
@@ -136,6 +177,9 @@ fn changes_connection_state(context: &AuthContext<'_>) -> bool {
         | AuthAction::CreateTempIndex { .. }
         | AuthAction::CreateTempTrigger { .. }
         | AuthAction::CreateTempView { .. } => true,
+        // An action rusqlite cannot name, such as an `ATTACH` or `DETACH` of a name that is not
+        // a literal: assume the worst.
+        AuthAction::Unknown { .. } => true,
         // `CREATE TABLE temp.t` and the like: a TEMP object by its schema's name.
         AuthAction::CreateTable { .. }
         | AuthAction::CreateIndex { .. }
@@ -188,6 +232,19 @@ mod tests {
             "a PRAGMA of the file"
         );
         assert!(kept_after("PRAGMA table_info(marker)"));
+        // The kinds of statement the app's components run: none is an action the authorizer
+        // cannot name (which would close the connection).
+        assert!(kept_after(
+            "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT UNIQUE);
+             CREATE INDEX IF NOT EXISTS t_v ON t (v);
+             INSERT INTO t (v) VALUES ('a') ON CONFLICT (v) DO UPDATE SET v = excluded.v
+                 RETURNING id;
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3)
+                 SELECT count(*), max(i) FROM n;
+             SELECT t.id, m.x FROM t JOIN marker m ON m.x = t.id WHERE t.v IN (SELECT v FROM t);
+             BEGIN IMMEDIATE; SAVEPOINT s; DELETE FROM t; RELEASE s; COMMIT;
+             ANALYZE; SELECT rowid FROM marker"
+        ));
     }
 
     #[test]
@@ -203,6 +260,95 @@ mod tests {
             "ATTACH ':memory:' AS other",
         ] {
             assert!(!kept_after(sql), "{sql} must not reach another instance");
+        }
+    }
+
+    /// What each statement of `sql` gives on a fresh connection of a database whose runtime
+    /// config sets `allow_attach_file` so: `Ok` or SQLite's message.
+    fn outcomes(allow_attach_file: bool, sql: &[&str]) -> Vec<Result<(), String>> {
+        let pool = Pool::new(allow_attach_file);
+        let lease = taken(&pool);
+        sql.iter()
+            .map(|sql| {
+                let mut statement = lease.connection.prepare(sql).map_err(|e| e.to_string())?;
+                let mut rows = statement.query([]).map_err(|e| e.to_string())?;
+                while rows.next().map_err(|e| e.to_string())?.is_some() {}
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn quoted(path: &std::path::Path) -> String {
+        format!("'{}'", path.display())
+    }
+
+    /// Spin (`crates/sqlite-inproc`): without `allow_attach_file`, `ATTACH` of a file fails with
+    /// SQLite's "not authorized"; a new temporary database or `:memory:` may be attached.
+    #[test]
+    fn attaching_a_file_is_not_authorized_unless_the_database_allows_it() {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        let file = dir.path().join("other.db");
+        let attach_file = format!("ATTACH {} AS other", quoted(&file));
+        let denied = Err("not authorized".to_string());
+        assert_eq!(
+            outcomes(
+                false,
+                &[&attach_file, "ATTACH ':memory:' AS m", "ATTACH '' AS t"]
+            ),
+            vec![denied.clone(), Ok(()), Ok(())]
+        );
+        assert!(!file.exists(), "a refused ATTACH must not create the file");
+        let bound = Pool::default();
+        let lease = taken(&bound);
+        let by_parameter = lease
+            .connection
+            .execute("ATTACH ? AS other", [file.display().to_string()])
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            by_parameter.map(drop),
+            denied,
+            "a file name bound as a parameter is not checked, so it is refused"
+        );
+        assert!(!file.exists());
+
+        assert_eq!(
+            outcomes(true, &[&attach_file, "CREATE TABLE other.t (x)"]),
+            vec![Ok(()), Ok(())]
+        );
+        assert!(file.exists(), "allow_attach_file = true attaches the file");
+    }
+
+    /// `VACUUM INTO` writes a copy of the database to any file: refused as SQLite runs it, as an
+    /// `ATTACH` of that file when the statement steps (so in Spin too, with the same message,
+    /// SQLite's text for `SQLITE_AUTH`). A plain `VACUUM` attaches `''` and runs.
+    #[test]
+    fn vacuum_into_a_file_is_not_authorized_unless_the_database_allows_it() {
+        let dir = testkit::tempfile::tempdir().unwrap();
+        let copy = dir.path().join("copy.db");
+        let vacuum_into = format!("VACUUM INTO {}", quoted(&copy));
+        assert_eq!(
+            outcomes(false, &["CREATE TABLE t (x)", "VACUUM", &vacuum_into]),
+            vec![Ok(()), Ok(()), Err("authorization denied".to_string())]
+        );
+        assert!(
+            !copy.exists(),
+            "a refused VACUUM INTO must not write the copy"
+        );
+        assert_eq!(
+            outcomes(true, &["CREATE TABLE t (x)", &vacuum_into]),
+            vec![Ok(()), Ok(())]
+        );
+        assert!(copy.exists());
+    }
+
+    /// SQLite's own refusal, the same in Spin.
+    #[test]
+    fn loading_an_extension_is_not_authorized() {
+        for allow_attach_file in [false, true] {
+            assert_eq!(
+                outcomes(allow_attach_file, &["SELECT load_extension('libm.so')"]),
+                vec![Err("not authorized".to_string())]
+            );
         }
     }
 

@@ -181,3 +181,79 @@ fn sqlite_v3_interface_shares_the_database() {
         response.body
     );
 }
+
+/// Spin's in-process SQLite (`crates/sqlite-inproc`): a guest may `ATTACH` another file, or
+/// `VACUUM INTO` one, only where the runtime config sets `allow_attach_file = true` for the
+/// database; otherwise the statement fails as an `io` error with SQLite's message ("not
+/// authorized" as `ATTACH` is prepared, "authorization denied" as `VACUUM INTO` runs). A new
+/// temporary database (`''`) or `':memory:'` may always be attached. Extensions never load.
+#[test]
+fn attaching_files_needs_allow_attach_file() {
+    let (host, config) = start();
+    let other = config.path().join("other.db");
+    let copy = config.path().join("copy.db");
+    let attach = format!("ATTACH '{}' AS other", other.display());
+    let vacuum_into = format!("VACUUM INTO '{}'", copy.display());
+    let not_authorized = json!({ "error": "io", "detail": "not authorized" });
+
+    for route in ["/sqlite/default", "/sqlite3/extra"] {
+        let results = sql(
+            &host,
+            route,
+            &[
+                &attach,
+                &vacuum_into,
+                "ATTACH ':memory:' AS scratch",
+                "ATTACH '' AS temporary",
+                "VACUUM",
+                "SELECT load_extension('libm.so')",
+            ],
+        );
+        assert_eq!(results[0], not_authorized, "{route}: ATTACH of a file");
+        assert_eq!(
+            results[1],
+            json!({ "error": "io", "detail": "authorization denied" }),
+            "{route}: VACUUM INTO"
+        );
+        rows(&results[2]);
+        rows(&results[3]);
+        rows(&results[4]);
+        assert_eq!(results[5], not_authorized, "{route}: load_extension");
+    }
+    assert!(
+        !other.exists(),
+        "a refused ATTACH created {}",
+        other.display()
+    );
+    assert!(
+        !copy.exists(),
+        "a refused VACUUM INTO wrote {}",
+        copy.display()
+    );
+
+    let results = sql(
+        &host,
+        "/sqlite/attaching",
+        &[
+            &attach,
+            "CREATE TABLE other.t (v TEXT)",
+            "INSERT INTO other.t VALUES ('attached')",
+            &vacuum_into,
+        ],
+    );
+    for result in &results {
+        rows(result);
+    }
+    assert!(copy.is_file(), "VACUUM INTO wrote the copy");
+    let results = sql(
+        &host,
+        "/sqlite3/attaching",
+        &[&attach, "SELECT v FROM other.t"],
+    );
+    assert_eq!(
+        rows(&results[1]),
+        &json!([["attached"]]),
+        "the attached file kept the row"
+    );
+    assert!(other.is_file());
+}

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use testkit::tempfile::{self, TempDir};
 
 /// A runtime config defining stores and databases `extra` (granted to `probe`) and `ungranted`
-/// (granted to nobody); keep the returned directory alive while the host runs.
+/// (granted to nobody), and database `attaching` (granted to `probe`, with
+/// `allow_attach_file = true`); keep the returned directory alive while the host runs.
 pub fn storage_runtime_config() -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir for runtime config");
     let path = dir.path().join("runtime-config.toml");
@@ -29,11 +30,17 @@ path = "{extra_db}"
 [sqlite_database.ungranted]
 type = "spin"
 path = "{ungranted_db}"
+
+[sqlite_database.attaching]
+type = "spin"
+path = "{attaching_db}"
+allow_attach_file = true
 "#,
         extra_kv = db("extra-kv.db"),
         ungranted_kv = db("ungranted-kv.db"),
         extra_db = db("extra.db"),
         ungranted_db = db("ungranted.db"),
+        attaching_db = db("attaching.db"),
     );
     fs::write(&path, config).expect("write runtime config");
     (dir, path)
