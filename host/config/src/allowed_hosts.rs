@@ -306,6 +306,21 @@ impl AllowedHosts {
         self.hosts.iter().any(|h| h.allows(scheme, host, port))
     }
 
+    /// Whether a `wasi:sockets` connection to `addr` over `scheme` (`tcp` or `udp`) is allowed,
+    /// as Spin's `factor-outbound-networking` checks one: the address, written `ip:port`, is
+    /// checked as the URL `<scheme>://ip:port`. So `*://127.0.0.1:7`, `tcp://10.0.0.0/8:*` or
+    /// `*://*:*` allow a TCP connection to `127.0.0.1:7` (the first two by IP and CIDR
+    /// range), while a name (`*://localhost:7`) never matches an IP address, `http://` entries
+    /// never allow a socket, and an IPv4 address written as IPv6 (`::ffff:127.0.0.1`) is
+    /// matched as the IPv6 address it is.
+    pub fn allows_socket(&self, scheme: &str, addr: std::net::SocketAddr) -> bool {
+        let host = match addr.ip() {
+            std::net::IpAddr::V4(ip) => Host::Ipv4(ip),
+            std::net::IpAddr::V6(ip) => Host::Ipv6(ip),
+        };
+        self.allows(scheme, &host, Some(addr.port()))
+    }
+
     /// Whether a relative URL (a request to the app itself) with one of `schemes` is allowed:
     /// needs a `self` or `*` host.
     pub fn allows_relative(&self, schemes: &[&str]) -> bool {

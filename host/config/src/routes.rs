@@ -4,7 +4,9 @@
 //! - `/x` matches `/x` (and `/x/`: leading and trailing slashes of the path are ignored).
 //! - `/x/...` (or `/x/*`) matches `/x` and everything below it.
 //! - `:name` matches one segment (or, before a `.`, the part of it up to the dot:
-//!   `/files/:name.json`); the value is passed as `spin-path-match-<name>`.
+//!   `/files/:name.json`); the value is passed as `spin-path-match-<name>`, with `_` in the
+//!   name written `-` ([`path_match_header`]: `:path_segment` gives
+//!   `spin-path-match-path-segment`).
 //! - Among matching routes, segments are compared left to right (literal text beats `:param`
 //!   beats the trailing wildcard), then the route with fewer segments wins. So an exact route
 //!   beats a wildcard and the longest wildcard prefix wins. Equally specific routes: the first
@@ -44,8 +46,29 @@ pub struct RouteMatch {
     /// (route `/foo/...`: `/foo` -> `""`, `/foo/` -> `"/"`, `/foo/bar` -> `"/bar"`,
     /// `/foo/bar/` -> `"/bar/"`; always `""` for routes without a wildcard).
     pub path_info: String,
-    /// `:name` captures in route order: `spin-path-match-<name>`.
+    /// `:name` captures in route order, names as written in the route; each is passed as the
+    /// header [`path_match_header`]`(name)`.
     pub params: Vec<(String, String)>,
+}
+
+impl RouteMatch {
+    /// The `spin-path-match-*` headers of the `:name` captures: `(header name, value)`.
+    pub fn path_match_headers(&self) -> impl Iterator<Item = (String, &str)> {
+        self.params
+            .iter()
+            .map(|(name, value)| (path_match_header(name), value.as_str()))
+    }
+}
+
+/// The header that carries the value of route parameter `:name`, as Spin's `trigger-http`
+/// (`headers.rs`) names it: it builds `SPIN_PATH_MATCH_<NAME>` (the name in ASCII upper case),
+/// then turns every `_` of the whole key into `-` and lowers it. So `:path_segment` is passed
+/// as `spin-path-match-path-segment`, never `spin-path-match-path_segment`, and `:userId` as
+/// `spin-path-match-userid` (the conformance suite's `request-shape` test checks the first).
+pub fn path_match_header(name: &str) -> String {
+    format!("spin-path-match-{name}")
+        .replace('_', "-")
+        .to_ascii_lowercase()
 }
 
 /// A route that appeared more than once; only the last occurrence is used.

@@ -238,6 +238,7 @@ impl AppComponent {
             // environment carrier for trace context; an extension of this host).
             wasi.env("TRACEPARENT", traceparent);
         }
+        crate::sockets::configure(&mut wasi, self.id.clone(), self.rules.clone());
         wasi.stdout(LogStream::new(log.clone(), "stdout", stdout))
             .stderr(LogStream::new(log, "stderr", stderr));
         let state = InstanceState {

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod outbound_client;
 pub mod outbound_http;
 pub mod redis_outbound;
+pub mod sockets;
 pub mod sqlite;
 mod sqlite_checkpoint;
 mod sqlite_pool;

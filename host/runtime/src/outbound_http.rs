@@ -33,6 +33,11 @@ impl OutboundRules {
         self.allowed.allows_url(address, scheme)
     }
 
+    /// Whether a `wasi:sockets` connection to `addr` over `scheme` (`tcp`) may be made.
+    pub fn allows_socket(&self, scheme: &str, addr: std::net::SocketAddr) -> bool {
+        self.allowed.allows_socket(scheme, addr)
+    }
+
     fn allows_uri(&self, uri: &Uri) -> bool {
         if is_relative(uri) {
             return self.allowed.allows_relative(&["http", "https"]);

@@ -105,6 +105,70 @@ fn spin_headers_describe_the_match() {
     );
 }
 
+/// The conformance suite's `request-shape` test (fermyon/conformance-tests): route
+/// `/base/:path_segment/:path_end/...`, `GET /base/path/end/rest?key=value` with `Host:
+/// example.com`. Its component requires each of these headers with these values, `_` in a
+/// parameter name becoming `-` in the header, and no other `spin-*` or `spin_*` header besides
+/// an optional `spin-client-addr`. (That each comes exactly once is checked on the header map
+/// the guest gets, in `trigger::http`'s unit tests: the SDK's request keeps one value a name.)
+#[test]
+fn request_shape_conformance() {
+    let host = Host::start(support::options("routes.toml"));
+    let response = host.request(
+        "GET",
+        "/base/path/end/rest?key=value",
+        &[
+            ("User-Agent", "my-agent"),
+            ("Accept", "*/*"),
+            ("Host", "example.com"),
+        ],
+        b"",
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    let echo = response.json();
+    assert_eq!(component(&echo), "request-shape", "{echo}");
+    let expected = [
+        (
+            "spin-raw-component-route",
+            "/base/:path_segment/:path_end/...",
+        ),
+        (
+            "spin-full-url",
+            "http://example.com/base/path/end/rest?key=value",
+        ),
+        ("spin-path-info", "/rest"),
+        ("spin-base-path", "/"),
+        ("spin-component-route", "/base/:path_segment/:path_end"),
+        ("spin-path-match-path-segment", "path"),
+        ("spin-path-match-path-end", "end"),
+        ("spin-matched-route", "/base/:path_segment/:path_end/..."),
+    ];
+    for (name, value) in expected {
+        assert_eq!(header(&echo, name), value, "{name}");
+    }
+    let client = header(&echo, "spin-client-addr");
+    client
+        .parse::<std::net::SocketAddr>()
+        .unwrap_or_else(|e| panic!("spin-client-addr {client}: {e}"));
+    let headers = echo["headers"].as_object().expect("headers");
+    for name in headers.keys() {
+        let special = name.starts_with("spin-") || name.starts_with("spin_");
+        let known = name == "spin-client-addr" || expected.iter().any(|(n, _)| n == name);
+        assert!(
+            !special || known,
+            "unexpected special header {name}: {echo}"
+        );
+    }
+    // The guest sees the Host header as the request's authority, as in Spin.
+    assert_eq!(
+        echo["uri"], "http://example.com/base/path/end/rest?key=value",
+        "{echo}"
+    );
+    assert_eq!(echo["path"], "/base/path/end/rest");
+    assert_eq!(echo["query"], "key=value");
+    assert_eq!(echo["method"], "GET");
+}
+
 #[test]
 fn method_body_and_connection_header() {
     let host = Host::start(support::options("routes.toml"));

@@ -117,6 +117,43 @@ fn cidr_and_ip_literals() {
     assert!(h.allows_url("http://[fd00::1]:80", "http"));
 }
 
+/// `wasi:sockets` addresses, as the conformance suite's `tcp-sockets*` tests allow them
+/// (fermyon/conformance-tests): `*://127.0.0.1:<port>`, `*://127.0.0.0/24:<port>`, and denied
+/// for another IP (`127.0.0.2`) or another port.
+#[test]
+fn socket_addresses() {
+    let addr = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+    let exact = hosts(&["*://127.0.0.1:7"]);
+    assert!(exact.allows_socket("tcp", addr("127.0.0.1:7")));
+    assert!(exact.allows_socket("udp", addr("127.0.0.1:7")));
+    assert!(!exact.allows_socket("tcp", addr("127.0.0.1:8")));
+    assert!(!exact.allows_socket("tcp", addr("127.0.0.2:7")));
+    assert!(!exact.allows_socket("tcp", addr("[::ffff:127.0.0.1]:7")));
+
+    let range = hosts(&["*://127.0.0.0/24:7"]);
+    assert!(range.allows_socket("tcp", addr("127.0.0.1:7")));
+    assert!(range.allows_socket("tcp", addr("127.0.0.255:7")));
+    assert!(!range.allows_socket("tcp", addr("127.0.1.1:7")));
+    assert!(!range.allows_socket("tcp", addr("127.0.0.1:6001")));
+
+    assert!(!hosts(&["*://127.0.0.2:6001"]).allows_socket("tcp", addr("127.0.0.1:6001")));
+    assert!(!hosts(&["*://127.0.0.1:6002"]).allows_socket("tcp", addr("127.0.0.1:6001")));
+
+    let by_scheme = hosts(&["tcp://10.0.0.0/8:1000..2000", "http://10.1.1.1:*"]);
+    assert!(by_scheme.allows_socket("tcp", addr("10.9.8.7:1999")));
+    assert!(!by_scheme.allows_socket("tcp", addr("10.9.8.7:2000")));
+    assert!(!by_scheme.allows_socket("udp", addr("10.9.8.7:1500")));
+    assert!(
+        !hosts(&["http://10.1.1.1:*"]).allows_socket("tcp", addr("10.1.1.1:80")),
+        "an http:// entry allows no socket"
+    );
+
+    assert!(!hosts(&["*://localhost:7"]).allows_socket("tcp", addr("127.0.0.1:7")));
+    assert!(hosts(&["*://*:*"]).allows_socket("tcp", addr("[2001:db8::1]:443")));
+    assert!(hosts(&["tcp://[::1]:7"]).allows_socket("tcp", addr("[::1]:7")));
+    assert!(!hosts(&[]).allows_socket("tcp", addr("127.0.0.1:7")));
+}
+
 #[test]
 fn self_allows_only_relative_requests() {
     let h = hosts(&["http://self", "https://self.alt"]);
@@ -279,6 +316,32 @@ fn for_component_expands_templates() {
     assert!(!backend.allows_url("https://api.example.com", "https"));
 
     assert!(AllowedHosts::for_component(&m, &v, "missing").is_err());
+}
+
+/// The conformance suite's `tcp-sockets-ip-range-variable-permission` test: a CIDR range
+/// built from two variables.
+#[test]
+fn for_component_expands_a_cidr_range_from_variables() {
+    let (m, v) = app(r#"
+spin_manifest_version = 2
+[application]
+name = "sockets"
+[variables]
+addr_prefix = { default = "127.0.0.0" }
+prefix_len = { default = "24" }
+[[trigger.http]]
+route = "/"
+component = "test"
+[component.test]
+source = "test.wasm"
+allowed_outbound_hosts = ["*://{{ addr_prefix }}/{{ prefix_len }}:6001"]
+"#);
+    let test = AllowedHosts::for_component(&m, &v, "test").unwrap();
+    let addr = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+    assert!(test.allows_socket("tcp", addr("127.0.0.1:6001")));
+    assert!(test.allows_socket("tcp", addr("127.0.0.200:6001")));
+    assert!(!test.allows_socket("tcp", addr("127.0.1.1:6001")));
+    assert!(!test.allows_socket("tcp", addr("127.0.0.1:6002")));
 }
 
 #[test]

@@ -113,6 +113,59 @@ fn exact_beats_wildcard_and_longest_prefix_wins() {
     }
 }
 
+/// The conformance suite's `request-shape` test (fermyon/conformance-tests): route
+/// `/base/:path_segment/:path_end/...`, request `/base/path/end/rest?key=value`.
+#[test]
+fn request_shape_conformance_route() {
+    let r = router(&[("request-shape", "/base/:path_segment/:path_end/...")]);
+    let m = r.route("/base/path/end/rest").unwrap();
+    assert_eq!(
+        m,
+        RouteMatch {
+            component_id: "request-shape".into(),
+            matched_route: "/base/:path_segment/:path_end/...".into(),
+            raw_route: "/base/:path_segment/:path_end/...".into(),
+            component_route: "/base/:path_segment/:path_end".into(),
+            path_info: "/rest".into(),
+            params: vec![
+                ("path_segment".into(), "path".into()),
+                ("path_end".into(), "end".into()),
+            ],
+        }
+    );
+    let headers: Vec<(String, &str)> = m.path_match_headers().collect();
+    assert_eq!(
+        headers,
+        [
+            ("spin-path-match-path-segment".to_string(), "path"),
+            ("spin-path-match-path-end".to_string(), "end"),
+        ]
+    );
+    assert_eq!(
+        component(&r, "/base/path"),
+        None,
+        "both parameters are required"
+    );
+    assert_eq!(r.route("/base/path/end").unwrap().path_info, "");
+}
+
+/// Spin's `trigger-http/src/headers.rs`: `SPIN_PATH_MATCH_<NAME upper-cased>`, then `_` -> `-`
+/// and lower case over the whole key.
+#[test]
+fn path_match_header_names_follow_spin() {
+    for (name, header) in [
+        ("id", "spin-path-match-id"),
+        ("path_segment", "spin-path-match-path-segment"),
+        ("path_end", "spin-path-match-path-end"),
+        ("userId", "spin-path-match-userid"),
+        ("USER_ID", "spin-path-match-user-id"),
+        ("a-b", "spin-path-match-a-b"),
+        ("_x_", "spin-path-match--x-"),
+    ] {
+        assert_eq!(path_match_header(name), header, ":{name}");
+    }
+}
+
 #[test]
 fn named_params() {
     let r = router(&[("c", "/1/:two/3")]);

@@ -493,11 +493,8 @@ fn spin_headers(full_url: &str, matched: &RouteMatch, client: &str) -> Vec<(Stri
         ("spin-base-path".to_string(), "/".to_string()),
         ("spin-client-addr".to_string(), client.to_string()),
     ];
-    for (name, value) in &matched.params {
-        headers.push((
-            format!("spin-path-match-{}", name.to_lowercase()),
-            value.clone(),
-        ));
+    for (name, value) in matched.path_match_headers() {
+        headers.push((name, value.to_string()));
     }
     headers
 }
@@ -581,6 +578,87 @@ mod tests {
         assert_eq!(
             header(&headers, "spin-full-url"),
             "http://localhost:3000/orders/42?x=1"
+        );
+    }
+
+    /// What the conformance suite's `request-shape` component (fermyon/conformance-tests)
+    /// checks of the headers it receives for `GET /base/path/end/rest?key=value` with `Host:
+    /// example.com`, routed to `/base/:path_segment/:path_end/...`: each `spin-*` header
+    /// exactly once with one of the allowed values, `spin-client-addr` (optional) a socket
+    /// address, and no other `spin-*` or `spin_*` header.
+    #[test]
+    fn request_shape_conformance_headers() {
+        let (router, _) = Router::build([(
+            "request-shape",
+            &spin_host_config::manifest::HttpRoute::Path(
+                "/base/:path_segment/:path_end/...".into(),
+            ),
+        )])
+        .unwrap();
+        let request = Request::get("/base/path/end/rest?key=value")
+            .header("User-Agent", "my-agent")
+            .header("Accept", "*/*")
+            .header("Host", "example.com")
+            .body(())
+            .unwrap();
+        let matched = router.route(request.uri().path()).unwrap();
+        let listen: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        let client = Origin::Client("10.0.0.7:51000".parse().unwrap());
+        let url = full_url(request.uri(), request.headers(), &listen, client);
+        let (mut parts, ()) = request.into_parts();
+        prepare_headers(
+            &mut parts.headers,
+            spin_headers(&url, &matched, "10.0.0.7:51000"),
+            client,
+        );
+
+        let expected: [(&str, &[&str]); 8] = [
+            (
+                "spin-raw-component-route",
+                &["/base/:path_segment/:path_end/..."],
+            ),
+            (
+                "spin-full-url",
+                &[
+                    "http://example.com/base/path/end/rest?key=value",
+                    "https://example.com/base/path/end/rest?key=value",
+                ],
+            ),
+            ("spin-path-info", &["/rest"]),
+            ("spin-base-path", &["/"]),
+            ("spin-component-route", &["/base/:path_segment/:path_end"]),
+            ("spin-path-match-path-segment", &["path"]),
+            ("spin-path-match-path-end", &["end"]),
+            ("spin-matched-route", &["/base/:path_segment/:path_end/..."]),
+        ];
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, allowed) in expected {
+            let values: Vec<&str> = parts
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            assert_eq!(values.len(), 1, "exactly one {name}, got {values:?}");
+            assert!(allowed.contains(&values[0]), "{name}: {values:?}");
+            seen.push(name);
+        }
+        let client_addrs: Vec<_> = parts.headers.get_all("spin-client-addr").iter().collect();
+        assert!(client_addrs.len() <= 1);
+        for addr in client_addrs {
+            addr.to_str().unwrap().parse::<SocketAddr>().unwrap();
+        }
+        seen.push("spin-client-addr");
+        for name in parts.headers.keys() {
+            let name = name.as_str();
+            assert!(
+                !(name.starts_with("spin-") || name.starts_with("spin_")) || seen.contains(&name),
+                "unexpected special header {name}"
+            );
+        }
+        assert_eq!(
+            parts.headers.get(http::header::HOST).unwrap(),
+            "example.com"
         );
     }
 

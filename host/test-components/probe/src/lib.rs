@@ -9,6 +9,8 @@
 //! - `/var/<name>`: a variable of this component
 //! - `/outbound-http?url=U`: a GET to `U` (chaining when `U` is `http://<id>.spin.internal/...`)
 //! - `/outbound-redis?address=A&op=<publish|set|get>&channel=C&key=K` (payload = body)
+//! - `/tcp?address=IP:PORT`: a wasi:sockets TCP connection (std's `TcpStream`) that sends the
+//!   body and reads as many bytes back (an echo server answers them)
 //! - `/sleep?ms=N`: answers after N milliseconds (in-flight requests during shutdown)
 //! - `/counter`: increments a global of this instance (a fresh instance always answers 1)
 //! - `/panic`: traps
@@ -19,7 +21,8 @@
 //! - `/reply?bytes=N`: N bytes (`abc…z` repeated), sent by `shop_kit::reply`, which writes a
 //!   body the stream takes at once before it sets the head; every other route's answer goes out
 //!   the SDK's way, head first
-//! - anything else: the method, path, query, headers, environment and body length of the request
+//! - anything else: the method, URI (scheme and authority included), path, query, headers,
+//!   environment and body length of the request
 //!
 //! Paths are taken below the component's route (`spin-path-info`).
 
@@ -87,6 +90,7 @@ async fn route(request: &Request, path: &str, query: &Query) -> Response {
         ["var", name] => variable(name),
         ["outbound-http"] => outbound::http(query.get("url")).await,
         ["outbound-redis"] => outbound::redis(query, request.body()),
+        ["tcp"] => outbound::tcp(query.get("address"), request.body()),
         ["sleep"] => sleep(query.get("ms")),
         ["counter"] => json!({ "count": COUNTER.fetch_add(1, Ordering::SeqCst) + 1 }),
         ["panic"] => panic!("probe asked to panic"),
@@ -169,6 +173,7 @@ fn echo(request: &Request) -> Value {
         .collect();
     json!({
         "method": request.method().to_string(),
+        "uri": request.uri(),
         "path": request.path(),
         "query": request.query(),
         "headers": headers,

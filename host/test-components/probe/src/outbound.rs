@@ -1,4 +1,4 @@
-//! Outbound HTTP (wasi:http) and outbound Redis (fermyon:spin/redis@2.0.0).
+//! Outbound HTTP (wasi:http), outbound Redis (fermyon:spin/redis@2.0.0) and TCP (wasi:sockets).
 
 use serde_json::{json, Value};
 use spin_sdk::http::{Method, Request, Response, SendError};
@@ -44,4 +44,23 @@ pub(crate) fn redis(query: &Query, payload: &[u8]) -> Value {
         };
         json!({ "error": variant, "detail": detail })
     })
+}
+
+/// Connects to `address` over TCP, sends `message` and reads as many bytes back. An error is
+/// reported with its `std::io::ErrorKind` (`PermissionDenied` for wasi:sockets' `access-denied`).
+pub(crate) fn tcp(address: &str, message: &[u8]) -> Value {
+    use std::io::{Read, Write};
+    let exchange = || -> std::io::Result<Vec<u8>> {
+        let mut stream = std::net::TcpStream::connect(address)?;
+        stream.write_all(message)?;
+        let mut echoed = vec![0; message.len()];
+        stream.read_exact(&mut echoed)?;
+        Ok(echoed)
+    };
+    match exchange() {
+        Ok(echoed) => json!({ "echoed": String::from_utf8_lossy(&echoed) }),
+        Err(error) => {
+            json!({ "error": format!("{:?}", error.kind()), "detail": error.to_string() })
+        }
+    }
 }
