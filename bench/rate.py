@@ -1,12 +1,22 @@
 #!/usr/bin/env python3
-"""Saga completion at a fixed order rate, for bench/run.sh (oha measures POST latency alone).
+"""Saga completion at a fixed order rate, for bench/run.sh (oha measures POST latency alone),
+and the saga's drain rate, for bench/saga.sh.
 
   rate.py saga  BASE RATE SECONDS SKU      POST /orders at RATE/s, waits for every order to be
                                            final, prints saga completion "p50_ms p99_ms confirmed placed"
                                            (created -> confirmed, from the order's own history)
+  rate.py place BASE N SKU CUSTOMER        POST /orders N times for CUSTOMER, as fast as 8
+                                           connections go (closed loop); prints "created seconds"
+  rate.py drain BASE CUSTOMER LIMIT_S PID...
+                                           polls until none of CUSTOMER's orders is pending or
+                                           reserved (up to LIMIT_S), then prints "done_ms confirmed
+                                           cancelled open busy_ticks ticks_of_each_PID": done_ms the
+                                           epoch ms it saw them all final, busy_ticks the machine's
+                                           non-idle CPU and each PID's utime+stime (clock ticks),
+                                           read at that moment, before the orders are counted
 
-Orders are placed on schedule from a thread pool, so a slow answer does not delay the next
-one (open loop).
+In saga mode orders are placed on schedule from a thread pool, so a slow answer does not delay
+the next one (open loop).
 """
 import http.client
 import json
@@ -105,13 +115,82 @@ def saga(base, ids, deadline_s=60):
     return durations
 
 
+def place(base, total, sku, customer, workers=8):
+    """POSTs TOTAL orders for CUSTOMER from WORKERS connections, each next as soon as the last
+    answered; returns how many were created."""
+    body = json.dumps(
+        {"customer_id": customer, "items": [{"sku": sku, "quantity": 1}], "payment_token": "tok_visa"}
+    )
+
+    def one(_):
+        try:
+            status, _data = request(base, "POST", "/orders", body)
+        except Exception:
+            return False
+        return status == 201
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return sum(pool.map(one, range(total)))
+
+
+def cpu_ticks(pid):
+    """utime + stime of process PID, in clock ticks (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def busy_ticks():
+    """The machine's non-idle CPU time, in clock ticks: /proc/stat's cpu line less idle and iowait."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:9]]
+    return sum(values) - values[3] - values[4]
+
+
+def orders_of(base, customer, status, limit=100):
+    """CUSTOMER's orders in STATUS: the first page only when LIMIT is 1, else every page."""
+    found, cursor = [], None
+    while True:
+        path = f"/orders?customer_id={customer}&status={status}&limit={limit}"
+        code, data = request(base, "GET", path + (f"&cursor={cursor}" if cursor else ""))
+        if code != 200:
+            raise RuntimeError(f"GET {path}: {code} {data[:200]!r}")
+        page = json.loads(data)
+        found += page["orders"]
+        cursor = page.get("next_cursor")
+        if limit == 1 or not cursor:
+            return found
+
+
+def drain(base, customer, limit_s, pids):
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        if not any(orders_of(base, customer, s, limit=1) for s in ("pending", "reserved")):
+            break
+        time.sleep(0.2)
+    done_ms = int(time.time() * 1000)
+    ticks = [busy_ticks()] + [cpu_ticks(pid) for pid in pids]
+    counts = [len(orders_of(base, customer, s)) for s in ("confirmed", "cancelled", "pending", "reserved")]
+    return [done_ms] + counts[:2] + [counts[2] + counts[3]] + ticks
+
+
 def main():
-    mode, base, rate, seconds, sku = sys.argv[1:6]
-    if mode != "saga":
+    mode, base = sys.argv[1:3]
+    if mode == "saga":
+        rate, seconds, sku = sys.argv[3:6]
+        ids = drive(base, float(rate), float(seconds), sku)
+        durations = saga(base, ids)
+        print(f"{percentile(durations, 50):.1f} {percentile(durations, 99):.1f} {len(durations)} {len(ids)}")
+    elif mode == "place":
+        total, sku, customer = sys.argv[3:6]
+        start = time.perf_counter()
+        created = place(base, int(total), sku, customer)
+        print(f"{created} {time.perf_counter() - start:.1f}")
+    elif mode == "drain":
+        customer, limit_s, pids = sys.argv[3], float(sys.argv[4]), sys.argv[5:]
+        print(" ".join(str(v) for v in drain(base, customer, limit_s, pids)))
+    else:
         sys.exit(f"unknown mode {mode}")
-    ids = drive(base, float(rate), float(seconds), sku)
-    durations = saga(base, ids)
-    print(f"{percentile(durations, 50):.1f} {percentile(durations, 99):.1f} {len(durations)} {len(ids)}")
 
 
 if __name__ == "__main__":
