@@ -259,22 +259,9 @@ drain() {
     done
     # Final orders still leave events for the other consumers (notifications, stock commits):
     # wait until the host has handled no Redis message for a whole second.
-    local before after
-    after=$(messages_handled)
-    while (( $(now_ms) < deadline )); do
-        sleep 1
-        before=$after
-        after=$(messages_handled)
-        [[ $after == "$before" ]] && return 0
-    done
+    wait_redis_quiet "$METRICS_PORT" "$deadline" && return 0
     log "saga backlog did not drain within $DRAIN_LIMIT_S s"
     return 1
-}
-
-# Redis messages the host has handled so far, over every consumer and channel.
-messages_handled() {
-    curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" |
-        awk '/^shop_host_redis_messages_total/ { n += $NF } END { printf "%d\n", n }'
 }
 
 # --- POST /orders: maximum throughput, then latency at half of it ---

@@ -147,21 +147,9 @@ subscribed() {
 wait_for 300 "shop-host answering" healthy
 wait_for 60 "every subscription of $MANIFEST" subscribed
 
-# Redis messages the host has handled so far, over every consumer and channel.
-messages_handled() {
-    curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" |
-        awk '/^shop_host_redis_messages_total/ { n += $NF } END { printf "%d\n", n }'
-}
 # Waits (up to DRAIN_LIMIT) until the host has handled no Redis message for a whole second.
 wait_quiet() {
-    local deadline=$(( $(now_ms) + DRAIN_LIMIT * 1000 )) before after
-    after=$(messages_handled)
-    while (( $(now_ms) < deadline )); do
-        sleep 1
-        before=$after
-        after=$(messages_handled)
-        [[ $after == "$before" ]] && return 0
-    done
+    wait_redis_quiet "$METRICS_PORT" $(( $(now_ms) + DRAIN_LIMIT * 1000 )) && return 0
     log "the host kept handling Redis messages for $DRAIN_LIMIT s"
     exit 1
 }

@@ -95,3 +95,24 @@ build_components() {
   log "building components: $*"
   cargo build --release --target wasm32-wasip2 "${args[@]}"
 }
+
+# Redis messages the shop-host whose metrics listen on 127.0.0.1:PORT has handled so far, over
+# every consumer and channel.
+redis_messages_handled() {
+  curl -sf "http://127.0.0.1:$1/metrics" |
+    awk '/^shop_host_redis_messages_total/ { n += $NF } END { printf "%d\n", n }'
+}
+
+# Waits until the shop-host with metrics on PORT has handled no Redis message for a whole
+# second, or until DEADLINE_MS (epoch milliseconds); fails at the deadline.
+wait_redis_quiet() {
+  local port="$1" deadline="$2" before after
+  after=$(redis_messages_handled "$port")
+  while (( $(date +%s%3N) < deadline )); do
+    sleep 1
+    before=$after
+    after=$(redis_messages_handled "$port")
+    [[ $after == "$before" ]] && return 0
+  done
+  return 1
+}
