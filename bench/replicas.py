@@ -27,6 +27,7 @@
 """
 import http.client
 import json
+import os
 import re
 import sys
 import threading
@@ -36,16 +37,23 @@ from urllib.parse import urlparse
 
 local = threading.local()
 
-# (source, consumer): crates/shop-kit/src/subscriptions.rs.
-SUBSCRIPTIONS = [
-    ("inventory", "orders"),
-    ("billing", "orders"),
-    ("orders", "inventory"),
-    ("billing", "inventory"),
-    ("inventory", "billing"),
-    ("orders", "billing"),
-    ("orders", "notifications"),
-]
+
+def subscriptions():
+    """(source, consumer) pairs, read from spin.toml's Redis bindings of partition 0 (a unit
+    test holds them to crates/shop-kit/src/subscriptions.rs)."""
+    import tomllib
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    with open(os.path.join(root, "spin.toml"), "rb") as f:
+        manifest = tomllib.load(f)
+    pairs = []
+    for t in manifest["trigger"]["redis"]:
+        parts = t["channel"].split(".")
+        if parts[1] != "wake" and parts[2] == "0":
+            pairs.append((parts[1], t["component"]))
+    return pairs
+
+
+SUBSCRIPTIONS = subscriptions()
 CONSUMERS = ["orders", "inventory", "billing", "notifications"]
 SOURCES = ["orders", "inventory", "billing"]
 

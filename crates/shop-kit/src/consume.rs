@@ -132,20 +132,22 @@ async fn accept(consumer: &impl Consumer, env: &Envelope) -> anyhow::Result<Outc
     let Some(port) = consumer.store().pending() else {
         return result;
     };
-    let mut p = Pending {
+    // Only an event that must wait is copied into a pending entry.
+    let pending = |error: String| Pending {
         env: env.clone(),
         attempts: 0,
-        error: String::new(),
+        error,
     };
-    let outcome = match result {
+    let (outcome, error) = match result {
         Ok(Outcome::Behind) => {
-            p.error = "waiting behind an earlier event of its order".into();
-            port.defer(&p, 0)?
+            let p = pending("waiting behind an earlier event of its order".into());
+            (port.defer(&p, 0)?, p.error)
         }
-        Ok(outcome) => outcome,
+        Ok(outcome) => (outcome, String::new()),
         Err(e) => {
+            let mut p = pending(String::new());
             let now = crate::time::now_millis();
-            match after_failure(port, &mut p, &e, now) {
+            let outcome = match after_failure(port, &mut p, &e, now) {
                 Next::RetryAt(at) => port.defer(&p, at)?,
                 // Parking takes a pending event: deferred first, then parked.
                 Next::Park => match port.defer(&p, now)? {
@@ -155,10 +157,10 @@ async fn accept(consumer: &impl Consumer, env: &Envelope) -> anyhow::Result<Outc
                     }
                     other => other,
                 },
-            }
+            };
+            (outcome, p.error)
         }
     };
-    let error = p.error;
     log_outcome(env, outcome, &error);
     Ok(outcome)
 }
