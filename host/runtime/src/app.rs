@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use spin_host_config::allowed_hosts::{check_service_chaining, AllowedHosts};
@@ -13,7 +13,7 @@ use spin_host_config::manifest::Manifest;
 use spin_host_config::runtime_config::{RuntimeConfig, RuntimeConfigOptions, StoreLocation};
 use spin_host_config::variables::Variables;
 use wasmtime::component::InstancePre;
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -40,6 +40,8 @@ pub struct AppOptions {
     pub variables: Vec<(String, String)>,
     /// Longest a single request or message may run before its instance is interrupted.
     pub instance_timeout: Duration,
+    /// `--max-instance-memory`: beats the runtime config's `max_instance_memory`, as in Spin.
+    pub max_instance_memory: Option<usize>,
 }
 
 pub struct App {
@@ -121,9 +123,9 @@ impl App {
             runtime_config.outbound_http.connection_pooling,
             runtime_config.outbound_http.max_connections(),
         ));
-        let max_memory = runtime_config
+        let max_memory = options.max_instance_memory.or(runtime_config
             .max_instance_memory
-            .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
+            .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX)));
 
         let mut paths = Vec::new();
         for (id, component) in &manifest.components {
@@ -214,15 +216,6 @@ impl App {
 }
 
 impl AppComponent {
-    /// `max_instance_memory` of the runtime config, if any.
-    fn limits(&self) -> StoreLimits {
-        let mut limits = StoreLimitsBuilder::new();
-        if let Some(bytes) = self.max_memory {
-            limits = limits.memory_size(bytes);
-        }
-        limits.build()
-    }
-
     /// A fresh store for one request or message. `chaining` is given only to HTTP-triggered
     /// instances, the only ones Spin lets reach `*.spin.internal`.
     pub fn new_store(
@@ -230,6 +223,7 @@ impl AppComponent {
         log: LogContext,
         chaining: Option<Arc<dyn ServiceChaining>>,
     ) -> Store<InstanceState> {
+        let deadline = Instant::now() + self.timeout;
         let mut wasi = WasiCtxBuilder::new();
         let [stdout, stderr] = self.log_files.clone().map_or([None, None], |f| f.map(Some));
         wasi.envs(&self.env);
@@ -252,14 +246,19 @@ impl AppComponent {
                 self.network.clone(),
             ),
             key_value: KeyValueState::new(self.key_value.clone(), self.kv_granted.clone()),
-            sqlite: SqliteState::new(self.databases.clone(), self.sqlite_granted.clone()),
+            sqlite: SqliteState::new(
+                self.databases.clone(),
+                self.sqlite_granted.clone(),
+                deadline,
+            ),
             redis: RedisState::new(self.rules.clone(), self.redis_connections.clone()),
             variables: VariablesState::new(self.id.clone(), self.variables.clone()),
-            limits: self.limits(),
+            limits: engine::MemoryLimit::new(self.max_memory),
+            deadline,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
-        engine::set_deadline(&mut store, self.timeout);
+        engine::set_deadline(&mut store, deadline);
         store
     }
 }

@@ -62,6 +62,11 @@ pub struct UpArgs {
     /// Longest one request or message may run before its instance is stopped (seconds).
     #[arg(long, default_value_t = 60)]
     pub instance_timeout_secs: u64,
+    /// Most bytes a linear memory of an instance may grow to, as `spin up
+    /// --max-instance-memory`; beats the runtime config's `max_instance_memory` (default and
+    /// ceiling: 1 GiB).
+    #[arg(long, env = "SPIN_MAX_INSTANCE_MEMORY")]
+    pub max_instance_memory: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -97,6 +102,7 @@ async fn up(args: UpArgs) -> Result<()> {
         env: args.env.clone(),
         variables: args.variables.clone(),
         instance_timeout: Duration::from_secs(args.instance_timeout_secs),
+        max_instance_memory: args.max_instance_memory,
     };
     let app = Arc::new(tokio::task::block_in_place(|| App::load(&options))?);
     let metrics = Arc::new(Metrics::default());

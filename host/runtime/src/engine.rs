@@ -25,6 +25,10 @@ const MAX_INSTANCES: u32 = 1000;
 /// Bytes of each pooled memory, table and async stack slot kept resident between instances.
 const KEEP_RESIDENT: usize = 4 << 20;
 
+/// The most a linear memory may grow to: the pooling allocator's slot, and the default
+/// `max_instance_memory` (see [`MemoryLimit`]).
+pub const MAX_MEMORY: usize = 1 << 30;
+
 /// Builds the engine (`build_engine`) and compiles the app's components with it.
 ///
 /// The component model's concurrency support (the async ABI that WASI 0.3 types need) stays off
@@ -85,7 +89,7 @@ fn pooling_config() -> PoolingAllocationConfig {
         .total_memories(MAX_INSTANCES * 2)
         .total_tables(MAX_INSTANCES * 4)
         .total_stacks(MAX_INSTANCES)
-        .max_memory_size(1 << 30)
+        .max_memory_size(MAX_MEMORY)
         // Reset the first MiBs of a reused slot with memset instead of giving them back to the
         // kernel: a fresh instance would otherwise page-fault its way back in on every request.
         // Where the kernel offers PAGEMAP_SCAN (Linux 6.7+), only the pages the last instance
@@ -95,6 +99,57 @@ fn pooling_config() -> PoolingAllocationConfig {
         .async_stack_keep_resident(KEEP_RESIDENT)
         .pagemap_scan(Enabled::Auto);
     pooling
+}
+
+/// `max_instance_memory`, as Spin's `StoreLimitsAsync` (`crates/core/src/limits.rs`): a linear
+/// memory may not grow past it, so the guest's `memory.grow` fails (a Rust guest then aborts
+/// and its instance traps: 500, or a failed message), and the refusal is logged, as Spin logs
+/// it. Spin sets no limit unless `--max-instance-memory` or the runtime config's
+/// `max_instance_memory` does, and its pooling slots stop a memory at 4 GiB; this host's slots
+/// stop one at [`MAX_MEMORY`] (1 GiB), which is therefore the default here, enforced by this
+/// limiter as well so that the engine without pooling allows no more.
+pub struct MemoryLimit {
+    max: usize,
+}
+
+impl MemoryLimit {
+    /// A limit of `max` bytes per linear memory (at most [`MAX_MEMORY`]), or the default.
+    pub fn new(max: Option<usize>) -> Self {
+        Self {
+            max: max.unwrap_or(MAX_MEMORY).min(MAX_MEMORY),
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.max;
+        if !allowed {
+            tracing::warn!(
+                error.r#type = "memory_limit_exceeded",
+                current,
+                desired,
+                maximum,
+                max_instance_memory = self.max,
+                "instance memory limit exceeded"
+            );
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
 }
 
 /// Advances the engine's epoch on a thread until the returned guard is dropped.
@@ -125,10 +180,10 @@ impl Drop for EpochTicker {
     }
 }
 
-/// Makes a store's guest yield at epoch ticks (see `on_tick`) and trap once `timeout` has
-/// passed.
-pub fn set_deadline(store: &mut wasmtime::Store<InstanceState>, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
+/// Makes a store's guest yield at epoch ticks (see `on_tick`) and trap once `deadline` has
+/// passed. Epochs only reach running Wasm: a guest waiting in a host call (a sleep, an outbound
+/// request) is stopped by [`until_deadline`] instead.
+pub fn set_deadline(store: &mut wasmtime::Store<InstanceState>, deadline: Instant) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |store| {
         Ok(on_tick(
@@ -136,6 +191,32 @@ pub fn set_deadline(store: &mut wasmtime::Store<InstanceState>, timeout: Duratio
             store.data().sqlite.in_transaction(),
         ))
     });
+}
+
+/// A guest call (instantiation and export, host calls included) that was still running at its
+/// instance's deadline, and was dropped there.
+#[derive(Debug)]
+pub struct DeadlinePassed;
+
+impl std::fmt::Display for DeadlinePassed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the instance ran past its deadline (--instance-timeout-secs) and was stopped")
+    }
+}
+
+impl std::error::Error for DeadlinePassed {}
+
+/// Runs `call` until `deadline` (the instance's, see `InstanceState::deadline`), on the wall
+/// clock. The epoch deadline cannot stop a guest that waits in a host call; dropping the call's
+/// future here ends it wherever it is (Wasmtime unwinds the guest's stack), and the store with
+/// it: its connections, outbound requests and open SQLite transaction (rolled back) go too.
+pub async fn until_deadline<F: std::future::Future>(
+    deadline: Instant,
+    call: F,
+) -> Result<F::Output, DeadlinePassed> {
+    tokio::time::timeout_at(deadline.into(), call)
+        .await
+        .map_err(|_| DeadlinePassed)
 }
 
 /// What a running guest does at an epoch tick: trap past its deadline; otherwise yield to the
@@ -294,6 +375,24 @@ mod tests {
         assert!(matches!(on_tick(false, true), UpdateDeadline::Continue(1)));
         assert!(matches!(on_tick(true, true), UpdateDeadline::Interrupt));
         assert!(matches!(on_tick(true, false), UpdateDeadline::Interrupt));
+    }
+
+    #[test]
+    fn memory_may_grow_to_the_limit_and_no_further() {
+        use super::{MemoryLimit, MAX_MEMORY};
+        use wasmtime::ResourceLimiter;
+        let mut limit = MemoryLimit::new(Some(32 << 20));
+        assert!(limit.memory_growing(0, 32 << 20, None).unwrap());
+        assert!(!limit
+            .memory_growing(32 << 20, (32 << 20) + 65536, None)
+            .unwrap());
+        let mut default = MemoryLimit::new(None);
+        assert!(default.memory_growing(0, MAX_MEMORY, None).unwrap());
+        assert!(!default.memory_growing(0, MAX_MEMORY + 65536, None).unwrap());
+        let mut beyond_the_slot = MemoryLimit::new(Some(4 << 30));
+        assert!(!beyond_the_slot
+            .memory_growing(0, MAX_MEMORY + 65536, None)
+            .unwrap());
     }
 
     #[test]

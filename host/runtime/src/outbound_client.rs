@@ -79,12 +79,11 @@ impl NetworkClient {
         request: Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> Result<Response<WasiBody>, Error> {
-        let option = |pick: fn(&RequestOptions) -> Option<Duration>| {
-            options.as_ref().and_then(pick).unwrap_or(DEFAULT_TIMEOUT)
-        };
-        let connect = option(|o| o.connect_timeout);
-        let first_byte = option(|o| o.first_byte_timeout);
-        let between_bytes = option(|o| o.between_bytes_timeout);
+        let Timeouts {
+            connect,
+            first_byte,
+            between_bytes,
+        } = Timeouts::of(options.as_ref());
         let response = CONNECT_TIMEOUT
             .scope(
                 connect,
@@ -98,6 +97,32 @@ impl NetworkClient {
                 .map_err(body_error)
                 .boxed_unsync()
         }))
+    }
+}
+
+/// The time limits of one outbound request.
+#[derive(Debug, PartialEq, Eq)]
+struct Timeouts {
+    connect: Duration,
+    first_byte: Duration,
+    between_bytes: Duration,
+}
+
+impl Timeouts {
+    /// The guest's request options, and Spin's default for each one it left unset: 600 s for
+    /// all three, as Spin's `factor-outbound-http` (`wasi.rs`, `DEFAULT_TIMEOUT`) and
+    /// wasmtime-wasi-http's own client. No shorter default here, so that a request that works
+    /// on Spin works here; the instance's deadline (`--instance-timeout-secs`) ends a request
+    /// that outlives the instance well before that.
+    fn of(options: Option<&RequestOptions>) -> Self {
+        let option = |pick: fn(&RequestOptions) -> Option<Duration>| {
+            options.and_then(pick).unwrap_or(DEFAULT_TIMEOUT)
+        };
+        Self {
+            connect: option(|o| o.connect_timeout),
+            first_byte: option(|o| o.first_byte_timeout),
+            between_bytes: option(|o| o.between_bytes_timeout),
+        }
     }
 }
 
@@ -284,5 +309,36 @@ fn body_error(error: Box<dyn std::error::Error + Send + Sync>) -> Error {
     match error.downcast::<hyper::Error>() {
         Ok(error) => Error::from(*error),
         Err(_) => Error::HttpProtocolError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spin's defaults where the guest sets no timeout; the guest's own where it does.
+    #[test]
+    fn unset_timeouts_default_to_spins_600_seconds() {
+        let spin = Duration::from_secs(600);
+        let defaults = Timeouts {
+            connect: spin,
+            first_byte: spin,
+            between_bytes: spin,
+        };
+        assert_eq!(Timeouts::of(None), defaults);
+        assert_eq!(Timeouts::of(Some(&RequestOptions::default())), defaults);
+        let options = RequestOptions {
+            connect_timeout: Some(Duration::from_secs(2)),
+            first_byte_timeout: None,
+            between_bytes_timeout: Some(Duration::from_millis(500)),
+        };
+        assert_eq!(
+            Timeouts::of(Some(&options)),
+            Timeouts {
+                connect: Duration::from_secs(2),
+                first_byte: spin,
+                between_bytes: Duration::from_millis(500),
+            }
+        );
     }
 }

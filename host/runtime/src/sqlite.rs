@@ -123,8 +123,9 @@ impl Databases {
 }
 
 impl Database {
-    fn connect(&self) -> rusqlite::Result<DbConnection> {
-        let lease = self.idle.take(|| self.target.connect())?;
+    /// A connection for an instance that must be done by `deadline`.
+    fn connect(&self, deadline: Instant) -> rusqlite::Result<DbConnection> {
+        let lease = self.idle.take(|| self.target.connect(), deadline)?;
         Ok(DbConnection {
             changes_before: lease.connection.total_changes(),
             lease: Mutex::new(Some(lease)),
@@ -312,6 +313,7 @@ impl Drop for DbConnection {
     /// rolled back here so the waiting statements can be woken now.
     fn drop(&mut self) {
         if let Some(lease) = self.lease.get_mut().ok().and_then(Option::take) {
+            lease.clear_deadline();
             if !lease.connection.is_autocommit() {
                 let _ = lease.connection.execute_batch("ROLLBACK");
             }
@@ -328,15 +330,22 @@ pub struct SqliteState {
     table: ResourceTable,
     /// The connections this instance opened, to tell whether it is inside a transaction.
     opened: Vec<Weak<DbConnection>>,
+    /// The instance's deadline: a statement still running then is interrupted.
+    deadline: Instant,
 }
 
 impl SqliteState {
-    pub fn new(databases: Arc<Databases>, granted: Arc<HashSet<String>>) -> Self {
+    pub fn new(
+        databases: Arc<Databases>,
+        granted: Arc<HashSet<String>>,
+        deadline: Instant,
+    ) -> Self {
         Self {
             databases,
             granted,
             table: ResourceTable::new(),
             opened: Vec::new(),
+            deadline,
         }
     }
 
@@ -350,7 +359,7 @@ impl SqliteState {
         // Opening takes no lock (the schema is read by the first statement): done in place.
         let connection = Arc::new(
             database
-                .connect()
+                .connect(self.deadline)
                 .map_err(|e| OpenError::Io(e.to_string()))?,
         );
         self.opened.retain(|db| db.strong_count() > 0);
@@ -667,7 +676,11 @@ mod tests {
             Arc::new(Databases::new(&configured).unwrap())
         });
         let granted = Arc::new(HashSet::from(["default".to_string()]));
-        (SqliteState::new(databases.clone(), granted), databases)
+        let deadline = Instant::now() + Duration::from_secs(60);
+        (
+            SqliteState::new(databases.clone(), granted, deadline),
+            databases,
+        )
     }
 
     async fn open_default(state: &mut SqliteState) -> Resource<OpenDatabase> {
@@ -858,7 +871,8 @@ mod tests {
     }
 
     fn instance_connection(databases: &Databases) -> Arc<DbConnection> {
-        Arc::new(databases.databases["default"].connect().unwrap())
+        let deadline = Instant::now() + Duration::from_secs(60);
+        Arc::new(databases.databases["default"].connect(deadline).unwrap())
     }
 
     async fn run(db: &Arc<DbConnection>, sql: &str) -> Result<Rows, OpenError> {

@@ -12,8 +12,9 @@
 //! hand: connection pools such as r2d2 hand a connection back as it is, and cannot tell such a
 //! statement from any other.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{ffi, Connection};
@@ -24,6 +25,10 @@ const MAX_IDLE: usize = 8;
 
 /// Distinct statements each connection keeps prepared: every statement of a component's code.
 const STATEMENT_CACHE: usize = 128;
+
+/// SQLite virtual-machine steps between two looks at the clock by a running statement: a
+/// fraction of a millisecond, for a clock read that costs tens of nanoseconds.
+const PROGRESS_STEPS: std::ffi::c_int = 10_000;
 
 /// The idle connections of one database, and what statements on its connections may reach
 /// beyond its own file.
@@ -40,6 +45,37 @@ pub(crate) struct Pool {
 pub(crate) struct Lease {
     pub(crate) connection: Connection,
     tainted: Arc<AtomicBool>,
+    /// The deadline of the instance holding the connection, which its progress handler checks.
+    deadline: Arc<StatementDeadline>,
+}
+
+/// When statements on a connection must stop: the holding instance's deadline, in nanoseconds
+/// after a fixed instant of this process (`u64::MAX`: never), so the progress handler reads it
+/// without a lock.
+struct StatementDeadline(AtomicU64);
+
+impl StatementDeadline {
+    const NEVER: u64 = u64::MAX;
+
+    fn origin() -> Instant {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        *ORIGIN.get_or_init(Instant::now)
+    }
+
+    fn set(&self, deadline: Option<Instant>) {
+        let nanos = deadline.map_or(Self::NEVER, |deadline| {
+            let after = deadline
+                .saturating_duration_since(Self::origin())
+                .as_nanos();
+            u64::try_from(after).unwrap_or(Self::NEVER)
+        });
+        self.0.store(nanos, Ordering::Relaxed);
+    }
+
+    fn passed(&self) -> bool {
+        let nanos = self.0.load(Ordering::Relaxed);
+        nanos != Self::NEVER && Self::origin().elapsed().as_nanos() >= u128::from(nanos)
+    }
 }
 
 impl Pool {
@@ -51,23 +87,28 @@ impl Pool {
         }
     }
 
-    /// An idle connection made to look fresh, or a new one from `open`.
+    /// An idle connection made to look fresh, or a new one from `open`, for an instance that
+    /// must be done by `deadline`: a statement still running then is interrupted.
     pub(crate) fn take(
         &self,
         open: impl FnOnce() -> rusqlite::Result<Connection>,
+        deadline: Instant,
     ) -> rusqlite::Result<Lease> {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        match idle {
+        let lease = match idle {
             Some(lease) => {
                 lease.forget_last_insert();
-                Ok(lease)
+                lease
             }
-            None => Ok(Lease::new(open()?, self.allow_attach_file)),
-        }
+            None => Lease::new(open()?, self.allow_attach_file),
+        };
+        lease.deadline.set(Some(deadline));
+        Ok(lease)
     }
 
     /// Keeps `lease` for a later instance if nothing of this one's can leak through it.
     pub(crate) fn give_back(&self, lease: Lease) {
+        lease.clear_deadline();
         if !lease.reusable() {
             return;
         }
@@ -93,10 +134,23 @@ impl Lease {
             Authorization::Allow
         }));
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        // A statement still running at its instance's deadline (a runaway query, a huge
+        // `VACUUM`) holds its thread, where neither the epoch deadline nor the trigger's timer
+        // can reach it: SQLite stops it, and the guest gets `io("interrupted")`.
+        let deadline = Arc::new(StatementDeadline(AtomicU64::new(StatementDeadline::NEVER)));
+        let passed = deadline.clone();
+        connection.progress_handler(PROGRESS_STEPS, Some(move || passed.passed()));
         Self {
             connection,
             tainted,
+            deadline,
         }
+    }
+
+    /// Lets statements run however long they take: the host's own, such as the rollback of an
+    /// instance that ended (past its deadline, maybe) inside a transaction.
+    pub(crate) fn clear_deadline(&self) {
+        self.deadline.set(None);
     }
 
     fn reusable(&self) -> bool {
@@ -198,8 +252,10 @@ mod tests {
         Connection::open_in_memory()
     }
 
+    /// A connection for an instance with a minute to go.
     fn taken(pool: &Pool) -> Lease {
-        pool.take(memory).unwrap()
+        pool.take(memory, Instant::now() + std::time::Duration::from_secs(60))
+            .unwrap()
     }
 
     /// Runs `sql` on a connection of `pool` and gives it back; whether the same connection
@@ -350,6 +406,53 @@ mod tests {
                 vec![Err("not authorized".to_string())]
             );
         }
+    }
+
+    /// A statement that counts to ten billion, minutes of work.
+    const RUNAWAY: &str = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n \
+         WHERE i < 10000000000) SELECT count(*) FROM n";
+
+    #[test]
+    fn a_statement_running_past_the_instance_deadline_is_interrupted() {
+        let pool = Pool::default();
+        let started = Instant::now();
+        let lease = pool
+            .take(memory, started + std::time::Duration::from_millis(300))
+            .unwrap();
+        let result = lease
+            .connection
+            .query_row(RUNAWAY, [], |row| row.get::<_, i64>(0));
+        let took = started.elapsed();
+        assert_eq!(
+            result.map_err(|e| e.to_string()),
+            Err("interrupted".to_string())
+        );
+        assert!(
+            took >= std::time::Duration::from_millis(300)
+                && took < std::time::Duration::from_secs(5),
+            "interrupted after {took:?}, not at the 300 ms deadline"
+        );
+        // The host's own statements after the deadline run: the rollback of an instance that
+        // ended there, and the next instance's on the same connection, with its own deadline.
+        lease.clear_deadline();
+        lease.connection.execute_batch("BEGIN; ROLLBACK").unwrap();
+        pool.give_back(lease);
+        let next = pool
+            .take(
+                memory,
+                Instant::now() + std::time::Duration::from_millis(200),
+            )
+            .unwrap();
+        let count: i64 = next
+            .connection
+            .query_row(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
+                 SELECT count(*) FROM n",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(count, 1000);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The data of one `Store`: a fresh value per request or message, holding each capability's
 //! per-instance state (as Spin's per-factor `InstanceState`).
 
+use std::time::Instant;
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -22,7 +24,11 @@ pub struct InstanceState {
     pub redis: RedisState,
     pub variables: VariablesState,
     /// Memory limit (`max_instance_memory`).
-    pub limits: wasmtime::StoreLimits,
+    pub limits: crate::engine::MemoryLimit,
+    /// When the instance must be done (`--instance-timeout-secs` after its store was made): the
+    /// epoch callback traps Wasm past it, the triggers drop the guest call at it, and SQLite
+    /// interrupts a statement still running then.
+    pub deadline: Instant,
 }
 
 impl WasiView for InstanceState {

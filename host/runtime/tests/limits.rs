@@ -1,5 +1,6 @@
-//! Limits: a guest that never returns is stopped at the deadline with a 500, one that grows its
-//! memory past `max_instance_memory` traps with a 500, oversized request heads get 431, and a
+//! Limits: a guest that never returns, or waits in a host call past its deadline, is stopped
+//! there with a 500, one that grows its memory past `max_instance_memory` (1 GiB by default)
+//! traps with a 500, oversized request heads get 431, and a
 //! client that never finishes its request head is cut off; the host serves on through all of it.
 
 mod support;
@@ -31,6 +32,33 @@ fn a_runaway_instance_is_stopped_at_the_deadline_with_500() {
     );
 }
 
+/// The deadline is on the wall clock and covers host calls: a guest asleep in
+/// `wasi:clocks` (no Wasm running, so no epoch check) is stopped at it too.
+#[test]
+fn a_guest_waiting_in_a_host_call_is_stopped_at_the_deadline_with_500() {
+    let options = support::options("catch-all.toml").args(["--instance-timeout-secs", "1"]);
+    let host = Host::start(options);
+    let started = Instant::now();
+    let response = host.get("/sleep?ms=15000");
+    let took = started.elapsed();
+    assert_eq!(response.status, 500, "{}", response.body);
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
+        "stopped after {took:?}, not at the 1 s deadline"
+    );
+    assert!(
+        host.logs().contains("ran past its deadline"),
+        "the failure names the deadline: {}",
+        host.logs()
+    );
+    let response = host.get("/sleep?ms=10");
+    assert_eq!(
+        response.status, 200,
+        "the host keeps serving: {}",
+        response.body
+    );
+}
+
 #[test]
 fn an_instance_over_its_memory_cap_gets_500() {
     let dir = TempDir::new().expect("temp dir");
@@ -51,6 +79,59 @@ fn an_instance_over_its_memory_cap_gets_500() {
         response.status, 200,
         "the host must keep serving: {}",
         response.body
+    );
+}
+
+/// `--max-instance-memory` (as `spin up`'s) beats the runtime config's `max_instance_memory`.
+#[test]
+fn the_command_line_memory_cap_beats_the_runtime_config() {
+    let dir = TempDir::new().expect("temp dir");
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &config,
+        format!("max_instance_memory = {}\n", 512 * 1024 * 1024),
+    )
+    .expect("write runtime config");
+    let cap = (32 * 1024 * 1024).to_string();
+    let options = support::options("catch-all.toml")
+        .runtime_config(&config)
+        .args(["--max-instance-memory", &cap]);
+    let host = Host::start(options);
+    assert_eq!(host.get("/alloc?mb=4").status, 200);
+    let response = host.get("/alloc?mb=64");
+    assert_eq!(
+        response.status, 500,
+        "over the flag's cap: {}",
+        response.body
+    );
+    let logged = testkit::eventually(Duration::from_secs(5), || {
+        host.logs()
+            .contains("instance memory limit exceeded")
+            .then_some(())
+    });
+    assert!(
+        logged.is_some(),
+        "the refused growth is logged, as Spin does: {}",
+        host.logs()
+    );
+}
+
+/// With no cap configured, an instance still may not grow a memory past 1 GiB (this host's
+/// default, whichever allocator the engine got).
+#[test]
+fn without_a_configured_cap_a_memory_stops_at_one_gibibyte() {
+    let host = Host::start(support::options("catch-all.toml"));
+    assert_eq!(
+        host.get("/alloc?mb=64").status,
+        200,
+        "well under the default"
+    );
+    let response = host.get("/alloc?mb=1100");
+    assert_eq!(response.status, 500, "over 1 GiB: {}", response.body);
+    assert_eq!(
+        host.get("/alloc?mb=4").status,
+        200,
+        "the host keeps serving"
     );
 }
 

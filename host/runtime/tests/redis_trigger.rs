@@ -123,6 +123,50 @@ fn a_failing_handler_is_logged_and_the_subscriber_goes_on() {
     }
 }
 
+/// A handler still running at its instance's deadline (here asleep in a host call, where the
+/// epoch deadline cannot reach it) is stopped there and counts as a failed message: logged,
+/// never retried, and the next message is handled.
+#[test]
+fn a_handler_past_its_deadline_is_stopped_and_counted_as_failed() {
+    let redis = RedisServer::start();
+    let host = Host::start(
+        support::options("redis.toml")
+            .variable("redis_address", &redis.address())
+            .args(["--instance-timeout-secs", "1"]),
+    );
+    wait_subscribed(&host, &redis, "events");
+    let started = std::time::Instant::now();
+    redis.publish("events", "sleep-15000");
+    redis.publish("events", "after");
+    wait_received(&host, "sink-a", json!(["after"]));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the next message waited {took:?}, past the 1 s deadline"
+    );
+    let stopped = eventually(WAIT, || {
+        let lines = log_lines(&host);
+        let stopped = lines
+            .iter()
+            .filter(|line| {
+                line["level"] == "ERROR"
+                    && line["message"] == "message handler failed (not retried)"
+                    && line["error"]
+                        .as_str()
+                        .is_some_and(|error| error.contains("ran past its deadline"))
+            })
+            .count();
+        (stopped >= 2).then_some(stopped)
+    });
+    assert_eq!(
+        stopped,
+        Some(2),
+        "sink-a and sink-b each logged one failure naming the deadline; host output:\n{}",
+        host.logs()
+    );
+    wait_received(&host, "sink-b", json!(["after"]));
+}
+
 /// The host's JSON log lines (other output is ignored).
 fn log_lines(host: &Host) -> Vec<Value> {
     host.logs()

@@ -257,3 +257,36 @@ fn attaching_files_needs_allow_attach_file() {
     );
     assert!(other.is_file());
 }
+
+/// A statement still running at the instance's deadline is interrupted by SQLite (the guest
+/// gets `io("interrupted")`, or the instance is stopped right after): it does not keep its
+/// thread, and the database serves the next request.
+#[test]
+fn a_runaway_statement_is_interrupted_at_the_instance_deadline() {
+    let (_config_dir, config) = storage_config::storage_runtime_config();
+    let host = Host::start(
+        support::options("storage.toml")
+            .runtime_config(config)
+            .args(["--instance-timeout-secs", "1"]),
+    );
+    let runaway = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n \
+                   WHERE i < 10000000000) SELECT count(*) FROM n";
+    let body = serde_json::to_vec(&[runaway]).expect("statements as JSON");
+    let started = std::time::Instant::now();
+    let response = host.post("/sqlite/default", &body);
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(8),
+        "the statement ran for {took:?}, past the 1 s deadline"
+    );
+    if response.status == 200 {
+        assert_eq!(
+            response.json()["results"][0],
+            json!({ "error": "io", "detail": "interrupted" })
+        );
+    } else {
+        assert_eq!(response.status, 500, "{}", response.body);
+    }
+    let results = sql(&host, "/sqlite/default", &["SELECT 1"]);
+    assert_eq!(rows(&results[0]), &json!([[1]]));
+}

@@ -8,13 +8,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use spin_host_config::routes::{is_well_known, RouteMatch, Router};
@@ -26,6 +27,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
 use crate::app::{App, AppComponent};
+use crate::engine;
 use crate::metrics::Metrics;
 use crate::outbound_http::{ChainTarget, ServiceChaining};
 use crate::state::InstanceState;
@@ -219,10 +221,17 @@ impl HttpTrigger {
             );
         };
         let method = request.method().clone();
-        let response = match self.buffer_body(request).await {
-            Ok(request) => {
+        let response = match self.limit_body(request) {
+            Ok((request, exceeded)) => {
                 let _in_flight = self.inner.metrics.instance(&matched.component_id, "http");
-                self.execute(request, origin, &matched).await
+                let response = self.execute(request, origin, &matched).await;
+                // The guest read past the limit before it answered: the host's 413 replaces
+                // whatever it made of the failed read.
+                if exceeded.load(Ordering::Relaxed) {
+                    self.too_large()
+                } else {
+                    response
+                }
             }
             Err(response) => response,
         };
@@ -289,47 +298,57 @@ impl HttpTrigger {
         }
     }
 
-    /// Reads the body up to the limit; a larger body is answered with 413.
+    /// The 413 answer for a body over `--max-request-body`.
+    fn too_large(&self) -> Response<HyperOutgoingBody> {
+        error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "INVALID_ARGUMENT",
+            &format!(
+                "request body larger than {} bytes",
+                self.inner.max_request_body
+            ),
+        )
+    }
+
+    /// The request with its body streamed to the guest as the guest reads it, never buffered
+    /// here, and cut off past `--max-request-body` (counted as it streams); the flag tells
+    /// whether that happened. A body declared larger (`Content-Length`) is answered with 413 at
+    /// once, before any instance starts.
     #[allow(clippy::result_large_err)]
-    async fn buffer_body<B>(
+    fn limit_body<B>(
         &self,
         request: Request<B>,
-    ) -> Result<Request<Full<Bytes>>, Response<HyperOutgoingBody>>
+    ) -> Result<(Request<WasiBody>, Arc<AtomicBool>), Response<HyperOutgoingBody>>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let limit = self.inner.max_request_body;
-        let too_large = || {
-            error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "INVALID_ARGUMENT",
-                &format!("request body larger than {limit} bytes"),
-            )
-        };
+        let limit = self.inner.max_request_body as u64;
         let declared = request
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(self.too_large());
         }
-        let (parts, body) = request.into_parts();
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(Request::from_parts(parts, Full::new(collected.to_bytes()))),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-            Err(e) => Err(error_response(
-                StatusCode::BAD_REQUEST,
-                "INVALID_ARGUMENT",
-                &format!("cannot read request body: {e}"),
-            )),
-        }
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let request = request.map(|body| {
+            LimitedBody {
+                body: body.map_err(Into::into).boxed_unsync(),
+                read: 0,
+                limit,
+                exceeded: exceeded.clone(),
+                done: false,
+            }
+            .boxed_unsync()
+        });
+        Ok((request, exceeded))
     }
 
     async fn execute(
         &self,
-        mut request: Request<Full<Bytes>>,
+        mut request: Request<WasiBody>,
         origin: Origin,
         matched: &RouteMatch,
     ) -> Response<HyperOutgoingBody> {
@@ -391,15 +410,10 @@ impl HttpTrigger {
 async fn run_guest(
     mut store: wasmtime::Store<InstanceState>,
     pre: ProxyPre<InstanceState>,
-    request: Request<Full<Bytes>>,
+    request: Request<WasiBody>,
     instantiated: impl FnOnce(std::time::Duration) + Send + 'static,
 ) -> Result<Response<HyperOutgoingBody>> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    let request = request.map(|body| {
-        body.map_err(
-            |never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} },
-        )
-    });
     let incoming = store
         .data_mut()
         .http()
@@ -410,8 +424,11 @@ async fn run_guest(
         .http()
         .new_response_outparam(sender)
         .map_err(anyhow::Error::from)?;
+    // The whole call, host calls included, ends at the instance's deadline: a response whose
+    // head is out loses the rest of its body, otherwise the request gets 500 (`execute`).
+    let deadline = store.data().deadline;
     let task = tokio::spawn(
-        async move {
+        engine::until_deadline(deadline, async move {
             let started = std::time::Instant::now();
             let proxy = pre.instantiate_async(&mut store).await?;
             instantiated(started.elapsed());
@@ -419,16 +436,83 @@ async fn run_guest(
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, incoming, out)
                 .await
-        }
+        })
         .in_current_span(),
     );
     match receiver.await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(code)) => anyhow::bail!("component answered with error code {code:?}"),
         Err(_) => match task.await {
-            Ok(Ok(())) => anyhow::bail!("component returned without setting a response"),
-            Ok(Err(e)) => Err(anyhow::Error::from(e)),
+            Ok(Ok(Ok(()))) => anyhow::bail!("component returned without setting a response"),
+            Ok(Ok(Err(e))) => Err(anyhow::Error::from(e)),
+            Ok(Err(deadline)) => Err(deadline.into()),
             Err(e) => Err(e.into()),
+        },
+    }
+}
+
+/// A request body on its way to the guest, frame by frame as the guest reads it, that fails
+/// with `HttpRequestBodySize` once more than `limit` bytes have come (and raises `exceeded`,
+/// for the trigger's 413). Written by hand: http-body-util's `Limited` fails the same way but
+/// with an error the guest cannot be given and the trigger cannot see.
+struct LimitedBody {
+    body:
+        http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>,
+    read: u64,
+    limit: u64,
+    exceeded: Arc<AtomicBool>,
+    /// Past the limit: nothing more is read.
+    done: bool,
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let frame = match std::task::ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            Some(Err(error)) => return Poll::Ready(Some(Err(client_body_error(error)))),
+            None => return Poll::Ready(None),
+        };
+        if let Some(data) = frame.data_ref() {
+            self.read += data.len() as u64;
+            if self.read > self.limit {
+                self.done = true;
+                self.exceeded.store(true, Ordering::Relaxed);
+                let limit = self.limit;
+                return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpRequestBodySize(
+                    Some(limit),
+                ))));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The wasi-http error for a request body that failed to arrive: the chaining guest's own
+/// error, hyper's for a client, a protocol error otherwise.
+fn client_body_error(error: Box<dyn std::error::Error + Send + Sync>) -> wasmtime_wasi_http::Error {
+    match error.downcast::<wasmtime_wasi_http::Error>() {
+        Ok(error) => *error,
+        Err(error) => match error.downcast::<hyper::Error>() {
+            Ok(error) => wasmtime_wasi_http::Error::from(*error),
+            Err(_) => wasmtime_wasi_http::Error::HttpProtocolError,
         },
     }
 }

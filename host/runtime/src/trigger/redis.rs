@@ -1,7 +1,7 @@
 //! The Redis trigger, as Spin's `trigger-redis`: one subscriber per Redis address, subscribed to
 //! every channel of the manifest on it. For each message, every component bound to the channel
 //! runs concurrently, each in a fresh instance, and the next message waits until they all finish
-//! (in arrival order, per address). A handler error is logged and counted, never retried.
+//! (in arrival order, per address; the subscriber keeps reading meanwhile). A handler error is logged and counted, never retried.
 //! Subscribers and their instances run on worker threads of their own (`background`).
 //!
 //! Difference from Spin: when the connection drops, Spin's trigger ends; this host reconnects
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::app::{App, AppComponent};
@@ -106,17 +106,55 @@ impl RedisTrigger {
     }
 }
 
-/// One address: connect, subscribe, handle messages in order; reconnect with backoff.
+/// Messages read from an address but not yet handled. A bound keeps a stalled handler from
+/// holding unbounded memory: once full, reading waits and Redis buffers, as it does for Spin.
+const QUEUE: usize = 10_000;
+
+/// One address: a reader that connects, subscribes and reconnects with backoff, and a handler
+/// that runs the messages one at a time in arrival order. Reading apart from handling lets the
+/// subscriptions come back as soon as Redis does, even while a handler is still running (for
+/// instance retrying a publish that waits on those very subscriptions).
 async fn subscribe(
     address: String,
     channels: Arc<BTreeMap<String, Handlers>>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let (queue, mut received) = mpsc::channel::<(String, Vec<u8>)>(QUEUE);
+    let handler = {
+        let channels = channels.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    next = received.recv() => next,
+                    _ = wait_for(&mut shutdown) => return,
+                };
+                let Some((channel, payload)) = next else {
+                    return;
+                };
+                if let Some(handlers) = channels.get(&channel) {
+                    handle_message(&channel, handlers, payload, &metrics).await;
+                }
+            }
+        })
+    };
+    read(&address, &channels, queue, &mut shutdown).await;
+    let _ = handler.await;
+}
+
+/// Reads `address`'s messages into `queue` until shutdown, reconnecting when the connection
+/// drops.
+async fn read(
+    address: &str,
+    channels: &BTreeMap<String, Handlers>,
+    queue: mpsc::Sender<(String, Vec<u8>)>,
+    shutdown: &mut watch::Receiver<bool>,
+) {
     let mut backoff = FIRST_BACKOFF;
     let mut connected_before = false;
     while !*shutdown.borrow() {
-        match connect(&address, &channels).await {
+        match connect(address, channels).await {
             Ok(mut pubsub) => {
                 if connected_before {
                     tracing::warn!(address = %address, trigger = "redis", "reconnected to Redis and resubscribed (Spin would have exited)");
@@ -129,13 +167,15 @@ async fn subscribe(
                 loop {
                     let message = tokio::select! {
                         message = messages.next() => message,
-                        _ = wait_for(&mut shutdown) => return,
+                        _ = wait_for(shutdown) => return,
                     };
                     let Some(message) = message else { break };
-                    let channel = message.get_channel_name().to_string();
-                    let payload = message.get_payload_bytes().to_vec();
-                    if let Some(handlers) = channels.get(&channel) {
-                        handle_message(&channel, handlers, payload, &metrics).await;
+                    let item = (
+                        message.get_channel_name().to_string(),
+                        message.get_payload_bytes().to_vec(),
+                    );
+                    if queue.send(item).await.is_err() {
+                        return;
                     }
                 }
                 tracing::warn!(address = %address, trigger = "redis", "lost the Redis connection; reconnecting");
@@ -144,7 +184,7 @@ async fn subscribe(
                 tracing::warn!(address = %address, trigger = "redis", error = format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "cannot subscribe to Redis; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = wait_for(&mut shutdown) => return,
+                    _ = wait_for(shutdown) => return,
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -208,7 +248,8 @@ async fn handle_message(
             };
             let _in_flight = metrics.instance(&component.id, "redis");
             let mut store = component.new_store(log, None);
-            let outcome: Result<()> = async {
+            let deadline = store.data().deadline;
+            let outcome: Result<()> = crate::engine::until_deadline(deadline, async {
                 let instantiating = Instant::now();
                 let instance = pre.instantiate_async(&mut store).await?;
                 metrics.instantiated(&component.id, "redis", instantiating.elapsed());
@@ -220,8 +261,9 @@ async fn handle_message(
                     Ok(()) => Ok(()),
                     Err(e) => anyhow::bail!("handler returned {e:?}"),
                 }
-            }
-            .await;
+            })
+            .await
+            .unwrap_or_else(|deadline| Err(deadline.into()));
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             metrics.redis_message(&component.id, channel, outcome.is_ok(), duration_ms);
             match outcome {
