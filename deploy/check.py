@@ -6,11 +6,15 @@ the sweep CronJob calls, the Secrets the SpinApp reads. This fails, naming each 
 side changes without the other:
 
 - every YAML file under deploy/spinkube parses;
-- every SpinApp variable is declared in spin.toml, and every required variable is given;
+- every SpinApp variable is declared in spin.toml, every required variable is given, and every
+  secret variable comes from a Secret;
 - the runtime config template, rendered with placeholder values, configures every label that a
   component uses, with fields Spin accepts;
+- Redis requires a password: the Redis Deployment runs with `--requirepass` from a Secret, its
+  redis-cli probes authenticate, `redis_address` comes from a Secret, and the runtime config's
+  in-cluster Redis URLs (the template's defaults, the example Secret) carry a password;
 - every function the CronJob sweeps has an HTTP route under /<function>;
-- the Secrets and keys the SpinApp and CronJob read are those the example Secrets define;
+- the Secrets and keys the SpinApp, CronJob and Redis read are those the example Secrets define;
 - every Redis trigger's address comes from the `redis_address` variable the SpinApp sets, and
   each consumer subscribes on an address of its own;
 - the Fermyon Cloud manifest (deploy/cloud/spin.toml) is spin.toml without the Redis trigger,
@@ -28,6 +32,7 @@ import importlib.util
 import sys
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 try:
     import yaml
@@ -57,22 +62,47 @@ def load_objects(problems):
     return objects
 
 
+def spinapp_variables(spinapp):
+    return {v["name"]: v for v in spinapp["spec"].get("variables", [])}
+
+
+def from_secret(variable):
+    """Whether a SpinApp variable or container env entry takes its value from a Secret."""
+    return "secretKeyRef" in (variable.get("valueFrom") or {}) and "value" not in variable
+
+
 def check_variables(spin, spinapp, problems):
     declared = spin.get("variables", {})
-    given = {v["name"] for v in spinapp["spec"].get("variables", [])}
-    for name in sorted(given - set(declared)):
+    given = spinapp_variables(spinapp)
+    for name in sorted(set(given) - set(declared)):
         problems.append(f"SpinApp sets variable {name!r}, which spin.toml does not declare")
     for name, decl in declared.items():
         if decl.get("required") and name not in given:
             problems.append(f"spin.toml requires variable {name!r}, which the SpinApp does not set")
+        if decl.get("secret") and name in given and not from_secret(given[name]):
+            problems.append(f"secret variable {name!r} must come from a Secret (secretKeyRef), "
+                            "not a literal in the SpinApp")
+
+
+def redis_urls_without_password(config):
+    """Labels of Redis key-value stores on the in-cluster Redis whose URL has no password."""
+    labels = []
+    for label, table in config.get("key_value_store", {}).items():
+        if table.get("type") == "redis":
+            parts = urlsplit(str(table.get("url", "")))
+            if parts.hostname == "redis" and not parts.password:
+                labels.append(label)
+    return labels
 
 
 def check_runtime_config(spin, manifest, problems):
     render = load_renderer()
     template = (HERE / "runtime-config.production.toml").read_text()
-    # Values without a default stand in for the libSQL URLs and tokens a deployer supplies.
-    placeholders = {name: "https://placeholder.invalid" for name, default in
-                    render.PLACEHOLDER.findall(template) if not default}
+    # Values without a default stand in for the libSQL URLs, tokens and the Redis password a
+    # deployer supplies; the key-value stores keep their in-cluster defaults.
+    placeholders = {name: "https://placeholder.invalid" if name.endswith("_URL") else "placeholder"
+                    for name, has_default in render.placeholders(template).items()
+                    if not has_default}
     text, missing = render.render(template, placeholders)
     if missing:
         problems.append(f"runtime config template: unfilled placeholders {missing}")
@@ -81,6 +111,52 @@ def check_runtime_config(spin, manifest, problems):
     problems += render.check_tables(config, "key_value_store", render.KV_FIELDS)
     problems += render.check_tables(config, "sqlite_database", render.SQLITE_FIELDS)
     problems += render.check_labels(config, manifest)
+    for label in redis_urls_without_password(config):
+        problems.append(f"runtime config template: the default URL of [key_value_store.{label}] "
+                        "has no password, but the in-cluster Redis requires one")
+
+
+def check_runtime_config_example(objects, spinapp, problems):
+    name = spinapp["spec"].get("runtimeConfig", {}).get("loadFromSecret")
+    text = objects.get(("Secret", name), {}).get("stringData", {}).get("runtime-config.toml")
+    if text is None:
+        return  # check_secrets names the missing example
+    try:
+        config = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        problems.append(f"Secret {name!r} example: runtime-config.toml is not valid TOML: {err}")
+        return
+    for label in redis_urls_without_password(config):
+        problems.append(f"Secret {name!r} example: [key_value_store.{label}] has no Redis password")
+
+
+def check_redis_auth(redis, spinapp, problems):
+    """The in-cluster Redis requires a password from a Secret, and everything that talks to it
+    gives one."""
+    if redis is None:
+        problems.append("deploy/spinkube must define Deployment 'redis'")
+        return
+    containers = redis["spec"]["template"]["spec"]["containers"]
+    container = next((c for c in containers if c.get("name") == "redis"), containers[0])
+    env = {e["name"]: e for e in container.get("env", [])}
+    argv = [str(a) for a in container.get("command", []) + container.get("args", [])]
+    password = None
+    if "--requirepass" in argv and argv.index("--requirepass") + 1 < len(argv):
+        password = argv[argv.index("--requirepass") + 1]
+    if password is None:
+        problems.append("the Redis Deployment does not require a password (--requirepass)")
+    else:
+        var = password[2:-1] if password.startswith("$(") and password.endswith(")") else None
+        if var is None or var not in env or not from_secret(env[var]):
+            problems.append(f"the Redis password {password!r} must be $(VAR) of an env var taken "
+                            "from a Secret (secretKeyRef)")
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        command = " ".join(container.get(probe, {}).get("exec", {}).get("command", []))
+        if "redis-cli" in command and " -a " not in command and "REDISCLI_AUTH" not in command:
+            problems.append(f"the Redis {probe} runs redis-cli without the password")
+    address = spinapp_variables(spinapp).get("redis_address")
+    if address is not None and not from_secret(address):
+        problems.append("redis_address must come from a Secret: it carries the Redis password")
 
 
 def http_routes(spin):
@@ -115,10 +191,10 @@ def secret_refs(obj):
             yield from secret_refs(value)
 
 
-def check_secrets(objects, spinapp, cronjob, problems):
+def check_secrets(objects, spinapp, cronjob, redis, problems):
     secrets = {name: set(doc.get("stringData", {})) | set(doc.get("data", {}))
                for (kind, name), doc in objects.items() if kind == "Secret"}
-    wanted = list(secret_refs(spinapp)) + list(secret_refs(cronjob))
+    wanted = list(secret_refs(spinapp)) + list(secret_refs(cronjob)) + list(secret_refs(redis))
     runtime_secret = spinapp["spec"].get("runtimeConfig", {}).get("loadFromSecret")
     if runtime_secret:
         wanted.append((runtime_secret, "runtime-config.toml"))
@@ -214,13 +290,16 @@ def main() -> int:
     objects = load_objects(problems)
     spinapp = objects.get(("SpinApp", "shop"))
     cronjob = objects.get(("CronJob", "shop-sweep"))
+    redis = objects.get(("Deployment", "redis"))
     if spinapp is None or cronjob is None:
         problems.append("deploy/spinkube must define SpinApp 'shop' and CronJob 'shop-sweep'")
     else:
         check_variables(spin, spinapp, problems)
         check_sweeps(spin, cronjob, problems)
-        check_secrets(objects, spinapp, cronjob, problems)
+        check_secrets(objects, spinapp, cronjob, redis, problems)
         check_redis_address(spin, spinapp, problems)
+        check_redis_auth(redis, spinapp, problems)
+        check_runtime_config_example(objects, spinapp, problems)
     check_runtime_config(spin, args.manifest, problems)
     check_cloud(spin, args.manifest, args.cloud_manifest, problems)
 

@@ -4,8 +4,13 @@
 Spin reads runtime-config files verbatim (no variable or environment expansion), so connection
 strings and tokens have to be written in before the file reaches Spin. This fills `${NAME}` and
 `${NAME:-default}` from the environment on non-comment lines, escapes the values for TOML, checks
-the result (TOML syntax, the store types and fields Spin accepts, optionally the labels a manifest
-uses) and prints it on stdout. It exits 1 naming every problem instead of emitting a broken file.
+the result (TOML syntax, the store types and fields Spin accepts, Redis URLs that parse, optionally
+the labels a manifest uses) and prints it on stdout. It exits 1 naming every problem instead of
+emitting a broken file.
+
+A default may itself hold `${OTHER}` placeholders (one level, no default of their own): they are
+filled, and required, only when NAME is unset or empty, e.g.
+`${SHOP_KV_BILLING_URL:-redis://:${SHOP_REDIS_PASSWORD}@redis:6379/3}`.
 
     python3 deploy/render-runtime-config.py [--template FILE] [--manifest spin.toml] > out.toml
 """
@@ -16,8 +21,12 @@ import re
 import sys
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
-PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::-([^}]*))?\}")
+# ${NAME} or ${NAME:-default}; a default may hold ${OTHER} (INNER), but not ${OTHER:-...}.
+PLACEHOLDER = re.compile(
+    r"\$\{([A-Z][A-Z0-9_]*)(?::-((?:[^$}]|\$(?!\{)|\$\{[A-Z][A-Z0-9_]*\})*))?\}")
+INNER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 HERE = Path(__file__).resolve().parent
 
 # Fields Spin's parsers accept per store type (they deny unknown fields).
@@ -31,15 +40,37 @@ def toml_escape(value: str) -> str:
     return "".join(c if c >= " " else f"\\u{ord(c):04x}" for c in out)
 
 
+def placeholders(template: str) -> dict:
+    """Every placeholder name on a non-comment line, mapped to whether it has a default."""
+    names = {}
+    for line in template.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        for name, default in PLACEHOLDER.findall(line):
+            names[name] = names.get(name, False) or bool(default)
+            for inner in INNER.findall(default):
+                names.setdefault(inner, False)
+    return names
+
+
 def render(template: str, env: dict) -> tuple[str, list]:
     missing = []
 
+    def lookup(match):
+        value = env.get(match.group(1))
+        if not value:
+            missing.append(match.group(1))
+            return match.group(0)
+        return value
+
     def fill(match):
         name, default = match.group(1), match.group(2)
-        value = env.get(name) or default
-        if value is None:
-            missing.append(name)
-            return match.group(0)
+        value = env.get(name)
+        if not value:
+            if default is None:
+                missing.append(name)
+                return match.group(0)
+            value = INNER.sub(lookup, default)
         return toml_escape(value)
 
     lines = []
@@ -63,9 +94,23 @@ def check_tables(config: dict, section: str, allowed: dict) -> list:
                 problems.append(f"[{section}.{label}]: libSQL url must start with https:// or http://")
             if "token" not in table:
                 problems.append(f"[{section}.{label}]: libSQL needs a token")
-        if kind == "redis" and not str(table.get("url", "")).startswith(("redis://", "rediss://")):
-            problems.append(f"[{section}.{label}]: Redis url must start with redis:// or rediss://")
+        if kind == "redis":
+            problems += check_redis_url(f"[{section}.{label}]", str(table.get("url", "")))
     return problems
+
+
+def check_redis_url(where: str, url: str) -> list:
+    """A redis:// or rediss:// URL with a host (a password in it must be URL-safe)."""
+    if not url.startswith(("redis://", "rediss://")):
+        return [f"{where}: Redis url must start with redis:// or rediss://"]
+    try:
+        parts = urlsplit(url)
+        parts.port
+    except ValueError as err:
+        return [f"{where}: Redis url does not parse ({err}); a password must be URL-safe"]
+    if not parts.hostname or parts.fragment:
+        return [f"{where}: Redis url has no host or has a fragment; a password must be URL-safe"]
+    return []
 
 
 def check_labels(config: dict, manifest: Path) -> list:
