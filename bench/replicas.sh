@@ -225,7 +225,8 @@ start_replica() {
     local r=$1
     mkdir -p "$WORK/state/r$r"
     [[ -e $WORK/state/r$r/cache ]] || ln -s "$WORK/cache" "$WORK/state/r$r/cache"
-    SPIN_VARIABLE_ADMIN_TOKEN=$ADMIN_TOKEN RUST_LOG=${REPLICA_RUST_LOG:-warn} "$BIN/shop-host" up \
+    SPIN_VARIABLE_ADMIN_TOKEN=$ADMIN_TOKEN SPIN_VARIABLE_INTERNAL_KEY=bench-internal-key \
+    SPIN_VARIABLE_PAYMENT_PROVIDER_KEY=bench-provider-key RUST_LOG=${REPLICA_RUST_LOG:-warn} "$BIN/shop-host" up \
         -f spin.toml --listen "127.0.0.1:${PORT[$r]}" --state-dir "$WORK/state/r$r" \
         --runtime-config-file "$WORK/runtime-config.toml" \
         --metrics-listen "127.0.0.1:${METRICS[$r]}" \

@@ -114,7 +114,8 @@ METRICS_PORT=$(free_port)
 BASE="http://127.0.0.1:$HOST_PORT"
 HOST_PID=
 start_host() {
-    SPIN_VARIABLE_ADMIN_TOKEN=$ADMIN_TOKEN RUST_LOG=warn "$BIN/shop-host" up \
+    SPIN_VARIABLE_ADMIN_TOKEN=$ADMIN_TOKEN SPIN_VARIABLE_INTERNAL_KEY=bench-internal-key \
+    SPIN_VARIABLE_PAYMENT_PROVIDER_KEY=bench-provider-key RUST_LOG=warn "$BIN/shop-host" up \
         -f spin.toml --listen "127.0.0.1:$HOST_PORT" --state-dir "$WORK/state" \
         --runtime-config-file "$WORK/runtime-config.toml" \
         --metrics-listen "127.0.0.1:$METRICS_PORT" \

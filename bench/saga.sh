@@ -117,7 +117,8 @@ ORDERS_DB=$WORK/stores/orders.db
 HOST_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 BASE="http://127.0.0.1:$HOST_PORT"
-SPIN_VARIABLE_ADMIN_TOKEN=$ADMIN_TOKEN RUST_LOG=warn "$HOST_BIN" up \
+SPIN_VARIABLE_ADMIN_TOKEN=$ADMIN_TOKEN SPIN_VARIABLE_INTERNAL_KEY=bench-internal-key \
+    SPIN_VARIABLE_PAYMENT_PROVIDER_KEY=bench-provider-key RUST_LOG=warn "$HOST_BIN" up \
     -f "$MANIFEST" --listen "127.0.0.1:$HOST_PORT" --state-dir "$BENCH_ROOT/target/bench-saga-state" \
     --runtime-config-file "$WORK/runtime-config.toml" \
     --metrics-listen "127.0.0.1:$METRICS_PORT" \

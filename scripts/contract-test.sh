@@ -87,7 +87,9 @@ mkdir -p "$WORK/stores"
 
 PORT=$(free_port)
 ORIGIN="http://127.0.0.1:$PORT"
-SPIN_VARIABLE_ADMIN_TOKEN="$ADMIN_TOKEN" target/debug/shop-host up --from spin.toml \
+# One bearer for every route schemathesis calls: the admin token is also the provider's key.
+SPIN_VARIABLE_ADMIN_TOKEN="$ADMIN_TOKEN" SPIN_VARIABLE_PAYMENT_PROVIDER_KEY="$ADMIN_TOKEN" \
+  SPIN_VARIABLE_INTERNAL_KEY=contract-internal-key target/debug/shop-host up --from spin.toml \
   --listen "127.0.0.1:$PORT" --state-dir "$ROOT/target/contract-state" \
   --runtime-config-file "$WORK/runtime-config.toml" \
   --variable "redis_address=redis://127.0.0.1:$REDIS_PORT" \

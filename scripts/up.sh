@@ -23,6 +23,9 @@ if ! redis_answers "$REDIS_HOST" "$REDIS_PORT"; then
 fi
 
 export SPIN_VARIABLE_ADMIN_TOKEN="${SPIN_VARIABLE_ADMIN_TOKEN:-dev-admin-token}"
+# Development values of the other secrets; a deployment sets its own (deploy/README.md).
+export SPIN_VARIABLE_INTERNAL_KEY="${SPIN_VARIABLE_INTERNAL_KEY:-dev-internal-key}"
+export SPIN_VARIABLE_PAYMENT_PROVIDER_KEY="${SPIN_VARIABLE_PAYMENT_PROVIDER_KEY:-sk_test_dev}"
 export SPIN_VARIABLE_REDIS_ADDRESS="${SPIN_VARIABLE_REDIS_ADDRESS:-redis://$REDIS_HOST:$REDIS_PORT}"
 log "serving on http://127.0.0.1:3000 (admin token: $SPIN_VARIABLE_ADMIN_TOKEN)"
 

@@ -35,6 +35,10 @@ impl Drop for RaiseOnDrop<'_> {
 
 /// The admin bearer token the fixture gives the app.
 pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+/// The functions' shared secret (`internal_key`) the tests run the app with.
+pub const INTERNAL_KEY: &str = "e2e-internal-key";
+/// The payment provider's API key (`payment_provider_key`) the tests run the app with.
+pub const PROVIDER_KEY: &str = "e2e-provider-key";
 /// The delivery bearer token the Cloud fixture gives the app (`event_delivery = "http"`).
 pub const DELIVERY_TOKEN: &str = "e2e-delivery-token";
 /// How long any saga may take to settle before a test fails (the suite's bounded wait).
@@ -143,6 +147,8 @@ impl Shop {
             .state_dir(shared_state_dir())
             .runtime_config(runtime_config)
             .process_env("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .process_env("SPIN_VARIABLE_INTERNAL_KEY", INTERNAL_KEY)
+            .process_env("SPIN_VARIABLE_PAYMENT_PROVIDER_KEY", PROVIDER_KEY)
             .variable("app_base_url", &origin)
             .variable("payment_provider_url", &format!("{origin}/payment-sim"))
             .variable("payment_provider_origin", &origin)
@@ -318,6 +324,20 @@ impl Shop {
         order["id"].as_str().expect("order id").to_string()
     }
 
+    /// The token `POST /orders` gave for `order_id`, which proves its placer (derived from
+    /// the shared secret as orders derives it).
+    pub fn cancel_token(order_id: &str) -> String {
+        let keys = shop_kit::seal::Keys::new(INTERNAL_KEY).expect("a key");
+        keys.token(shop_kit::seal::Purpose::CancelToken, order_id)
+    }
+
+    /// `POST /orders/{id}/cancel` as the customer who placed the order.
+    pub fn cancel(&self, order_id: &str) -> HttpResponse {
+        let bearer = format!("Bearer {}", Self::cancel_token(order_id));
+        let path = format!("/orders/{order_id}/cancel");
+        self.send("POST", &path, &[("authorization", &bearer)], &Value::Null)
+    }
+
     /// The order as the orders API reports it.
     pub fn order(&self, id: &str) -> Order {
         self.get_json(&format!("/orders/{id}"), 200)
@@ -394,7 +414,19 @@ impl Shop {
 
     /// The provider's charge for an order (billing's idempotency key is the order id).
     pub fn provider_charge(&self, order_id: &str) -> Option<Value> {
-        self.optional(&format!("/payment-sim/charges/{order_id}"))
+        let path = format!("/payment-sim/charges/{order_id}");
+        let response = self.provider("GET", &path, &Value::Null);
+        match response.status {
+            200 => Some(response.json()),
+            404 => None,
+            other => panic!("GET {path}: {other} {}", response.body),
+        }
+    }
+
+    /// Calls payment-sim as billing does, with the shop's provider key.
+    pub fn provider(&self, method: &str, path: &str, body: &Value) -> HttpResponse {
+        let bearer = format!("Bearer {PROVIDER_KEY}");
+        self.send(method, path, &[("authorization", &bearer)], body)
     }
 
     /// The notifications recorded for an order.
@@ -406,12 +438,26 @@ impl Shop {
             .clone()
     }
 
-    /// Every event in `function`'s feed, in outbox order (paged through `next_after`).
+    /// `envelope` signed as a function of the shop signs it (`shop_kit::seal`): for tests that
+    /// play a producer.
+    pub fn sign(envelope: &Value) -> Value {
+        let mut env: shop_kit::Envelope =
+            serde_json::from_value(envelope.clone()).expect("an envelope");
+        let keys = shop_kit::seal::Keys::new(INTERNAL_KEY).expect("a key");
+        keys.sign(&mut env);
+        serde_json::to_value(env).expect("an envelope serialises")
+    }
+
+    /// Every event in `function`'s feed, in outbox order (paged through `next_after`; read
+    /// with the admin token).
     pub fn events(&self, function: &str) -> Vec<Value> {
         let mut events = Vec::new();
         let mut after = 0;
         loop {
-            let page = self.get_json(&format!("/{function}/events?after={after}&limit=100"), 200);
+            let path = format!("/{function}/events?after={after}&limit=100");
+            let response = self.admin("GET", &path, &Value::Null);
+            assert_eq!(response.status, 200, "GET {path}: {}", response.body);
+            let page = response.json();
             let batch = page["events"].as_array().cloned().unwrap_or_default();
             if batch.is_empty() {
                 return events;
@@ -775,8 +821,8 @@ pub fn public_state(shop: &Shop, customer: &str) -> Value {
         .collect();
     json!({
         "products": shop.get_json("/inventory/products", 200),
-        "orders": shop.get_json("/orders?limit=100", 200),
-        "faults": shop.get_json("/payment-sim/faults", 200),
+        "orders": shop.admin("GET", "/orders?limit=100", &Value::Null).json(),
+        "faults": shop.admin("GET", "/payment-sim/faults", &Value::Null).json(),
         "notifications": shop.get_json(&format!("/notifications?customer_id={customer}"), 200),
         "feeds": feeds,
     })

@@ -4,7 +4,9 @@
 //! the one error shape, no store changes, and the admin token never reaches the host's logs.
 
 use serde_json::{json, Value};
-use shop_e2e::{assert_error, order_body, public_state, unique_key, unique_sku, Shop, ADMIN_TOKEN};
+use shop_e2e::{
+    assert_error, order_body, public_state, unique_key, unique_sku, Shop, ADMIN_TOKEN, PROVIDER_KEY,
+};
 
 /// An order id (UUID) orders never issued.
 const UNKNOWN_ORDER: &str = "00000000-0000-4000-8000-000000000000";
@@ -18,12 +20,22 @@ fn raw(
     admin: bool,
     body: &[u8],
 ) -> testkit::HttpResponse {
-    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let bearer = credential(path, admin);
     let mut headers = vec![("content-type", content_type)];
-    if admin {
-        headers.push(("authorization", bearer.as_str()));
-    }
+    headers.extend(bearer.as_deref().map(|b| ("authorization", b)));
     shop.host.request(method, path, &headers, body)
+}
+
+/// The bearer a well-meaning caller sends: the admin token on admin routes, the provider key on
+/// payment-sim's API.
+fn credential(path: &str, admin: bool) -> Option<String> {
+    if admin {
+        Some(format!("Bearer {ADMIN_TOKEN}"))
+    } else if path.starts_with("/payment-sim/") {
+        Some(format!("Bearer {PROVIDER_KEY}"))
+    } else {
+        None
+    }
 }
 
 /// The JSON-body routes: method, path and whether they need the admin token.
@@ -223,14 +235,12 @@ fn bad_bodies_are_refused_and_change_nothing() {
         None,
     ] {
         for (method, path, admin, body) in &valid {
-            let bearer = format!("Bearer {ADMIN_TOKEN}");
+            let bearer = credential(path, *admin);
             let mut headers = Vec::new();
             if let Some(content_type) = content_type {
                 headers.push(("content-type", content_type));
             }
-            if *admin {
-                headers.push(("authorization", bearer.as_str()));
-            }
+            headers.extend(bearer.as_deref().map(|b| ("authorization", b)));
             let bytes = body.to_string().into_bytes();
             let response = shop.host.request(method, path, &headers, &bytes);
             assert_eq!(
@@ -259,10 +269,8 @@ fn unknown_ids_routes_and_methods_get_404_and_405_with_allow() {
 
     for (method, path) in [
         ("GET", format!("/orders/{UNKNOWN_ORDER}")),
-        ("POST", format!("/orders/{UNKNOWN_ORDER}/cancel")),
         ("GET", "/inventory/products/NO-SUCH-SKU".to_string()),
         ("GET", format!("/billing/payments/{UNKNOWN_ORDER}")),
-        ("GET", "/payment-sim/charges/no-such-key".into()),
         ("GET", "/orders/health/extra".into()),
         ("GET", "/inventory/nothing-here".into()),
         ("GET", "/billing/payments".into()),
@@ -275,7 +283,10 @@ fn unknown_ids_routes_and_methods_get_404_and_405_with_allow() {
     }
     let refund =
         json!({"provider_ref": "pr-unknown", "amount_cents": 1, "idempotency_key": unique_key()});
-    let response = shop.send("POST", "/payment-sim/refunds", &[], &refund);
+    assert_error(&shop.cancel(UNKNOWN_ORDER), 404, "NOT_FOUND");
+    let response = shop.provider("POST", "/payment-sim/refunds", &refund);
+    assert_error(&response, 404, "NOT_FOUND");
+    let response = shop.provider("GET", "/payment-sim/charges/no-such-key", &Value::Null);
     assert_error(&response, 404, "NOT_FOUND");
 
     for (method, path, allow) in [
@@ -318,13 +329,24 @@ fn unknown_ids_routes_and_methods_get_404_and_405_with_allow() {
         "/orders?customer_id=",
         "/orders?color=red",
         "/notifications?order_id=not-an-id",
+    ] {
+        let response = shop.send("GET", path, &[], &Value::Null);
+        assert_error(&response, 400, "INVALID_ARGUMENT");
+    }
+    // The feeds are for consumers and admins: the credential is checked before the query.
+    for path in [
         "/orders/events?after=-1",
         "/inventory/events?limit=100000",
         "/billing/events?after=1.5",
         "/notifications/events?page=2",
     ] {
-        let response = shop.send("GET", path, &[], &Value::Null);
-        assert_error(&response, 400, "INVALID_ARGUMENT");
+        let anonymous = shop.send("GET", path, &[], &Value::Null);
+        assert_error(&anonymous, 401, "UNAUTHENTICATED");
+        assert_error(
+            &shop.admin("GET", path, &Value::Null),
+            400,
+            "INVALID_ARGUMENT",
+        );
     }
 
     assert_eq!(before, public_state(&shop, "nobody"), "a store changed");

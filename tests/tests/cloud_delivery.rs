@@ -150,6 +150,16 @@ fn deliveries_need_the_delivery_token_and_a_well_formed_envelope_and_repeats_cha
         400,
         "INVALID_ARGUMENT",
     );
+    // The delivery token lets an event in; only the producer's MAC makes it count.
+    let mut unsigned = created.clone();
+    unsigned.as_object_mut().unwrap().remove("mac");
+    refused_naming(
+        &deliver("inventory", Some(DELIVERY_TOKEN), &unsigned),
+        "mac",
+    );
+    let mut altered = created.clone();
+    altered["occurred_at"] = json!("2020-01-01T00:00:00.000Z");
+    refused_naming(&deliver("billing", Some(DELIVERY_TOKEN), &altered), "mac");
     assert_error(
         &deliver("notifications", Some(DELIVERY_TOKEN), &json!([1, 2])),
         400,

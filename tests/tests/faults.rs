@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use shop_e2e::{is_final, unique_sku, RaiseOnDrop, Shop, WebhookReceiver, SETTLE};
 use shop_kit::stream::partition_of;
 use shop_kit::subscriptions::subscribers;
@@ -119,12 +119,7 @@ fn every_event_delivered_twice_is_applied_once() {
         // before its cancel arrives.
         shop.set_faults(json!({"latency_ms": 1000}));
         ids.push(shop.place_order("fault-cancel", &[(&sku, 1)], "tok_visa"));
-        let cancel = shop.send(
-            "POST",
-            &format!("/orders/{}/cancel", ids[7]),
-            &[],
-            &Value::Null,
-        );
+        let cancel = shop.cancel(&ids[7]);
         shop.set_faults(json!({"latency_ms": 0}));
         assert_eq!(cancel.status, 200, "{}", cancel.body);
         shop.wait_final_all(&ids);

@@ -186,7 +186,7 @@ fn a_cancel_while_a_charge_outlives_billings_timeout_ends_with_the_charge_refund
     let seen = eventually(SETTLE, || shop.provider_charge(&id));
     assert!(seen.is_some(), "the charge never reached the provider");
 
-    let cancel = shop.send("POST", &format!("/orders/{id}/cancel"), &[], &Value::Null);
+    let cancel = shop.cancel(&id);
     assert_eq!(cancel.status, 200, "{}", cancel.body);
     shop.set_faults(json!({"latency_ms": 0}));
 

@@ -295,12 +295,12 @@ fn log_derived_metrics_count_duplicates_breaker_transitions_and_dead_letters() {
         .filter(|e| e["partition"] == stream)
         .count()
         + 1;
-    let poison = json!({
+    let poison = Shop::sign(&json!({
         "id": "poison-1", "type": "order-created", "source": "orders",
         "partition": stream, "seq": next_seq,
         "occurred_at": "2026-01-01T00:00:00Z", "traceparent": "",
         "data": {"order_id": poison_order}
-    });
+    }));
     let deferred = on_stream("events_deferred", poison_order);
     let dead_lettered = on_stream("events_dead_lettered", poison_order);
     let before = shop.metrics();

@@ -145,12 +145,7 @@ fn customer_cancel_before_confirmation_compensates() {
     // cannot reach confirmation before the cancel arrives.
     shop.set_faults(json!({"down": true}));
     let early = shop.place_order("dave", &[(&sku, 2)], "tok_visa");
-    let response = shop.send(
-        "POST",
-        &format!("/orders/{early}/cancel"),
-        &[],
-        &Value::Null,
-    );
+    let response = shop.cancel(&early);
     assert_eq!(
         response.status, 200,
         "cancel a pending order: {}",
@@ -162,7 +157,7 @@ fn customer_cancel_before_confirmation_compensates() {
     let slow = shop.place_order("dave", &[(&sku, 1)], "tok_visa");
     let reserved = shop.wait_past_pending(&slow);
     assert_eq!(reserved["status"], "reserved", "{reserved}");
-    let response = shop.send("POST", &format!("/orders/{slow}/cancel"), &[], &Value::Null);
+    let response = shop.cancel(&slow);
     assert_eq!(
         response.status, 200,
         "cancel a reserved order: {}",
@@ -219,7 +214,7 @@ fn customer_cancel_after_confirmation_is_a_conflict() {
     let id = shop.place_order("erin", &[(&sku, 1)], "tok_visa");
     assert_eq!(shop.wait_final(&id)["status"], "confirmed");
 
-    let response = shop.send("POST", &format!("/orders/{id}/cancel"), &[], &Value::Null);
+    let response = shop.cancel(&id);
     let body = assert_error(&response, 409, "CONFLICT");
     assert_eq!(body["error"]["service"], "orders");
     let order = shop.order(&id);
@@ -232,12 +227,7 @@ fn customer_cancel_after_confirmation_is_a_conflict() {
     assert_eq!(stock(&shop, &sku), (2, 0));
 
     let unknown = "00000000-0000-4000-8000-000000000000";
-    let response = shop.send(
-        "POST",
-        &format!("/orders/{unknown}/cancel"),
-        &[],
-        &Value::Null,
-    );
+    let response = shop.cancel(&unknown);
     assert_error(&response, 404, "NOT_FOUND");
 }
 
@@ -487,8 +477,7 @@ fn cancels_racing_the_saga_end_either_cancelled_and_refunded_or_confirmed() {
                 let shop = &shop;
                 scope.spawn(move || {
                     thread::sleep(Duration::from_millis(40 * n as u64));
-                    let path = format!("/orders/{id}/cancel");
-                    shop.send("POST", &path, &[], &Value::Null).status
+                    shop.cancel(id).status
                 })
             })
             .collect();

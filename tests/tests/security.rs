@@ -3,7 +3,7 @@
 //! with the one error shape (400 or 404), and afterwards every store reads exactly as before.
 
 use serde_json::{json, Value};
-use shop_e2e::{order_body, public_state, unique_key, unique_sku, Shop, ADMIN_TOKEN};
+use shop_e2e::{order_body, public_state, unique_key, unique_sku, Shop, ADMIN_TOKEN, PROVIDER_KEY};
 use testkit::HttpResponse;
 
 /// SQL and path tricks, unicode, a NUL byte and a very long string. Each holds a character a
@@ -70,6 +70,15 @@ fn injection_strings_in_every_parameter_are_refused_and_change_nothing() {
     let before = public_state(&shop, customer);
     let bearer = format!("Bearer {ADMIN_TOKEN}");
     let admin = [("authorization", bearer.as_str())];
+    // Each route with the credential it takes, so that the payload is what gets refused.
+    let provider_bearer = format!("Bearer {PROVIDER_KEY}");
+    let credential = |path: &str| {
+        if path.starts_with("/payment-sim/") {
+            vec![("authorization", provider_bearer.as_str())]
+        } else {
+            Vec::new()
+        }
+    };
 
     for payload in payloads() {
         let p = encode(&payload);
@@ -83,7 +92,7 @@ fn injection_strings_in_every_parameter_are_refused_and_change_nothing() {
             ("GET", format!("/billing/payments/{p}")),
             ("GET", format!("/payment-sim/charges/{p}")),
         ] {
-            let response = shop.send(method, &path, &[], &Value::Null);
+            let response = shop.send(method, &path, &credential(&path), &Value::Null);
             assert_refused(&format!("{method} {path:.60}"), &response);
         }
         let product = json!({"name": "injected", "price_cents": 1, "available": 1});
@@ -104,7 +113,8 @@ fn injection_strings_in_every_parameter_are_refused_and_change_nothing() {
             format!("/billing/events?after={p}"),
             format!("/notifications/events?limit={p}"),
         ] {
-            let response = shop.send("GET", &path, &[], &Value::Null);
+            // The feeds are for admins (and consumers); the other lists answer anyone.
+            let response = shop.send("GET", &path, &admin, &Value::Null);
             assert_refused(&format!("GET {path:.60}"), &response);
         }
 
@@ -128,7 +138,10 @@ fn injection_strings_in_every_parameter_are_refused_and_change_nothing() {
             bodies.push(("/payment-sim/refunds", refund));
         }
         for (path, body) in bodies {
-            let response = shop.send("POST", path, &[("idempotency-key", &unique_key())], &body);
+            let key = unique_key();
+            let mut headers = credential(path);
+            headers.push(("idempotency-key", &key));
+            let response = shop.send("POST", path, &headers, &body);
             assert_refused(&format!("POST {path} with {short:?}"), &response);
         }
         for field in ["fail_rate", "latency_ms", "down"] {

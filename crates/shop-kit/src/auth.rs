@@ -7,10 +7,7 @@ use crate::ApiError;
 /// Checks an `Authorization` header value against the configured admin token.
 /// An empty configured token never authenticates anyone.
 pub fn check_bearer(header: Option<&str>, admin_token: &str) -> Result<(), ApiError> {
-    let presented = header
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
+    let presented = bearer(header);
     let ok =
         !admin_token.is_empty() && bool::from(presented.as_bytes().ct_eq(admin_token.as_bytes()));
     if ok {
@@ -18,6 +15,14 @@ pub fn check_bearer(header: Option<&str>, admin_token: &str) -> Result<(), ApiEr
     } else {
         Err(ApiError::unauthenticated())
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value; empty for anything else.
+pub fn bearer(header: Option<&str>) -> &str {
+    header
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("")
 }
 
 #[cfg(test)]

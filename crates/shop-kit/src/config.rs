@@ -56,3 +56,9 @@ pub fn event_delivery() -> EventDelivery {
 pub fn delivery_token() -> String {
     var_or("delivery_token", "")
 }
+
+/// The keys derived from the functions' shared secret `internal_key` (see `seal`); `None`
+/// when it is not configured, and then nothing is signed or trusted.
+pub fn internal_keys() -> Option<crate::seal::Keys> {
+    crate::seal::Keys::new(&var_or("internal_key", ""))
+}

@@ -1,10 +1,10 @@
-//! The event envelope `{id, type, source, partition, seq, occurred_at, traceparent, data}`.
+//! The event envelope `{id, type, source, partition, seq, occurred_at, traceparent, data, mac}`.
 
 use serde::{Deserialize, Serialize};
 use shop_events::{DecodeError, ShopEvent};
 
 /// The envelope's fields as they appear in JSON.
-pub const FIELDS: [&str; 8] = [
+pub const FIELDS: [&str; 9] = [
     "id",
     "type",
     "source",
@@ -13,6 +13,7 @@ pub const FIELDS: [&str; 8] = [
     "occurred_at",
     "traceparent",
     "data",
+    "mac",
 ];
 
 /// One event as published on `shop.<source>.<partition>` and served by `GET /<source>/events`.
@@ -30,6 +31,10 @@ pub struct Envelope {
     pub occurred_at: String,
     pub traceparent: String,
     pub data: serde_json::Value,
+    /// HMAC-SHA256 of the rest, in hex, set as the event leaves its producer (`seal`); empty
+    /// inside the producer's own store.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac: String,
 }
 
 impl Envelope {
@@ -45,6 +50,7 @@ impl Envelope {
             occurred_at: crate::time::now_rfc3339(),
             traceparent: crate::TraceContext::new_root().header(),
             data: event.data(),
+            mac: String::new(),
         }
     }
 
@@ -97,6 +103,7 @@ mod tests {
             occurred_at: "2026-01-01T00:00:00.000Z".into(),
             traceparent: "tp".into(),
             data: event.data(),
+            mac: "00".into(),
         };
         let json = serde_json::to_value(&env).unwrap();
         for field in FIELDS {

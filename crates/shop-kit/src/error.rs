@@ -76,10 +76,12 @@ impl ApiError {
     }
 
     pub fn unauthenticated() -> Self {
-        Self::new(
-            ErrorCode::Unauthenticated,
-            "a valid admin bearer token is required",
-        )
+        Self::credential_required("a valid admin bearer token")
+    }
+
+    /// 401 naming the credential the route takes (`what`).
+    pub fn credential_required(what: &str) -> Self {
+        Self::new(ErrorCode::Unauthenticated, format!("{what} is required"))
     }
 
     /// An unexpected failure; the detail goes to the log, not to the client.

@@ -1,7 +1,8 @@
 //! Reading another function's event feed
 //! (`GET {app_base_url}/<source>/events?partition=P&after=N`). This is how a consumer fills a
 //! gap in a stream or catches up: an absolute URL rather than service chaining, because Spin
-//! forbids chaining from Redis-triggered components.
+//! forbids chaining from Redis-triggered components. The reader presents the feed token of
+//! the source (`seal`), and verifies every event's MAC as if it had come on Redis.
 
 use crate::Envelope;
 
@@ -41,8 +42,12 @@ impl Feed for HttpFeed {
             "{}/{source}/events?partition={partition}&after={after}&limit={limit}",
             self.base_url.trim_end_matches('/')
         );
+        let token = crate::config::internal_keys()
+            .map(|keys| keys.token(crate::seal::Purpose::FeedToken, source))
+            .unwrap_or_default();
         let request = spin_sdk::http::Request::get(&url)
             .header("traceparent", &self.traceparent)
+            .header("authorization", format!("Bearer {token}"))
             .build();
         let response: spin_sdk::http::Response = spin_sdk::http::send(request)
             .await
@@ -53,6 +58,10 @@ impl Feed for HttpFeed {
             response.status()
         );
         let page: Page = serde_json::from_slice(response.body())?;
+        for env in &page.events {
+            crate::relay::authentic(env)
+                .map_err(|reason| anyhow::anyhow!("GET {url}: {}: {reason}", env.label()))?;
+        }
         Ok(page.events)
     }
 }

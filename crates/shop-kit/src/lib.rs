@@ -28,6 +28,7 @@ pub mod redo;
 pub mod relay;
 pub mod reply;
 pub mod routes;
+pub mod seal;
 pub mod sqlite;
 pub mod stream;
 pub mod subscriptions;

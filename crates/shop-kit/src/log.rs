@@ -16,6 +16,8 @@ pub mod events {
     pub const DEFERRED: &str = "deferred";
     /// An event parked after repeated failures (`channel`).
     pub const DEAD_LETTER: &str = "dead_letter";
+    /// An envelope refused because its MAC is missing or wrong (`channel`, `reason`).
+    pub const FORGED: &str = "forged";
     /// A circuit breaker changed state (`breaker`, `from`, `to`).
     pub const BREAKER_TRANSITION: &str = "breaker_transition";
 }

@@ -65,6 +65,7 @@ fn rows(
                     occurred_at: text(row, 5),
                     traceparent: text(row, 6),
                     data: serde_json::from_str(&text(row, 7))?,
+                    mac: String::new(),
                 },
             })
         })

@@ -32,16 +32,18 @@ pub fn to_redis(db: &Db, source: &str, redis_address: &str) -> anyhow::Result<us
         .map_err(|e| anyhow::anyhow!("redis {redis_address}: {e:?}"))?;
     let holder = uuid::Uuid::new_v4().to_string();
     let consumers = crate::subscriptions::subscribers(source).count() as i64;
+    let keys = crate::config::internal_keys();
     lease::relay(&port, &holder, crate::time::now_millis, |page| {
-        publish_all(&conn, consumers, page)
+        publish_all(&conn, consumers, keys.as_ref(), page)
     })
 }
 
-/// Publishes `rows` on their channels, in order, in one round trip (`PUBLISH_ALL`); returns
-/// how many reached at least `consumers` subscribers.
+/// Publishes `rows` on their channels, signed with `keys`, in order, in one round trip
+/// (`PUBLISH_ALL`); returns how many reached at least `consumers` subscribers.
 fn publish_all(
     conn: &spin_sdk::redis::Connection,
     consumers: i64,
+    keys: Option<&crate::seal::Keys>,
     rows: &[Row],
 ) -> anyhow::Result<usize> {
     use spin_sdk::redis::{RedisParameter as P, RedisResult as R};
@@ -51,9 +53,12 @@ fn publish_all(
         P::Int64(consumers),
     ];
     for row in rows {
-        let env = &row.env;
+        let mut env = row.env.clone();
+        if let Some(keys) = keys {
+            keys.sign(&mut env);
+        }
         args.push(P::Binary(channel(&env.source, env.partition).into_bytes()));
-        args.push(P::Binary(serde_json::to_vec(env)?));
+        args.push(P::Binary(serde_json::to_vec(&env)?));
     }
     let reply = conn
         .execute("EVAL", &args)

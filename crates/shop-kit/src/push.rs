@@ -63,11 +63,16 @@ pub async fn publish(db: &Db, source: &str, log: &Logger) -> anyhow::Result<usiz
     Ok(delivered)
 }
 
+/// POSTs `env`, signed, to `consumer`'s delivery route.
 async fn post(consumer: &str, env: &Envelope) -> anyhow::Result<()> {
+    let mut env = env.clone();
+    if let Some(keys) = config::internal_keys() {
+        keys.sign(&mut env);
+    }
     send(
         consumer,
         "events/deliveries",
-        serde_json::to_vec(env)?,
+        serde_json::to_vec(&env)?,
         &env.traceparent,
     )
     .await

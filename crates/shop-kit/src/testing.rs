@@ -23,6 +23,7 @@ pub fn envelope(seq: i64) -> crate::Envelope {
         occurred_at: String::new(),
         traceparent: String::new(),
         data: serde_json::Value::Null,
+        mac: String::new(),
     }
 }
 

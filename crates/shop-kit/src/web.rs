@@ -172,19 +172,33 @@ pub fn health(service: &str) -> Response {
     )
 }
 
-/// Answers `GET /<fn>/events?partition=P&after=N&limit=M` from the outbox of `db`; a function
-/// without an
-/// outbox publishes nothing and serves an empty feed, so every function has the route.
+/// Answers `GET /<fn>/events?partition=P&after=N&limit=M` from the outbox of `db`, signed; a
+/// function without an outbox publishes nothing and serves an empty feed, so every function
+/// has the route. Readers are the consumers (the function's feed token, `seal`) and admins:
+/// events carry card tokens and every order's story.
 pub fn serve_feed(
     ctx: &Ctx,
     req: &Request,
     db: Option<&crate::sqlite::Db>,
 ) -> Result<Response, Failure> {
+    let keys = crate::config::internal_keys();
+    let presented = crate::auth::bearer(header(req, "authorization"));
+    let reader = keys.as_ref().is_some_and(|keys| {
+        keys.check_token(crate::seal::Purpose::FeedToken, ctx.service, presented)
+    });
+    if !reader {
+        ctx.require_admin(req).map_err(|_| {
+            ApiError::credential_required("a consumer's feed token or the admin bearer token")
+        })?;
+    }
     let q = crate::outbox::feed_params(&query(req))?;
-    let rows = match db {
+    let mut rows = match db {
         Some(db) => crate::outbox::page(db, ctx.service, q)?,
         None => Vec::new(),
     };
+    if let Some(keys) = &keys {
+        rows.iter_mut().for_each(|row| keys.sign(&mut row.env));
+    }
     Ok(json(200, &crate::outbox::feed_json(&rows, q)))
 }
 

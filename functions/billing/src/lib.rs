@@ -21,6 +21,7 @@ pub fn open(trace: &shop_kit::TraceContext) -> anyhow::Result<Service> {
                 "payment_provider_url",
                 "http://127.0.0.1:3000/payment-sim",
             ),
+            api_key: shop_kit::config::var_or("payment_provider_key", ""),
             traceparent: trace.child().header(),
             breaker: shop_kit::breaker::KvBreaker::open("billing", "breaker:payment_provider")?,
         },

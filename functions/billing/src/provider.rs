@@ -4,10 +4,11 @@
 //! breaker, retried), and the idempotency key makes a retry of a call the provider did finish
 //! return the same charge.
 //!
-//! Answers are classified so that the caller knows whether asking again can help: a 4xx
-//! (but 408 and 429) is the provider refusing this very request, final, and a successful call
+//! Every call carries the shop's key (`Authorization: Bearer`). Answers are classified so that
+//! the caller knows whether asking again can help: a 4xx (but 401, 403, 408 and 429) is the
+//! provider refusing this very request, final, and a successful call
 //! for the breaker (the provider is up); 5xx, 408, 429, timeouts and refused connections are
-//! errors, which the breaker counts and the event's retries try again (an open breaker's
+//! errors (and so are 401 and 403, a key problem of the shop's), which the breaker counts and the event's retries try again (an open breaker's
 //! refusal is `shop_kit::pending::NotAttempted`, which costs the event no attempt).
 
 use serde_json::{json, Value};
@@ -22,6 +23,8 @@ const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 
 pub struct HttpProvider {
     pub base_url: String,
+    /// The shop's secret key at the provider (`payment_provider_key`), sent as a bearer token.
+    pub api_key: String,
     pub traceparent: String,
     pub breaker: KvBreaker,
 }
@@ -31,9 +34,12 @@ pub struct HttpProvider {
 enum Class {
     /// 2xx: an answer to read.
     Success,
-    /// 4xx but 408 and 429: the provider refused the request and will refuse it again.
+    /// 4xx but 401, 403, 408 and 429: the provider refused the request and will refuse it
+    /// again.
     Refused,
-    /// 5xx, 408, 429: the provider cannot answer now; a later call may succeed.
+    /// 5xx, 408, 429, and 401/403 (the shop's key is wrong or revoked: the operator's mistake,
+    /// not the order's, so its charge waits, parked at worst, until the key is fixed): a later
+    /// call may succeed.
     Transient,
     /// 1xx, 3xx: nothing billing can read, nor a reason to think a retry helps.
     Unexpected,
@@ -42,7 +48,7 @@ enum Class {
 fn classify(status: u16) -> Class {
     match status {
         200..=299 => Class::Success,
-        408 | 429 | 500..=599 => Class::Transient,
+        401 | 403 | 408 | 429 | 500..=599 => Class::Transient,
         400..=499 => Class::Refused,
         _ => Class::Unexpected,
     }
@@ -150,6 +156,7 @@ impl HttpProvider {
         builder
             .method(method.clone())
             .uri(&url)
+            .header("authorization", format!("Bearer {}", self.api_key))
             .header("traceparent", &self.traceparent);
         if let Some(body) = body {
             let body = body.to_string();
@@ -275,6 +282,8 @@ mod tests {
             (404, Class::Refused),
             (409, Class::Refused),
             (408, Class::Transient),
+            (401, Class::Transient),
+            (403, Class::Transient),
             (429, Class::Transient),
             (500, Class::Transient),
             (503, Class::Transient),

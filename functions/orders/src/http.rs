@@ -4,6 +4,7 @@ use serde_json::json;
 use shop_kit::body::{check_order_id, is_plain_id};
 use shop_kit::component::{Component, Consuming, Entry};
 use shop_kit::routes::{Params, Route};
+use shop_kit::seal::Purpose;
 use shop_kit::sqlite::Db;
 use shop_kit::web::{self, Ctx};
 use shop_kit::{ApiError, Failure};
@@ -54,12 +55,12 @@ impl Component for Http {
     ) -> Result<Response, Failure> {
         match op {
             Op::Place => place(ctx, req),
-            Op::List => list(req),
+            Op::List => list(ctx, req),
             Op::Get => Ok(web::json(
                 200,
                 &service()?.get(&order_id(params.get("id"))?)?.view(),
             )),
-            Op::Cancel => cancel(ctx, params.get("id")),
+            Op::Cancel => cancel(ctx, req, params.get("id")),
         }
     }
 
@@ -106,7 +107,11 @@ fn place(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
     let new = NewOrder::parse(&web::json_object(req)?)?;
     let service = service()?;
     let (order, placed) = service.place(new, key, &ctx.trace)?;
-    let mut response = web::json(201, &order.view());
+    let mut body = serde_json::to_value(order.view()).map_err(anyhow::Error::from)?;
+    if let Some(keys) = shop_kit::config::internal_keys() {
+        body["cancel_token"] = keys.token(Purpose::CancelToken, &order.id).into();
+    }
+    let mut response = web::json(201, &body);
     match placed {
         Placed::Created => {
             ctx.log.info("order placed", Some(&order.id));
@@ -117,7 +122,9 @@ fn place(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
     Ok(response)
 }
 
-fn list(req: &Request) -> Result<Response, Failure> {
+/// `GET /orders`: one customer's orders to anyone who names the customer, every order to
+/// admins only.
+fn list(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
     let mut query = ListQuery {
         limit: 20,
         ..ListQuery::default()
@@ -156,6 +163,9 @@ fn list(req: &Request) -> Result<Response, Failure> {
             other => return Err(ApiError::invalid(other, "unknown query parameter").into()),
         }
     }
+    if query.customer_id.is_none() {
+        ctx.require_admin(req)?;
+    }
     let (orders, next_cursor) = service()?.list(&query)?;
     let orders: Vec<_> = orders.iter().map(|o| o.view()).collect();
     Ok(web::json(
@@ -164,8 +174,20 @@ fn list(req: &Request) -> Result<Response, Failure> {
     ))
 }
 
-fn cancel(ctx: &Ctx, raw_id: &str) -> Result<Response, Failure> {
+/// `POST /orders/{id}/cancel`, by whoever placed the order (the `cancel_token` its
+/// `POST /orders` answered, as a bearer token) or an admin.
+fn cancel(ctx: &Ctx, req: &Request, raw_id: &str) -> Result<Response, Failure> {
     let id = order_id(raw_id)?;
+    let presented = shop_kit::auth::bearer(web::header(req, "authorization"));
+    let placer = shop_kit::config::internal_keys()
+        .is_some_and(|keys| keys.check_token(Purpose::CancelToken, &id, presented));
+    if !placer {
+        ctx.require_admin(req).map_err(|_| {
+            ApiError::credential_required(
+                "the order's cancel_token (Authorization: Bearer) or the admin bearer token",
+            )
+        })?;
+    }
     let service = service()?;
     let order = service.cancel(&id, &ctx.trace)?;
     ctx.log.info("order cancelled by customer", Some(&order.id));

@@ -57,6 +57,7 @@ pub enum ChargeStatus {
     Processing,
     Captured,
     Declined,
+    /// Captured, then refunded in full (partial refunds leave it `captured`).
     Refunded,
 }
 
@@ -122,6 +123,9 @@ pub struct Charge {
     /// was a `processing` status).
     #[serde(default)]
     pub settles_at_ms: i64,
+    /// The sum of its refunds so far, never more than `amount_cents`.
+    #[serde(default)]
+    pub refunded_cents: i64,
 }
 
 /// A charge as answered: everything but the card token.
@@ -132,6 +136,7 @@ pub struct ChargeView {
     pub currency: String,
     pub status: ChargeStatus,
     pub idempotency_key: String,
+    pub refunded_cents: i64,
 }
 
 /// What the provider does with a charge request, given what it holds under the key.
@@ -154,6 +159,7 @@ impl Charge {
             token: req.token,
             idempotency_key: req.idempotency_key,
             settles_at_ms: now_ms.saturating_add(i64::try_from(latency_ms).unwrap_or(i64::MAX)),
+            refunded_cents: 0,
         }
     }
 
@@ -190,6 +196,7 @@ impl Charge {
             currency: self.currency.clone(),
             status: self.status,
             idempotency_key: self.idempotency_key.clone(),
+            refunded_cents: self.refunded_cents,
         }
     }
 }
@@ -245,7 +252,7 @@ impl RefundRequest {
     }
 }
 
-/// A refund as the provider keeps it.
+/// A refund as the provider keeps it. `status` is the charge's once this refund was made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refund {
     pub status: ChargeStatus,
@@ -254,24 +261,36 @@ pub struct Refund {
     pub amount_cents: i64,
 }
 
-/// Refunds `charge`, which must be captured and at least `amount_cents`.
+impl Refund {
+    /// Whether a retry under the refund's key asks for this very refund.
+    pub fn same_request(&self, req: &RefundRequest) -> bool {
+        self.provider_ref == req.provider_ref && self.amount_cents == req.amount_cents
+    }
+}
+
+/// Refunds `amount_cents` of a captured `charge`: refunds add up to at most the capture, and
+/// the charge is `refunded` once they reach it.
 pub fn refund(
     charge: &mut Charge,
     req: &RefundRequest,
     refund_ref: String,
 ) -> Result<Refund, ApiError> {
+    let left = charge.amount_cents - charge.refunded_cents;
     match charge.status {
         ChargeStatus::Processing => Err(ApiError::conflict("the charge is still processing")),
         ChargeStatus::Declined => Err(ApiError::conflict("a declined charge cannot be refunded")),
-        ChargeStatus::Refunded => Err(ApiError::conflict("the charge is already refunded")),
-        ChargeStatus::Captured if req.amount_cents > charge.amount_cents => Err(ApiError::invalid(
+        ChargeStatus::Refunded => Err(ApiError::conflict("the charge is already fully refunded")),
+        ChargeStatus::Captured if req.amount_cents > left => Err(ApiError::invalid(
             "amount_cents",
-            "exceeds the captured amount",
+            format!("exceeds the {left} cents of the charge not refunded yet"),
         )),
         ChargeStatus::Captured => {
-            charge.status = ChargeStatus::Refunded;
+            charge.refunded_cents += req.amount_cents;
+            if charge.refunded_cents == charge.amount_cents {
+                charge.status = ChargeStatus::Refunded;
+            }
             Ok(Refund {
-                status: ChargeStatus::Refunded,
+                status: charge.status,
                 refund_ref,
                 provider_ref: charge.provider_ref.clone(),
                 amount_cents: req.amount_cents,
@@ -337,7 +356,7 @@ mod tests {
         assert_eq!(
             view,
             json!({"provider_ref": "ch_1", "amount_cents": 500, "currency": "USD",
-                   "status": "captured", "idempotency_key": "o1"})
+                   "status": "captured", "idempotency_key": "o1", "refunded_cents": 0})
         );
     }
 
@@ -441,6 +460,34 @@ mod tests {
         );
         let mut declined = decided(DECLINE_TOKEN, "ch_2");
         assert!(refund(&mut declined, &r, "re_3".into()).is_err());
+    }
+
+    #[test]
+    fn partial_refunds_add_up_to_the_capture_and_no_further() {
+        let mut charge = decided("tok_visa", "ch_1");
+        let part = |amount_cents| RefundRequest {
+            provider_ref: "ch_1".into(),
+            amount_cents,
+            idempotency_key: format!("r{amount_cents}"),
+        };
+        let first = refund(&mut charge, &part(1), "re_1".into()).unwrap();
+        assert_eq!(first.status, ChargeStatus::Captured, "1 of 500 refunded");
+        assert_eq!(charge.refunded_cents, 1);
+        let over = refund(&mut charge, &part(500), "re_2".into()).unwrap_err();
+        assert_eq!(over.code.status(), 400);
+        assert!(over.message.contains("499"), "{}", over.message);
+        assert_eq!(charge.refunded_cents, 1, "a refused refund changes nothing");
+        let rest = refund(&mut charge, &part(499), "re_3".into()).unwrap();
+        assert_eq!(rest.status, ChargeStatus::Refunded);
+        assert_eq!(charge.status, ChargeStatus::Refunded);
+        assert_eq!(charge.view().refunded_cents, 500);
+        assert_eq!(
+            refund(&mut charge, &part(1), "re_4".into())
+                .unwrap_err()
+                .code
+                .status(),
+            409
+        );
     }
 
     #[test]

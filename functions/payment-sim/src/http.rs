@@ -4,7 +4,7 @@ use shop_kit::component::{Component, Entry};
 use shop_kit::routes::{Params, Route};
 use shop_kit::time::now_millis;
 use shop_kit::web::{self, Ctx};
-use shop_kit::Failure;
+use shop_kit::{ApiError, Failure};
 use spin_sdk::http::{Request, Response};
 
 use crate::domain::{ChargeRequest, Faults, RefundRequest};
@@ -37,6 +37,16 @@ fn faulty(service: &Service) -> Result<Faults, Failure> {
         return Err(e.into());
     }
     Ok(faults)
+}
+
+/// Checks the caller's secret key (`Authorization: Bearer <payment_provider_key>`), as a real
+/// provider's API does on every call; with no key configured, nobody gets in.
+fn require_key(req: &Request) -> Result<(), Failure> {
+    let key = shop_kit::config::var_or("payment_provider_key", "");
+    shop_kit::auth::check_bearer(web::header(req, "authorization"), &key).map_err(|_| {
+        ApiError::credential_required("the API key (Authorization: Bearer <payment_provider_key>)")
+    })?;
+    Ok(())
 }
 
 /// What each of its own routes does (the common ones are `shop_kit::component`'s).
@@ -82,6 +92,10 @@ impl Component for Http {
         params: &Params,
     ) -> Result<Response, Failure> {
         match op {
+            Op::Faults | Op::SetFaults => ctx.require_admin(req)?,
+            Op::Charge | Op::GetCharge | Op::Refund => require_key(req)?,
+        }
+        match op {
             Op::Charge => {
                 let charge = ChargeRequest::parse(&web::json_object(req)?)?;
                 let service = service()?;
@@ -113,7 +127,6 @@ impl Component for Http {
             }
             Op::Faults => Ok(web::json(200, &service()?.store.faults()?)),
             Op::SetFaults => {
-                ctx.require_admin(req)?;
                 let body = web::json_object(req)?;
                 let service = service()?;
                 let faults = Faults::parse(&body, service.store.faults()?)?;

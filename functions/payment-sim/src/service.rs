@@ -76,9 +76,16 @@ impl<S: ProviderStore> Provider<S> {
         Ok(charge)
     }
 
-    /// Refunds a captured charge once per idempotency key.
+    /// Refunds part or all of a captured charge, once per idempotency key: a retry with the
+    /// same request answers the first refund again; another request under the key conflicts.
     pub fn refund(&self, req: RefundRequest, now_ms: i64) -> Result<Refund, Failure> {
         if let Some(existing) = self.store.refund(&req.idempotency_key)? {
+            if !existing.same_request(&req) {
+                return Err(ApiError::conflict(
+                    "idempotency_key was already used with a different refund",
+                )
+                .into());
+            }
             return Ok(existing);
         }
         let mut charge = self
@@ -288,7 +295,12 @@ mod tests {
             idempotency_key: "refund-o1".into(),
         };
         let first = p.refund(r.clone(), 0).unwrap();
-        assert_eq!(p.refund(r, 0).unwrap(), first);
+        assert_eq!(p.refund(r.clone(), 0).unwrap(), first);
+        let other = RefundRequest {
+            amount_cents: 1,
+            ..r
+        };
+        assert_eq!(status_of(p.refund(other, 0)), 409);
         assert_eq!(
             p.get_charge("o1", 0).unwrap().status,
             ChargeStatus::Refunded

@@ -49,6 +49,12 @@ struct ChannelLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForgedLabels {
+    component: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BreakerLabels {
     component: String,
     breaker: String,
@@ -97,6 +103,7 @@ pub struct Metrics {
     duplicates: Family<ChannelLabels, Counter>,
     deferred: Family<ChannelLabels, Counter>,
     dead_letters: Family<ChannelLabels, Counter>,
+    forged: Family<ForgedLabels, Counter>,
     breaker_transitions: Family<BreakerLabels, Counter>,
 }
 
@@ -170,6 +177,12 @@ impl Default for Metrics {
             "Events a component parked after repeated failures (log-derived: event=dead_letter)",
             dead_letters.clone(),
         );
+        let forged = Family::default();
+        registry.register(
+            "events_forged",
+            "Envelopes a component refused because their MAC is missing or wrong (log-derived: event=forged)",
+            forged.clone(),
+        );
         let breaker_transitions = Family::default();
         registry.register(
             "breaker_transitions",
@@ -189,6 +202,7 @@ impl Default for Metrics {
             duplicates,
             deferred,
             dead_letters,
+            forged,
             breaker_transitions,
         }
     }
@@ -264,8 +278,8 @@ impl Metrics {
     }
 
     /// Counts one structured log line of `component` by its well-known `event` field:
-    /// `duplicate`, `deferred` and `dead_letter` (with `channel`), `breaker_transition` (with
-    /// `breaker`, `to`).
+    /// `duplicate`, `deferred` and `dead_letter` (with `channel`), `forged` (with `reason`),
+    /// `breaker_transition` (with `breaker`, `to`).
     /// Other lines are not metrics.
     pub fn log_event(&self, component: &str, fields: &Map<String, Value>) {
         let text = |name: &str| {
@@ -283,6 +297,13 @@ impl Metrics {
             Some("duplicate") => self.duplicates.get_or_create(&on_channel()).clone(),
             Some("deferred") => self.deferred.get_or_create(&on_channel()).clone(),
             Some("dead_letter") => self.dead_letters.get_or_create(&on_channel()).clone(),
+            Some("forged") => self
+                .forged
+                .get_or_create(&ForgedLabels {
+                    component: component.into(),
+                    reason: text("reason"),
+                })
+                .clone(),
             Some("breaker_transition") => self
                 .breaker_transitions
                 .get_or_create(&BreakerLabels {
@@ -427,8 +448,15 @@ mod tests {
             "billing",
             &line(r#"{"event":"deferred","channel":"shop.inventory.2"}"#),
         );
+        metrics.log_event("orders", &line(r#"{"event":"forged","reason":"bad_mac"}"#));
         metrics.log_event("billing", &line(r#"{"msg":"payment captured"}"#));
         let text = metrics.render();
+        assert!(
+            text.contains(
+                "shop_host_events_forged_total{component=\"orders\",reason=\"bad_mac\"} 1"
+            ),
+            "{text}"
+        );
         assert!(text.contains(
             "shop_host_events_deferred_total{component=\"billing\",channel=\"shop.inventory.2\"} 1"
         ), "{text}");
