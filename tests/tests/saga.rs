@@ -227,7 +227,7 @@ fn customer_cancel_after_confirmation_is_a_conflict() {
     assert_eq!(stock(&shop, &sku), (2, 0));
 
     let unknown = "00000000-0000-4000-8000-000000000000";
-    let response = shop.cancel(&unknown);
+    let response = shop.cancel(unknown);
     assert_error(&response, 404, "NOT_FOUND");
 }
 
