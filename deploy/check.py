@@ -19,9 +19,20 @@ side changes without the other:
   each consumer subscribes on an address of its own;
 - the Fermyon Cloud manifest (deploy/cloud/spin.toml) is spin.toml without the Redis trigger,
   `redis_address` and component builds, with `event_delivery = "http"` and a required
-  `delivery_token`: same components (same .wasm files), routes, stores, grants and variables.
+  `delivery_token`: same components (same .wasm files), routes, stores, grants and variables;
+- deploy/README.md: the plain-machine example sets every SHOP_KV_*_URL the template reads (a
+  store left out would point at the in-cluster host `redis`), and step 5 starts Redis and waits
+  for it before applying the SpinApp (the SpinApp CRD has no initContainers);
+- Fermyon Cloud's limits (CLOUD_LIMITS, from https://developer.fermyon.com/cloud/faq): the Cloud
+  manifest uses at most that many key-value stores; its SQLite databases exceed the Cloud's one
+  per account, which is reported as the known limitation the README documents (it fails only if
+  the count grows past KNOWN_CLOUD_SQLITE_DATABASES or the README stops saying so); the README's
+  outbound-request numbers (per order, per sweep round, orders per hour, Redis subscriptions per
+  replica) are recomputed from crates/shop-kit/src/subscriptions.rs, stream.rs and spin.toml, and
+  the Cloud sweep schedule fits the outbound quota.
 
     python3 deploy/check.py [--manifest spin.toml] [--cloud-manifest deploy/cloud/spin.toml]
+        [--readme deploy/README.md]
 
 Needs PyYAML (`apt-get install python3-yaml` or `pip install pyyaml`).
 """
@@ -29,6 +40,7 @@ Needs PyYAML (`apt-get install python3-yaml` or `pip install pyyaml`).
 import argparse
 import copy
 import importlib.util
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -40,6 +52,21 @@ except ImportError:
     sys.exit("deploy/check.py needs PyYAML: apt-get install python3-yaml (or pip install pyyaml)")
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# Fermyon Cloud, Starter plan (Growth: the same, except 100 key-value stores), from
+# https://developer.fermyon.com/cloud/faq ("Quotas, Limitations, and Technical FAQ"):
+# "SQLite database count" 1, "Key value store count" 5, "Outbound requests per hour per Spin app" 500.
+CLOUD_LIMITS = {"sqlite_databases": 1, "key_value_stores": 5, "outbound_per_hour": 500}
+# The Cloud manifest needs 3 SQLite databases (one per function, ADR 0002): more than Cloud allows.
+# A known, documented limitation (deploy/README.md, "Each platform within its limits"), reported
+# rather than failed, as long as it stays at this number.
+KNOWN_CLOUD_SQLITE_DATABASES = 3
+# Sources of the events of an order that goes through, in order: order-created, stock-reserved,
+# payment-captured, order-confirmed (functions/*/src). Each is POSTed once per subscriber.
+HAPPY_PATH_SOURCES = ("orders", "inventory", "billing", "orders")
+# Outbound requests per order besides the deliveries: billing's charge to payment-sim.
+PROVIDER_CALLS_PER_ORDER = 1
 
 
 def load_renderer():
@@ -109,7 +136,7 @@ def check_runtime_config(spin, manifest, problems):
         return
     config = tomllib.loads(text)
     problems += render.check_tables(config, "key_value_store", render.KV_FIELDS)
-    problems += render.check_tables(config, "sqlite_database", render.SQLITE_FIELDS)
+    problems += render.check_tables(config, "sqlite_database", render.sqlite_fields())
     problems += render.check_labels(config, manifest)
     for label in redis_urls_without_password(config):
         problems.append(f"runtime config template: the default URL of [key_value_store.{label}] "
@@ -279,14 +306,135 @@ def check_cloud(spin, manifest, cloud_manifest, problems):
             problems.append(f"cloud {name}: [{section}] is {have}, expected {want}")
 
 
+def component_labels(manifest, key):
+    return {label for c in manifest.get("component", {}).values() for label in c.get(key, [])}
+
+
+def subscriptions():
+    """(source, consumer) pairs of crates/shop-kit/src/subscriptions.rs, and PARTITIONS."""
+    text = (ROOT / "crates/shop-kit/src/subscriptions.rs").read_text()
+    table = text.split("SUBSCRIPTIONS", 1)[1].split("];", 1)[0]
+    pairs = re.findall(r'\(\s*"([a-z_-]+)"\s*,\s*"([a-z_-]+)"\s*\)', table)
+    found = re.search(r"pub const PARTITIONS: i64 = (\d+);",
+                      (ROOT / "crates/shop-kit/src/stream.rs").read_text())
+    return pairs, int(found.group(1)) if found else None
+
+
+def section(text, heading):
+    """The README text from `heading` to the next heading of the same or a higher level."""
+    start = text.find(heading)
+    if start < 0:
+        return None
+    level = len(heading.split(" ", 1)[0])
+    lines, fenced = [], False
+    for line in text[start + len(heading):].splitlines(keepends=True):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,%d} " % level, line):
+            break
+        lines.append(line)
+    return "".join(lines)
+
+
+def check_readme(readme, problems):
+    """The README's plain-machine example and deploy order."""
+    text = readme.read_text()
+    render = load_renderer()
+    wanted = sorted(n for n in render.placeholders(
+        (HERE / "runtime-config.production.toml").read_text())
+        if re.fullmatch(r"SHOP_KV_[A-Z_]+_URL", n))
+    plain = section(text, "### On a plain machine with the Spin CLI")
+    if plain is None:
+        problems.append("README: no section '### On a plain machine with the Spin CLI'")
+    else:
+        given = set(re.findall(r"\b(SHOP_KV_[A-Z_]+_URL)=", plain))
+        for name in wanted:
+            if name not in given:
+                problems.append(f"README plain-machine example does not set {name}: its store "
+                                "would point at the in-cluster host `redis`")
+    deploy = section(text, "## 5. Deploy")
+    if deploy is None:
+        problems.append("README: no section '## 5. Deploy'")
+        return
+    steps = ["kubectl apply -f deploy/spinkube/redis.yaml", "kubectl rollout status deployment/redis",
+             "kubectl apply -f deploy/spinkube/\n"]
+    at = [deploy.find(step) for step in steps]
+    if any(a < 0 for a in at) or at != sorted(at):
+        problems.append("README step 5 must apply redis.yaml and wait for `kubectl rollout status "
+                        "deployment/redis` before `kubectl apply -f deploy/spinkube/`: the app's "
+                        "Redis trigger exits while Redis is not ready")
+
+
+def cron_runs_per_hour(minute_field):
+    if minute_field == "*":
+        return 60
+    if minute_field.startswith("*/") and minute_field[2:].isdigit():
+        return -(-60 // int(minute_field[2:]))
+    if re.fullmatch(r"\d+(,\d+)*", minute_field):
+        return len(minute_field.split(","))
+    return None
+
+
+def check_cloud_limits(spin, cloud_manifest, readme, problems, notes):
+    cloud = tomllib.loads(cloud_manifest.read_text())
+    text = readme.read_text()
+    name = cloud_manifest.name
+    kv = component_labels(cloud, "key_value_stores") - {"default"}
+    if len(kv) > CLOUD_LIMITS["key_value_stores"]:
+        problems.append(f"cloud {name}: {len(kv)} key-value stores, Fermyon Cloud allows "
+                        f"{CLOUD_LIMITS['key_value_stores']}")
+    sqlite = component_labels(cloud, "sqlite_databases")
+    if len(sqlite) > CLOUD_LIMITS["sqlite_databases"]:
+        documented = "does not fit" in text and "known limitation" in text.lower()
+        if len(sqlite) > KNOWN_CLOUD_SQLITE_DATABASES or not documented:
+            problems.append(f"cloud {name}: {len(sqlite)} SQLite databases {sorted(sqlite)}, "
+                            f"Fermyon Cloud allows {CLOUD_LIMITS['sqlite_databases']} per account "
+                            f"(known and documented up to {KNOWN_CLOUD_SQLITE_DATABASES})")
+        else:
+            notes.append(f"known limitation: cloud {name} uses {len(sqlite)} SQLite databases, "
+                         f"Fermyon Cloud allows {CLOUD_LIMITS['sqlite_databases']} per account "
+                         "(deploy/README.md, 'Each platform within its limits')")
+
+    pairs, partitions = subscriptions()
+    if not pairs or partitions is None:
+        problems.append("could not read SUBSCRIPTIONS or PARTITIONS from crates/shop-kit/src")
+        return
+    per_order = sum(1 for source in HAPPY_PATH_SOURCES for s, _ in pairs if s == source)
+    per_order += PROVIDER_CALLS_PER_ORDER
+    per_sweep = len(pairs) * partitions
+    addresses = {t.get("address") for t in spin.get("trigger", {}).get("redis", [])}
+    limits = section(text, "## Each platform within its limits") or ""
+    fermyon = section(text, "## Fermyon Cloud") or ""
+    cron = re.search(r"^\s*(\S+) \S+ \S+ \S+ \S+ for fn in", fermyon, re.M)
+    runs = cron_runs_per_hour(cron.group(1)) if cron else None
+    if runs is None:
+        problems.append("README's Fermyon Cloud section has no crontab line for the sweeps")
+        return
+    sweeps = runs * per_sweep
+    if sweeps >= CLOUD_LIMITS["outbound_per_hour"]:
+        problems.append(f"README: the Cloud sweep runs {runs} times an hour, {sweeps} outbound "
+                        f"requests, over Fermyon Cloud's {CLOUD_LIMITS['outbound_per_hour']}")
+    claims = [f"**{per_order} per order**", f"**{per_sweep} per sweep round**",
+              f"{len(addresses)} per replica"]
+    if sweeps < CLOUD_LIMITS["outbound_per_hour"]:
+        orders = (CLOUD_LIMITS["outbound_per_hour"] - sweeps) // per_order
+        claims.append(f"**at most {orders} orders per hour**")
+    for claim in claims:
+        if claim not in limits:
+            problems.append(f"README 'Each platform within its limits' should say {claim!r} "
+                            "(recomputed from subscriptions.rs, stream.rs, spin.toml and the "
+                            "Cloud crontab)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manifest", type=Path, default=HERE.parent / "spin.toml")
     parser.add_argument("--cloud-manifest", type=Path, default=HERE / "cloud" / "spin.toml")
+    parser.add_argument("--readme", type=Path, default=HERE / "README.md")
     args = parser.parse_args()
     spin = tomllib.loads(args.manifest.read_text())
 
-    problems = []
+    problems, notes = [], []
     objects = load_objects(problems)
     spinapp = objects.get(("SpinApp", "shop"))
     cronjob = objects.get(("CronJob", "shop-sweep"))
@@ -302,7 +450,11 @@ def main() -> int:
         check_runtime_config_example(objects, spinapp, problems)
     check_runtime_config(spin, args.manifest, problems)
     check_cloud(spin, args.manifest, args.cloud_manifest, problems)
+    check_readme(args.readme, problems)
+    check_cloud_limits(spin, args.cloud_manifest, args.readme, problems, notes)
 
+    for note in notes:
+        print(note)
     if problems:
         print("deploy/ does not match spin.toml:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1

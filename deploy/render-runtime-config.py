@@ -12,7 +12,11 @@ A default may itself hold `${OTHER}` placeholders (one level, no default of thei
 filled, and required, only when NAME is unset or empty, e.g.
 `${SHOP_KV_BILLING_URL:-redis://:${SHOP_REDIS_PASSWORD}@redis:6379/3}`.
 
-    python3 deploy/render-runtime-config.py [--template FILE] [--manifest spin.toml] > out.toml
+    python3 deploy/render-runtime-config.py [--template FILE] [--manifest spin.toml]
+        [--spin-version X.Y.Z] > out.toml
+
+Fields are checked against the oldest Spin the file may meet (`--spin-version`, default the
+oldest one a supported target bundles; see SQLITE_FIELDS_SINCE).
 """
 
 import argparse
@@ -29,9 +33,42 @@ PLACEHOLDER = re.compile(
 INNER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 HERE = Path(__file__).resolve().parent
 
-# Fields Spin's parsers accept per store type (they deny unknown fields).
+# Fields Spin's parsers accept per store type: they deny unknown fields, so a field one Spin
+# version knows makes an older one refuse the whole runtime config.
+#
+# `allow_attach_file` ([sqlite_database.*] of type "spin") exists from Spin v4.0.1 on
+# (spinframework/spin, crates/sqlite/src/lib.rs, `InProcDatabase`, `#[serde(deny_unknown_fields)]`;
+# absent from v3.6.3 and v4.0.0). The Spin inside the shim is what counts on SpinKube:
+# containerd-shim-spin v0.24.0 bundles Spin v3.6.3, the shim runtime-class-manager v0.2.0's sample
+# Shim installs (v0.23.0) bundles Spin v3.6.1, and a stored copy of the shim's Cargo.toml newer
+# than v0.24.0 (the v0.25.x line, latest release v0.25.1) pins Spin v4.0.1. So by default this
+# script accepts only what every one of them accepts, and the field only with
+# `--spin-version 4.0.1` (or newer) for a runtime that is known to have it.
+MIN_SPIN_VERSION = (3, 6, 1)
 KV_FIELDS = {"redis": {"url"}, "spin": {"path"}}
-SQLITE_FIELDS = {"libsql": {"url", "token"}, "spin": {"path", "allow_attach_file"}}
+SQLITE_FIELDS = {"libsql": {"url", "token"}, "spin": {"path"}}
+# Fields added later: (section's type, field) -> first Spin version that accepts it.
+SQLITE_FIELDS_SINCE = {("spin", "allow_attach_file"): (4, 0, 1)}
+
+
+def parse_version(text: str) -> tuple:
+    """`4.0.1` or `v4.0.1` as (4, 0, 1)."""
+    try:
+        parts = tuple(int(p) for p in text.strip().lstrip("v").split("."))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a Spin version: {text!r}") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"not a Spin version (X.Y.Z): {text!r}")
+    return parts
+
+
+def sqlite_fields(spin_version: tuple = MIN_SPIN_VERSION) -> dict:
+    """The [sqlite_database.*] fields Spin `spin_version` accepts, per type."""
+    fields = {kind: set(names) for kind, names in SQLITE_FIELDS.items()}
+    for (kind, name), since in SQLITE_FIELDS_SINCE.items():
+        if spin_version >= since:
+            fields[kind].add(name)
+    return fields
 
 
 def toml_escape(value: str) -> str:
@@ -88,7 +125,11 @@ def check_tables(config: dict, section: str, allowed: dict) -> list:
             continue
         unknown = set(table) - {"type"} - allowed[kind]
         if unknown:
-            problems.append(f"[{section}.{label}]: unknown fields {sorted(unknown)}")
+            later = {name: since for (k, name), since in SQLITE_FIELDS_SINCE.items() if k == kind}
+            hints = [f"{name} needs Spin >= {'.'.join(map(str, later[name]))} (--spin-version)"
+                     for name in sorted(unknown) if section == "sqlite_database" and name in later]
+            problems.append(f"[{section}.{label}]: unknown fields {sorted(unknown)}"
+                            + (f"; {', '.join(hints)}" if hints else ""))
         if kind == "libsql":
             if not str(table.get("url", "")).startswith(("https://", "http://")):
                 problems.append(f"[{section}.{label}]: libSQL url must start with https:// or http://")
@@ -131,6 +172,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--template", type=Path, default=HERE / "runtime-config.production.toml")
     parser.add_argument("--manifest", type=Path, help="spin.toml whose labels must all be configured")
+    parser.add_argument("--spin-version", type=parse_version, default=MIN_SPIN_VERSION,
+                        help="the oldest Spin that will read the file (default "
+                             f"{'.'.join(map(str, MIN_SPIN_VERSION))}: fields every supported "
+                             "target accepts)")
     args = parser.parse_args()
 
     text, missing = render(args.template.read_text(), dict(os.environ))
@@ -143,7 +188,7 @@ def main() -> int:
         print(f"rendered file is not valid TOML: {err}", file=sys.stderr)
         return 1
     problems = check_tables(config, "key_value_store", KV_FIELDS)
-    problems += check_tables(config, "sqlite_database", SQLITE_FIELDS)
+    problems += check_tables(config, "sqlite_database", sqlite_fields(args.spin_version))
     if args.manifest:
         problems += check_labels(config, args.manifest)
     if problems:
