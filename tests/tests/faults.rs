@@ -340,7 +340,9 @@ fn a_consumer_failing_for_a_while_catches_up() {
     let sku = unique_sku("LOCKED");
     shop.put_product(&sku, 600, 5);
 
-    // Another process holds inventory's database exclusively: every inventory write fails.
+    // Another process holds inventory's database exclusively, until told to commit: every
+    // inventory write fails meanwhile. It touches a file once it has the lock.
+    let locked = shop.store_path("inventory.locked");
     let mut locker = Command::new("sqlite3")
         .arg(shop.store_path("inventory.db"))
         .stdin(Stdio::piped())
@@ -348,13 +350,25 @@ fn a_consumer_failing_for_a_while_catches_up() {
         .stderr(Stdio::null())
         .spawn()
         .expect("run sqlite3 (is it installed?)");
-    let script = "BEGIN EXCLUSIVE;\n.shell sleep 8\nCOMMIT;\n";
-    std::io::Write::write_all(locker.stdin.as_mut().expect("stdin"), script.as_bytes())
-        .expect("send the lock script");
-    drop(locker.stdin.take());
-    thread::sleep(Duration::from_millis(300));
+    let mut script = locker.stdin.take().expect("stdin");
+    let lock = format!("BEGIN EXCLUSIVE;\n.shell touch {}\n", locked.display());
+    std::io::Write::write_all(&mut script, lock.as_bytes()).expect("send the lock script");
+    let held = eventually(SETTLE, || locked.exists().then_some(()));
+    assert!(held.is_some(), "sqlite3 never took the lock");
+
+    // Inventory receives the orders' events and cannot apply them: each message ends with
+    // nothing written.
+    let received = || {
+        shop.metric_total(
+            "shop_host_redis_messages_total{component=\"inventory\",channel=\"shop.orders.",
+        )
+    };
+    let before = received();
     let ids = place_mix(&shop, &sku, 3);
-    thread::sleep(Duration::from_secs(2));
+    let tried = eventually(SETTLE, || {
+        (received() >= before + ids.len() as f64).then_some(())
+    });
+    assert!(tried.is_some(), "inventory never tried\n{}", shop.metrics());
     for id in &ids {
         assert_eq!(
             shop.order(id)["status"],
@@ -362,6 +376,8 @@ fn a_consumer_failing_for_a_while_catches_up() {
             "inventory could not have reserved"
         );
     }
+    std::io::Write::write_all(&mut script, b"COMMIT;\n").expect("send the commit");
+    drop(script);
     assert!(
         locker.wait().expect("sqlite3 ends").success(),
         "the lock script failed"
