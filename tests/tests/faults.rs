@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use shop_e2e::{is_final, unique_sku, RaiseOnDrop, Shop, WebhookReceiver, SETTLE};
@@ -256,7 +256,16 @@ fn host_killed_mid_saga_and_restarted_finishes_every_order() {
     // A slow provider keeps sagas in flight when the host dies.
     shop.set_faults(json!({"latency_ms": 1000}));
     let ids = place_mix(&shop, &sku, 6);
-    thread::sleep(Duration::from_millis(300));
+    // Killed while the provider holds a charge: that saga is mid-flight.
+    let charging = eventually(SETTLE, || {
+        ids.iter()
+            .any(|id| {
+                shop.provider_charge(id)
+                    .is_some_and(|c| c["status"] == "processing")
+            })
+            .then_some(())
+    });
+    assert!(charging.is_some(), "no charge ever reached the provider");
     let in_flight = ids.iter().filter(|id| !is_final(&shop.order(id))).count();
     assert!(
         in_flight > 0,
@@ -312,15 +321,10 @@ fn payment_provider_slower_than_the_timeout_is_given_up_on_then_charged_once() {
         "billing recorded a charge it never got an answer for"
     );
 
+    // Once the provider is fast again, billing's own retries finish the order: no sweep.
     shop.set_faults(json!({"latency_ms": 0}));
-    let back = Instant::now();
-    let order = shop.recover_all(std::slice::from_ref(&id)).remove(0);
+    let order = shop.wait_final(&id);
     assert_eq!(order["status"], "confirmed", "{order}");
-    assert!(
-        back.elapsed() < Duration::from_secs(15),
-        "the order took {:?} once the provider was fast again",
-        back.elapsed()
-    );
     // The calls that timed out and the retry that succeeded are one charge.
     let captures = shop
         .events("billing")
