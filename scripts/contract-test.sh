@@ -18,6 +18,7 @@ VENV="$ROOT/target/contract-venv"
 SCHEMATHESIS_VERSION="4.32.5"
 
 ensure_redis_installed
+ensure_openssl_dev
 ensure_apt_package curl curl
 ensure_apt_package python3 python3
 # Debian's own python3 has neither ensurepip (venv) nor pip until python3-venv is installed.

@@ -67,6 +67,25 @@ lines_of() {
 # The Redis trigger and the tests need a real redis-server binary.
 ensure_redis_installed() { ensure_apt_package redis-server redis-server; }
 
+# The outbound PostgreSQL host tests need a PostgreSQL: testkit's PostgresServer uses the one on
+# 127.0.0.1:5432 when it answers, else starts a private one from /usr/lib/postgresql/*/bin.
+ensure_postgres_installed() {
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_install postgresql
+  ensure_apt_package psql postgresql-client
+}
+
+# The host's PostgreSQL TLS (native-tls, as Spin's) builds against the system's OpenSSL.
+ensure_openssl_dev() {
+  dpkg -s libssl-dev >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 ||
+    apt_install libssl-dev pkg-config
+}
+
+# The MQTT host tests start a private mosquitto broker (testkit's MosquittoServer). Debian puts the
+# binary in /usr/sbin, which is not on every user's PATH.
+ensure_mosquitto_installed() {
+  command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
+}
+
 # True when something answers a Redis PING on host:port.
 redis_answers() {
   local host="$1" port="$2" reply

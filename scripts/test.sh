@@ -5,13 +5,21 @@
 source "$(dirname "$0")/lib.sh"
 
 # What the suite shells out to, installed on a fresh Debian machine: a C/C++ toolchain for the
-# native builds, redis-server (the end-to-end fixtures), the sqlite3 shell (the end-to-end tests
-# that tamper with a store: dead_letters.rs, faults.rs), python3 with PyYAML (deploy/check.py).
+# native builds, redis-server (the end-to-end fixtures), PostgreSQL and libssl-dev (outbound
+# PostgreSQL), mosquitto (the MQTT host tests), the
+# sqlite3 shell (the end-to-end tests that tamper with a store: dead_letters.rs, faults.rs),
+# python3 with PyYAML (deploy/check.py).
 # scripts/contract-test.sh sees to its own (curl, python3-venv, Schemathesis).
 ensure_wasm_target
 ensure_build_tools
 ensure_redis_installed
+ensure_postgres_installed
+ensure_openssl_dev
+ensure_mosquitto_installed
 ensure_apt_package sqlite3 sqlite3
+# Headless Chromium and its WebDriver for the operator console's browser test (tests/tests/console.rs).
+ensure_apt_package chromium chromium
+ensure_apt_package chromedriver chromium-driver
 ensure_apt_package python3 python3
 ensure_python_module yaml python3-yaml pyyaml
 installed_components=$(rustup component list --installed)

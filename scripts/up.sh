@@ -9,6 +9,7 @@ REDIS_PORT=${REDIS_PORT:-6379}
 ensure_wasm_target
 ensure_build_tools
 ensure_redis_installed
+ensure_openssl_dev
 lines_of apps component_packages functions/*
 build_components "${apps[@]}"
 log "building the host"

@@ -1,12 +1,15 @@
 //! Test harness for the host and end-to-end tests.
 //!
 //! Everything here drives real processes on loopback: a `redis-server` ([`RedisServer`]), the
-//! `shop-host` binary ([`Host`]) and a tiny upstream HTTP server ([`UpstreamServer`]), so tests
-//! exercise exactly what a user runs. Each process gets a free port and is killed on drop.
+//! `shop-host` binary ([`Host`]), a `mosquitto` MQTT broker ([`MosquittoServer`]) and a tiny
+//! upstream HTTP server ([`UpstreamServer`]), so tests exercise exactly what a user runs. Each
+//! process gets a free port and is killed on drop.
 
 mod components;
 mod host;
 mod http;
+mod mosquitto_server;
+mod postgres_server;
 mod redis_server;
 mod upstream;
 
@@ -17,6 +20,8 @@ use std::time::{Duration, Instant};
 pub use components::{require_components, workspace_root};
 pub use host::{Host, HostOptions, StartFailure};
 pub use http::{HttpClient, HttpResponse};
+pub use mosquitto_server::MosquittoServer;
+pub use postgres_server::PostgresServer;
 pub use redis_server::RedisServer;
 /// Re-exported so tests put their own files (runtime configs, databases) in temporary directories.
 pub use tempfile;

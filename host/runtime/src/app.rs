@@ -19,8 +19,10 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::engine;
 use crate::key_value::{KeyValueState, KeyValueStores};
+use crate::mqtt_outbound::MqttState;
 use crate::outbound_client::NetworkClient;
 use crate::outbound_http::{OutboundHttp, OutboundRules, ServiceChaining};
+use crate::postgres_outbound::{PostgresPools, PostgresState};
 use crate::redis_outbound::{RedisState, SharedConnections};
 use crate::sqlite::{Databases, SqliteState};
 use crate::sqlite_checkpoint::Checkpointer;
@@ -68,6 +70,8 @@ pub struct AppComponent {
     databases: Arc<Databases>,
     sqlite_granted: Arc<HashSet<String>>,
     redis_connections: Arc<SharedConnections>,
+    /// Outbound PostgreSQL pools of this component (Spin keeps them per component).
+    postgres_pools: Arc<PostgresPools>,
     network: Arc<NetworkClient>,
     max_memory: Option<usize>,
     timeout: Duration,
@@ -184,6 +188,7 @@ impl App {
                     databases: databases.clone(),
                     sqlite_granted: labels(&component.sqlite_databases),
                     redis_connections: redis_connections.clone(),
+                    postgres_pools: Arc::default(),
                     network: network.clone(),
                     max_memory,
                     timeout: options.instance_timeout,
@@ -252,6 +257,8 @@ impl AppComponent {
                 deadline,
             ),
             redis: RedisState::new(self.rules.clone(), self.redis_connections.clone()),
+            postgres: PostgresState::new(self.rules.clone(), self.postgres_pools.clone()),
+            mqtt: MqttState::new(self.rules.clone()),
             variables: VariablesState::new(self.id.clone(), self.variables.clone()),
             limits: engine::MemoryLimit::new(self.max_memory),
             deadline,

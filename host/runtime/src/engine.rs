@@ -233,11 +233,18 @@ fn on_tick(past_deadline: bool, in_transaction: bool) -> UpdateDeadline {
     }
 }
 
-/// Compiles (or loads from the cache) one component, naming the file on failure.
+/// Compiles (or loads from the cache) one component, naming the file on failure. A core module
+/// is made a component first (`componentize`), as Spin does.
 fn load_component(engine: &Engine, path: &Path) -> Result<Component> {
     let bytes = std::fs::read(path).with_context(|| {
         format!(
             "cannot read component {}: run `shop-host build` (or cargo build --release --target wasm32-wasip2) first",
+            path.display()
+        )
+    })?;
+    let bytes = componentize(bytes).with_context(|| {
+        format!(
+            "{} is a core module that cannot be made a component",
             path.display()
         )
     })?;
@@ -246,9 +253,35 @@ fn load_component(engine: &Engine, path: &Path) -> Result<Component> {
         .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))
 }
 
+/// The preamble of a core module: magic, then version 1. (A component's has layer 1 and another
+/// version; this check is all Spin's loader makes too.)
+const CORE_MODULE_PREAMBLE: [u8; 8] = *b"\0asm\x01\0\0\0";
+
+/// Makes a core module a component, as Spin's loader does (`spin-componentize`) for modules
+/// built with wit-bindgen (their `component-type` section names the world): encoded by
+/// wit-component, with the WASI preview 1 adapter when the module imports
+/// `wasi_snapshot_preview1` (modules built for `wasm32-wasip1`). Components pass through.
+/// Modules of Spin 1's pre-component ABI, which Spin adapts with adapters of its own, are not
+/// supported (ADR 0003).
+pub fn componentize(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    if !bytes.starts_with(&CORE_MODULE_PREAMBLE) {
+        return Ok(bytes);
+    }
+    use wasi_preview1_component_adapter_provider as adapters;
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&bytes)?
+        // Linked in only when the module imports it.
+        .adapter(
+            adapters::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            adapters::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+        )?
+        .encode()
+}
+
 /// Spin interfaces (and WASI versions) a component may import that this host does not implement:
-/// llm, mysql, postgres, mqtt, wasi:keyvalue, wasi:config, spin:postgres, the unversioned
-/// `fermyon:spin` ones and WASI 0.3 previews. They are linked as functions that trap with a message
+/// llm, mysql, wasi:keyvalue, wasi:config, spin:postgres other than 3.0.0 and 4.0.0, spin:mqtt,
+/// the unversioned `fermyon:spin` ones and WASI 0.3 previews. They are linked as functions that trap with a message
 /// naming the import, so a component that imports but never calls them still runs.
 ///
 /// (Wasmtime's `define_unknown_imports_as_traps` can't be used: it also shadows WASI imports of
@@ -288,12 +321,18 @@ pub fn stub_unsupported_imports(
 
 /// Whether the shared linker serves this import (WASI 0.2.x by semver, and Spin's interfaces).
 fn is_implemented(name: &str) -> bool {
-    const SPIN: [&str; 5] = [
+    const SPIN: &[&str] = &[
         "fermyon:spin/key-value@2.0.0",
         "fermyon:spin/sqlite@2.0.0",
         "fermyon:spin/redis@2.0.0",
+        "fermyon:spin/mqtt@2.0.0",
         "fermyon:spin/variables@2.0.0",
         "spin:sqlite/sqlite@3.0.0",
+        "spin:postgres/postgres@4.0.0",
+        "spin:postgres/postgres@3.0.0",
+        "fermyon:spin/postgres@2.0.0",
+        // Types only, shared with mysql: served for postgres, harmless for a mysql import.
+        "fermyon:spin/rdbms-types@2.0.0",
     ];
     const WASI: [&str; 7] = [
         "wasi:cli/",
@@ -316,6 +355,8 @@ pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     crate::key_value::add_to_linker(&mut linker)?;
     crate::sqlite::add_to_linker(&mut linker)?;
     crate::redis_outbound::add_to_linker(&mut linker)?;
+    crate::postgres_outbound::add_to_linker(&mut linker)?;
+    crate::mqtt_outbound::add_to_linker(&mut linker)?;
     crate::variables::add_to_linker(&mut linker)?;
     Ok(linker)
 }
@@ -400,7 +441,14 @@ mod tests {
         assert!(is_implemented("wasi:http/types@0.2.0"));
         assert!(is_implemented("wasi:io/streams@0.2.6"));
         assert!(is_implemented("fermyon:spin/key-value@2.0.0"));
+        assert!(is_implemented("fermyon:spin/mqtt@2.0.0"));
+        assert!(!is_implemented("spin:mqtt/mqtt@3.0.0"));
         assert!(!is_implemented("fermyon:spin/llm@2.0.0"));
+        assert!(is_implemented("spin:postgres/postgres@4.0.0"));
+        assert!(is_implemented("spin:postgres/postgres@3.0.0"));
+        assert!(is_implemented("fermyon:spin/postgres@2.0.0"));
+        assert!(!is_implemented("fermyon:spin/postgres"));
+        assert!(!is_implemented("spin:postgres/postgres@4.2.0"));
         assert!(!is_implemented("fermyon:spin/key-value"));
         assert!(!is_implemented("wasi:http/types@0.3.0-rc-2026-01-06"));
         assert!(!is_implemented("wasi:keyvalue/store@0.2.0-draft2"));

@@ -3,8 +3,8 @@
 //! Spin's runtime: the manifest and runtime config come from `spin-host-config`; [`engine`] holds
 //! the Wasmtime configuration; one module per host capability; one module per trigger.
 //!
-//! Spin interfaces this host does not implement (llm, mysql, postgres, mqtt, wasi:keyvalue,
-//! wasi:config, spin:postgres, the unversioned fermyon:spin ones) are linked as traps: a
+//! Spin interfaces this host does not implement (llm, mysql, wasi:keyvalue, wasi:config,
+//! spin:postgres other than 3.0.0 and 4.0.0, spin:mqtt, the unversioned fermyon:spin ones) are linked as traps: a
 //! component importing them loads, and fails only if it calls them.
 
 pub mod app;
@@ -14,8 +14,11 @@ pub mod engine;
 pub mod key_value;
 pub mod logging;
 pub mod metrics;
+pub mod mqtt_outbound;
 pub mod outbound_client;
 pub mod outbound_http;
+pub mod postgres_outbound;
+mod postgres_types;
 pub mod redis_outbound;
 pub mod sockets;
 pub mod sqlite;

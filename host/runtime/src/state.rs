@@ -8,7 +8,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::key_value::KeyValueState;
+use crate::mqtt_outbound::MqttState;
 use crate::outbound_http::OutboundHttp;
+use crate::postgres_outbound::PostgresState;
 use crate::redis_outbound::RedisState;
 use crate::sqlite::SqliteState;
 use crate::variables::VariablesState;
@@ -22,6 +24,8 @@ pub struct InstanceState {
     pub key_value: KeyValueState,
     pub sqlite: SqliteState,
     pub redis: RedisState,
+    pub postgres: PostgresState,
+    pub mqtt: MqttState,
     pub variables: VariablesState,
     /// Memory limit (`max_instance_memory`).
     pub limits: crate::engine::MemoryLimit,

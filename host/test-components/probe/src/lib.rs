@@ -9,6 +9,8 @@
 //! - `/var/<name>`: a variable of this component
 //! - `/outbound-http?url=U`: a GET to `U` (chaining when `U` is `http://<id>.spin.internal/...`)
 //! - `/outbound-redis?address=A&op=<publish|set|get>&channel=C&key=K` (payload = body)
+//! - `/mqtt/publish?address=A&topic=T&qos=<0|1|2>&username=U&password=P&keep_alive=S&count=N`:
+//!   fermyon:spin/mqtt@2.0.0, the body published N times on one connection
 //! - `/tcp?address=IP:PORT`: a wasi:sockets TCP connection (std's `TcpStream`) that sends the
 //!   body and reads as many bytes back (an echo server answers them)
 //! - `/sleep?ms=N`: answers after N milliseconds (in-flight requests during shutdown)
@@ -27,6 +29,7 @@
 //! Paths are taken below the component's route (`spin-path-info`).
 
 mod kv;
+mod mqtt;
 mod outbound;
 mod sqlite;
 
@@ -90,6 +93,7 @@ async fn route(request: &Request, path: &str, query: &Query) -> Response {
         ["var", name] => variable(name),
         ["outbound-http"] => outbound::http(query.get("url")).await,
         ["outbound-redis"] => outbound::redis(query, request.body()),
+        ["mqtt", "publish"] => mqtt::publish(query, request.body()),
         ["tcp"] => outbound::tcp(query.get("address"), request.body()),
         ["sleep"] => sleep(query.get("ms")),
         ["counter"] => json!({ "count": COUNTER.fetch_add(1, Ordering::SeqCst) + 1 }),
