@@ -18,6 +18,7 @@ use testkit::{
     eventually, free_port, workspace_root, Host, HostOptions, HttpResponse, RedisServer,
 };
 
+pub mod webdriver;
 mod webhook;
 
 pub use webhook::WebhookReceiver;
@@ -46,12 +47,13 @@ pub const SETTLE: Duration = Duration::from_secs(30);
 /// The functions that produce or consume events, each with `/events` and `/sweep` routes.
 pub const FUNCTIONS: [&str; 4] = ["orders", "inventory", "billing", "notifications"];
 /// The components the manifest loads.
-const COMPONENTS: [&str; 5] = [
+const COMPONENTS: [&str; 6] = [
     "orders",
     "inventory",
     "billing",
     "notifications",
     "payment_sim",
+    "console",
 ];
 
 /// The shop running on a real host with a real Redis (none for the Cloud manifest); both
@@ -130,7 +132,8 @@ impl Shop {
         assert!(
             missing.is_empty(),
             "app components missing: {} (build them: cargo build --release --target \
-             wasm32-wasip2 -p orders -p inventory -p billing -p notifications -p payment-sim)",
+             wasm32-wasip2 -p orders -p inventory -p billing -p notifications -p payment-sim \
+             -p console)",
             missing.join(", ")
         );
         let dir = testkit::tempfile::Builder::new()

@@ -1,9 +1,15 @@
 //! A circuit breaker for synchronous outbound calls (payment provider, webhook). Instances
 //! live for one request, so its state is a small value the caller keeps in its key-value
 //! store between calls: closed (calls flow), open (calls refused until a deadline) and
-//! half-open (one trial call decides).
+//! half-open (one trial call decides). [`list_route`] answers `GET /<fn>/breakers` with the
+//! stored state of a function's breakers.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use spin_sdk::http::{Request, Response};
+
+use crate::web::Ctx;
+use crate::Failure;
 
 /// Thresholds, from the `breaker_failure_threshold` and `breaker_open_ms` variables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +89,35 @@ impl Breaker {
     }
 }
 
+/// What `GET /<fn>/breakers` answers for the named breakers, as stored (a breaker never used
+/// reads as closed with no failures): `{"breakers": [{"name", "state", "consecutive_failures",
+/// "until_ms"}]}`.
+pub fn report(breakers: &[(&str, Breaker)]) -> Value {
+    let breakers: Vec<Value> = breakers
+        .iter()
+        .map(|(name, b)| {
+            json!({
+                "name": name,
+                "state": b.state.name(),
+                "consecutive_failures": b.consecutive_failures,
+                "until_ms": b.until_ms,
+            })
+        })
+        .collect();
+    json!({ "breakers": breakers })
+}
+
+/// `GET /<fn>/breakers` (admin): the [`report`] of the breakers `read` returns, read only once
+/// the token is checked.
+pub fn list_route(
+    ctx: &Ctx,
+    req: &Request,
+    read: impl FnOnce() -> anyhow::Result<Vec<(&'static str, Breaker)>>,
+) -> Result<Response, Failure> {
+    ctx.require_admin(req)?;
+    Ok(crate::web::json(200, &report(&read()?)))
+}
+
 /// Delay before retry number `attempt` (0-based): exponential from `base_ms`, capped at
 /// `cap_ms`, with full jitter from `random` so that callers retrying together spread out.
 pub fn backoff_ms(attempt: u32, base_ms: u64, cap_ms: u64, random: u64) -> u64 {
@@ -113,6 +148,11 @@ impl KvBreaker {
             key: key.to_string(),
             policy: Policy::from_variables(),
         })
+    }
+
+    /// The stored state, as the last call left it (closed when never used or unreadable).
+    pub fn snapshot(&self) -> Breaker {
+        self.load()
     }
 
     fn load(&self) -> Breaker {
@@ -235,6 +275,24 @@ mod tests {
         assert_eq!(backoff_ms(2, 100, 5000, 0), 0);
         assert_eq!(backoff_ms(2, 100, 5000, 400), 400);
         assert_eq!(backoff_ms(2, 100, 5000, 401), 0);
+    }
+
+    #[test]
+    fn the_report_names_each_breaker_with_its_stored_state() {
+        let open = Breaker {
+            state: State::Open,
+            consecutive_failures: 5,
+            until_ms: 1_700_000_000_000,
+        };
+        assert_eq!(
+            report(&[("payment_provider", open), ("webhook", Breaker::default())]),
+            json!({"breakers": [
+                {"name": "payment_provider", "state": "open", "consecutive_failures": 5,
+                 "until_ms": 1_700_000_000_000i64},
+                {"name": "webhook", "state": "closed", "consecutive_failures": 0, "until_ms": 0},
+            ]})
+        );
+        assert_eq!(report(&[]), json!({"breakers": []}));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 use shop_kit::body::check_order_id;
+use shop_kit::breaker;
 use shop_kit::component::{Component, Consuming, Entry};
 use shop_kit::routes::{Params, Route};
 use shop_kit::sqlite::Db;
@@ -9,19 +10,23 @@ use shop_kit::web::{self, Ctx};
 use shop_kit::Failure;
 use spin_sdk::http::{Request, Response};
 
-use crate::{open, store::SqlBilling, Service, SERVICE};
+use crate::{open, provider_breaker, store::SqlBilling, Service, PROVIDER_BREAKER, SERVICE};
 
 /// What each of its own routes does (the common ones are `shop_kit::component`'s).
 #[derive(Debug, Clone, Copy)]
 pub enum Op {
     Payment,
+    Breakers,
 }
 
 /// Every route billing serves: drives the router, and the unit tests hold `openapi.json` to it.
 pub const ROUTES: &[Route<Entry<Op>>] = shop_kit::route_table!(
     "/billing",
     consumer,
-    [("GET", "/billing/payments/{order_id}", Op::Payment),]
+    [
+        ("GET", "/billing/payments/{order_id}", Op::Payment),
+        ("GET", "/billing/breakers", Op::Breakers),
+    ]
 );
 
 /// The API contract of billing (OpenAPI 3.1), served at `GET /billing/openapi.json`.
@@ -38,7 +43,7 @@ impl Component for Http {
 
     async fn answer(
         ctx: &Ctx,
-        _req: &Request,
+        req: &Request,
         op: Op,
         params: &Params,
     ) -> Result<Response, Failure> {
@@ -48,6 +53,9 @@ impl Component for Http {
                 check_order_id("order_id", order_id)?;
                 Ok(web::json(200, &open(&ctx.trace)?.payment(order_id)?))
             }
+            Op::Breakers => breaker::list_route(ctx, req, || {
+                Ok(vec![(PROVIDER_BREAKER, provider_breaker()?.snapshot())])
+            }),
         }
     }
 

@@ -12,6 +12,15 @@ pub const SERVICE: &str = "billing";
 
 pub type Service = service::Billing<store::SqlBilling, provider::HttpProvider>;
 
+/// The payment provider's breaker: its name in `GET /billing/breakers`, and its key in
+/// billing's key-value store.
+pub const PROVIDER_BREAKER: &str = "payment_provider";
+
+/// Opens the payment provider's breaker (shared by every instance, in the store `billing`).
+pub fn provider_breaker() -> anyhow::Result<shop_kit::breaker::KvBreaker> {
+    shop_kit::breaker::KvBreaker::open("billing", &format!("breaker:{PROVIDER_BREAKER}"))
+}
+
 /// Opens billing against its database and the configured provider, within `trace`.
 pub fn open(trace: &shop_kit::TraceContext) -> anyhow::Result<Service> {
     Ok(service::Billing {
@@ -23,7 +32,7 @@ pub fn open(trace: &shop_kit::TraceContext) -> anyhow::Result<Service> {
             ),
             api_key: shop_kit::config::var_or("payment_provider_key", ""),
             traceparent: trace.child().header(),
-            breaker: shop_kit::breaker::KvBreaker::open("billing", "breaker:payment_provider")?,
+            breaker: provider_breaker()?,
         },
         log: shop_kit::log::Logger::new(SERVICE, &trace.trace_id),
     })

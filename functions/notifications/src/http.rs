@@ -2,19 +2,22 @@
 
 use serde_json::{json, Value};
 use shop_kit::body::{check_order_id, is_plain_id};
+use shop_kit::breaker;
 use shop_kit::component::{Component, Consuming, Entry};
 use shop_kit::routes::{Params, Route};
 use shop_kit::web::{self, Ctx};
 use shop_kit::{ApiError, Failure};
 use spin_sdk::http::{Request, Response};
 
+use crate::service::NotificationStore;
 use crate::store::KvNotifications;
-use crate::{open, Service, SERVICE};
+use crate::{open, Service, SERVICE, WEBHOOK_BREAKER};
 
 /// What each of its own routes does (the common ones are `shop_kit::component`'s).
 #[derive(Debug, Clone, Copy)]
 pub enum Op {
     List,
+    Breakers,
 }
 
 /// Every route notifications serves: drives the router, and the unit tests hold
@@ -22,7 +25,10 @@ pub enum Op {
 pub const ROUTES: &[Route<Entry<Op>>] = shop_kit::route_table!(
     "/notifications",
     consumer,
-    [("GET", "/notifications", Op::List)]
+    [
+        ("GET", "/notifications", Op::List),
+        ("GET", "/notifications/breakers", Op::Breakers),
+    ]
 );
 
 /// The API contract of notifications (OpenAPI 3.1), served at
@@ -46,6 +52,9 @@ impl Component for Http {
     ) -> Result<Response, Failure> {
         match op {
             Op::List => list(ctx, req),
+            Op::Breakers => breaker::list_route(ctx, req, || {
+                Ok(vec![(WEBHOOK_BREAKER, KvNotifications::open()?.breaker()?)])
+            }),
         }
     }
 }

@@ -11,6 +11,9 @@ pub mod webhook;
 
 pub const SERVICE: &str = "notifications";
 
+/// The webhook's breaker, as `GET /notifications/breakers` names it (stored under `breaker`).
+pub const WEBHOOK_BREAKER: &str = "webhook";
+
 pub type Service = service::Notifications<store::KvNotifications, webhook::HttpWebhook>;
 
 /// Opens notifications against its store and the configured webhook, within `trace`.
