@@ -1,18 +1,26 @@
 //! `wasi:sockets`, gated as Spin gates it (`factor-outbound-networking/src/lib.rs`, with
-//! `factor-wasi`'s `outbound_socket_addr_check`): a guest may open a TCP connection to an address
-//! its component's `allowed_outbound_hosts` allow as `tcp://<ip>:<port>`
+//! `factor-wasi/src/lib.rs`'s `outbound_socket_addr_check`): every address a guest uses is checked
+//! against its component's `allowed_outbound_hosts` as the URL `<scheme>://<ip>:<port>`
 //! ([`AllowedHosts::allows_socket`](spin_host_config::allowed_hosts::AllowedHosts::allows_socket):
 //! exact IPs, CIDR ranges, port numbers, ranges and `*`, `{{ variable }}` templates expanded at
-//! start-up). Any other connection fails with `access-denied` when the guest finishes connecting.
-//! The guest cannot bind to an address of its choice, listen or accept, and gets no name lookups
-//! (`wasi:sockets/ip-name-lookup` fails), as in Spin.
+//! start-up), with the scheme `tcp` for a TCP connect and `udp` for every UDP use (so `*://`
+//! grants both):
+//! - TCP: a connection to an allowed address; any other fails with `access-denied` when the
+//!   guest finishes connecting. No bind of the guest's choosing, no listening or accepting.
+//! - UDP: the bind (WASI 0.2 makes the guest bind before it sends) and each destination (of
+//!   `stream(remote)` or of a datagram) must be allowed as `udp://`; a refused one fails with
+//!   `access-denied`. Spin checks the bind address like a destination, so a guest that binds to
+//!   `0.0.0.0:0` needs a grant such as `udp://0.0.0.0:0` (or `udp://*:*`) beside its
+//!   destinations. Datagrams received are not checked (Spin's Wasmtime has no such check).
+//! - No name lookups: `wasi:sockets/ip-name-lookup` fails with `permanent-resolver-failure`
+//!   whatever the grants, as in Spin (spinframework/spin#2181).
 //!
 //! Wasmtime 48 asks about more uses than the Wasmtime Spin builds on: it checks the implicit bind
-//! of a `connect` on an unbound socket as a bind to the wildcard address, port 0, which Spin's
-//! rule (every bind refused) would turn into a refusal of every connection. That one bind is
+//! of a `connect` on an unbound TCP socket as a bind to the wildcard address, port 0, which Spin's
+//! rule (every TCP bind refused) would turn into a refusal of every connection. That one bind is
 //! allowed, and with it an explicit bind to the wildcard address and port 0, which is no more
-//! than what the connect does anyway. UDP stays off in this host (`UDP is not allowed`); Spin
-//! allows datagrams to `udp://` hosts.
+//! than what the connect does anyway. It also checks received datagrams (`UdpReceive`), which
+//! Spin does not: they all pass.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,10 +30,11 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::outbound_http::OutboundRules;
 
-/// Lets the instance's TCP connections through to the addresses its component may reach.
+/// Lets the instance's TCP and UDP sockets reach the addresses its component may reach.
 pub fn configure(wasi: &mut WasiCtxBuilder, component: Arc<str>, rules: Arc<OutboundRules>) {
+    // Spin leaves these at its Wasmtime's defaults: TCP and UDP on, name lookups off.
     wasi.allow_tcp(true)
-        .allow_udp(false)
+        .allow_udp(true)
         .allow_ip_name_lookup(false);
     wasi.socket_addr_check(move |addr, addr_use| {
         let allowed = permitted(&rules, addr, addr_use);
@@ -41,11 +50,10 @@ fn permitted(rules: &OutboundRules, addr: SocketAddr, addr_use: SocketAddrUse) -
     match addr_use {
         SocketAddrUse::TcpConnect => rules.allows_socket("tcp", addr),
         SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
-        SocketAddrUse::TcpListen
-        | SocketAddrUse::TcpAccept
-        | SocketAddrUse::UdpBind
-        | SocketAddrUse::UdpSend
-        | SocketAddrUse::UdpReceive => false,
+        SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => false,
+        // Spin's `UdpBind`, `UdpConnect` and `UdpOutgoingDatagram` (Wasmtime 48's `UdpSend`).
+        SocketAddrUse::UdpBind | SocketAddrUse::UdpSend => rules.allows_socket("udp", addr),
+        SocketAddrUse::UdpReceive => true,
     }
 }
 
@@ -122,19 +130,62 @@ mod tests {
     }
 
     #[test]
-    fn no_listening_accepting_or_udp_even_when_everything_is_allowed() {
+    fn no_listening_or_accepting_even_when_everything_is_allowed() {
         let all = rules(&["*://*:*"]);
-        for addr_use in [
-            SocketAddrUse::TcpListen,
-            SocketAddrUse::TcpAccept,
-            SocketAddrUse::UdpBind,
-            SocketAddrUse::UdpSend,
-            SocketAddrUse::UdpReceive,
-        ] {
+        for addr_use in [SocketAddrUse::TcpListen, SocketAddrUse::TcpAccept] {
             assert!(
                 !permitted(&all, addr("127.0.0.1:7"), addr_use),
                 "{addr_use:?}"
             );
         }
+    }
+
+    #[test]
+    fn udp_binds_and_destinations_follow_udp_grants() {
+        let udp = rules(&["udp://127.0.0.1:7", "udp://0.0.0.0:0"]);
+        for addr_use in [SocketAddrUse::UdpBind, SocketAddrUse::UdpSend] {
+            assert!(
+                permitted(&udp, addr("127.0.0.1:7"), addr_use),
+                "{addr_use:?}"
+            );
+            assert!(
+                !permitted(&udp, addr("127.0.0.1:8"), addr_use),
+                "{addr_use:?}"
+            );
+            assert!(
+                !permitted(&udp, addr("127.0.0.2:7"), addr_use),
+                "{addr_use:?}"
+            );
+        }
+        // The bind address is checked like a destination: the wildcard needs its own grant.
+        assert!(permitted(&udp, addr("0.0.0.0:0"), SocketAddrUse::UdpBind));
+        let destination_only = rules(&["udp://127.0.0.1:7"]);
+        assert!(!permitted(
+            &destination_only,
+            addr("0.0.0.0:0"),
+            SocketAddrUse::UdpBind
+        ));
+        assert!(permitted(
+            &rules(&["*://127.0.0.1:7"]),
+            addr("127.0.0.1:7"),
+            SocketAddrUse::UdpSend
+        ));
+        for not_udp in [&["tcp://127.0.0.1:7"][..], &["http://127.0.0.1:7"], &[]] {
+            assert!(!permitted(
+                &rules(not_udp),
+                addr("127.0.0.1:7"),
+                SocketAddrUse::UdpSend
+            ));
+        }
+    }
+
+    /// Spin's Wasmtime does not check where a datagram comes from.
+    #[test]
+    fn received_datagrams_are_not_checked() {
+        assert!(permitted(
+            &rules(&[]),
+            addr("10.0.0.1:53"),
+            SocketAddrUse::UdpReceive
+        ));
     }
 }

@@ -13,6 +13,10 @@
 //!   fermyon:spin/mqtt@2.0.0, the body published N times on one connection
 //! - `/tcp?address=IP:PORT`: a wasi:sockets TCP connection (std's `TcpStream`) that sends the
 //!   body and reads as many bytes back (an echo server answers them)
+//! - `/udp?address=IP:PORT&bind=IP:PORT`: a wasi:sockets UDP socket (std's `UdpSocket`) bound
+//!   to `bind` (default `0.0.0.0:0`) that sends the body to `address` in one datagram
+//! - `/lookup?name=N`: the addresses of `N` (std's `ToSocketAddrs`, over
+//!   wasi:sockets/ip-name-lookup), or the error
 //! - `/sleep?ms=N`: answers after N milliseconds (in-flight requests during shutdown)
 //! - `/counter`: increments a global of this instance (a fresh instance always answers 1)
 //! - `/panic`: traps
@@ -95,6 +99,15 @@ async fn route(request: &Request, path: &str, query: &Query) -> Response {
         ["outbound-redis"] => outbound::redis(query, request.body()),
         ["mqtt", "publish"] => mqtt::publish(query, request.body()),
         ["tcp"] => outbound::tcp(query.get("address"), request.body()),
+        ["udp"] => outbound::udp(
+            match query.get("bind") {
+                "" => "0.0.0.0:0",
+                bind => bind,
+            },
+            query.get("address"),
+            request.body(),
+        ),
+        ["lookup"] => outbound::lookup(query.get("name")),
         ["sleep"] => sleep(query.get("ms")),
         ["counter"] => json!({ "count": COUNTER.fetch_add(1, Ordering::SeqCst) + 1 }),
         ["panic"] => panic!("probe asked to panic"),

@@ -1,4 +1,5 @@
-//! Outbound HTTP (wasi:http), outbound Redis (fermyon:spin/redis@2.0.0) and TCP (wasi:sockets).
+//! Outbound HTTP (wasi:http), outbound Redis (fermyon:spin/redis@2.0.0), TCP and UDP
+//! (wasi:sockets) and name lookups (wasi:sockets/ip-name-lookup).
 
 use serde_json::{json, Value};
 use spin_sdk::http::{Method, Request, Response, SendError};
@@ -62,5 +63,35 @@ pub(crate) fn tcp(address: &str, message: &[u8]) -> Value {
         Err(error) => {
             json!({ "error": format!("{:?}", error.kind()), "detail": error.to_string() })
         }
+    }
+}
+
+/// Binds a UDP socket to `bind` (std's `UdpSocket`) and sends `message` to `address` in one
+/// datagram; reports the bytes sent, or the error of the step that failed.
+pub(crate) fn udp(bind: &str, address: &str, message: &[u8]) -> Value {
+    let socket = match std::net::UdpSocket::bind(bind) {
+        Ok(socket) => socket,
+        Err(error) => return io_error("bind", &error),
+    };
+    match socket.send_to(message, address) {
+        Ok(sent) => json!({ "sent": sent }),
+        Err(error) => io_error("send", &error),
+    }
+}
+
+fn io_error(step: &str, error: &std::io::Error) -> Value {
+    json!({ "step": step, "error": format!("{:?}", error.kind()), "detail": error.to_string() })
+}
+
+/// Resolves `name` (std's `ToSocketAddrs`, over wasi:sockets/ip-name-lookup); reports the
+/// addresses, or the error (wasi-libc turns `permanent-resolver-failure` into `EAI_FAIL`).
+pub(crate) fn lookup(name: &str) -> Value {
+    use std::net::ToSocketAddrs;
+    match (name, 0).to_socket_addrs() {
+        Ok(addresses) => {
+            let addresses: Vec<String> = addresses.map(|a| a.ip().to_string()).collect();
+            json!({ "addresses": addresses })
+        }
+        Err(error) => io_error("lookup", &error),
     }
 }
