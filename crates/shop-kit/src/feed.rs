@@ -42,7 +42,9 @@ impl Feed for HttpFeed {
             "{}/{source}/events?partition={partition}&after={after}&limit={limit}",
             self.base_url.trim_end_matches('/')
         );
-        let token = crate::config::internal_keys()
+        let keys = crate::config::internal_keys();
+        let token = keys
+            .as_ref()
             .map(|keys| keys.token(crate::seal::Purpose::FeedToken, source))
             .unwrap_or_default();
         let request = spin_sdk::http::Request::get(&url)
@@ -59,7 +61,7 @@ impl Feed for HttpFeed {
         );
         let page: Page = serde_json::from_slice(response.body())?;
         for env in &page.events {
-            crate::relay::authentic(env)
+            crate::relay::authentic(keys.as_ref(), env)
                 .map_err(|reason| anyhow::anyhow!("GET {url}: {}: {reason}", env.label()))?;
         }
         Ok(page.events)

@@ -29,14 +29,27 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// publish is retried.
 pub async fn publish(db: &Db, source: &str, log: &Logger) -> anyhow::Result<usize> {
     let pending = outbox::unpublished(db, source, BATCH)?;
+    let keys = config::internal_keys();
     let mut refused: BTreeMap<&str, String> = BTreeMap::new();
     let mut delivered = 0;
     for row in &pending {
+        // Signed once, sent to every subscriber.
+        let mut env = row.env.clone();
+        if let Some(keys) = &keys {
+            keys.sign(&mut env);
+        }
+        let body = serde_json::to_vec(&env)?;
         for consumer in subscribers(source) {
             if refused.contains_key(consumer) {
                 continue;
             }
-            if let Err(e) = post(consumer, &row.env).await {
+            let sent = send(
+                consumer,
+                "events/deliveries",
+                body.clone(),
+                &env.traceparent,
+            );
+            if let Err(e) = sent.await {
                 refused.insert(consumer, format!("{e:#}"));
             }
         }
@@ -61,21 +74,6 @@ pub async fn publish(db: &Db, source: &str, log: &Logger) -> anyhow::Result<usiz
         pending.len()
     );
     Ok(delivered)
-}
-
-/// POSTs `env`, signed, to `consumer`'s delivery route.
-async fn post(consumer: &str, env: &Envelope) -> anyhow::Result<()> {
-    let mut env = env.clone();
-    if let Some(keys) = config::internal_keys() {
-        keys.sign(&mut env);
-    }
-    send(
-        consumer,
-        "events/deliveries",
-        serde_json::to_vec(&env)?,
-        &env.traceparent,
-    )
-    .await
 }
 
 /// Sends the wake (see `wake`) to `consumer`'s `POST /<consumer>/events/wake`.

@@ -118,17 +118,20 @@ pub async fn on_message(
         return run_wake(service, &arm, consumer).await;
     }
     let env = Envelope::from_bytes(payload)?;
-    if authentic(&env).is_ok() {
+    if authentic(config::internal_keys().as_ref(), &env).is_ok() {
         let _ = deliver(service, &env, consumer, true).await;
     }
     Ok(())
 }
 
 /// Checks that a received envelope comes from a function of the shop (its MAC verifies with
-/// `internal_key`). A refusal is logged as a `forged` event, which the host counts: whoever
-/// can publish on Redis or reach a delivery route still cannot make an event.
-pub fn authentic(env: &Envelope) -> Result<(), crate::seal::Forged> {
-    let verdict = crate::seal::verify(config::internal_keys().as_ref(), env);
+/// `keys`, from `internal_key`). A refusal is logged as a `forged` event, which the host
+/// counts: whoever can publish on Redis or reach a delivery route still cannot make an event.
+pub fn authentic(
+    keys: Option<&crate::seal::Keys>,
+    env: &Envelope,
+) -> Result<(), crate::seal::Forged> {
+    let verdict = crate::seal::verify(keys, env);
     if let Err(reason) = verdict {
         let log = Logger::shared(&TraceContext::from_header(Some(&env.traceparent)));
         log.event(

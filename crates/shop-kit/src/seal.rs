@@ -32,29 +32,38 @@ impl Purpose {
     }
 }
 
-/// Keys derived from a non-empty shared secret.
+/// The keys derived from a non-empty shared secret, once, when it is read.
 #[derive(Clone)]
 pub struct Keys {
-    secret: Vec<u8>,
+    envelope_mac: [u8; 32],
+    feed_token: [u8; 32],
+    cancel_token: [u8; 32],
 }
 
 impl Keys {
     /// `None` for an empty secret: with no secret nothing can be signed or verified, and
     /// every check fails closed.
     pub fn new(secret: &str) -> Option<Self> {
-        let secret = secret.trim();
+        let secret = secret.trim().as_bytes();
+        let derive = |purpose: Purpose| hmac(secret, purpose.label());
         (!secret.is_empty()).then(|| Self {
-            secret: secret.as_bytes().to_vec(),
+            envelope_mac: derive(Purpose::EnvelopeMac),
+            feed_token: derive(Purpose::FeedToken),
+            cancel_token: derive(Purpose::CancelToken),
         })
     }
 
-    fn key(&self, purpose: Purpose) -> Vec<u8> {
-        hmac(&self.secret, purpose.label()).to_vec()
+    fn key(&self, purpose: Purpose) -> &[u8] {
+        match purpose {
+            Purpose::EnvelopeMac => &self.envelope_mac,
+            Purpose::FeedToken => &self.feed_token,
+            Purpose::CancelToken => &self.cancel_token,
+        }
     }
 
     /// `hex(HMAC(key(purpose), message))`: a token bound to `message` (an order id, ...).
     pub fn token(&self, purpose: Purpose, message: &str) -> String {
-        hex(&hmac(&self.key(purpose), message.as_bytes()))
+        hex(&hmac(self.key(purpose), message.as_bytes()))
     }
 
     /// Whether `presented` is the token of `message`, compared in constant time.
@@ -65,7 +74,7 @@ impl Keys {
 
     /// Sets `env.mac` to the MAC of its canonical bytes.
     pub fn sign(&self, env: &mut Envelope) {
-        env.mac = hex(&hmac(&self.key(Purpose::EnvelopeMac), &canonical(env)));
+        env.mac = hex(&hmac(self.key(Purpose::EnvelopeMac), &canonical(env)));
     }
 
     /// Whether `env.mac` is the MAC of its canonical bytes (constant-time comparison).
@@ -73,7 +82,7 @@ impl Keys {
         if env.mac.is_empty() {
             return Err(Forged::Unsigned);
         }
-        let mut mac = HmacSha256::new_from_slice(&self.key(Purpose::EnvelopeMac))
+        let mut mac = HmacSha256::new_from_slice(self.key(Purpose::EnvelopeMac))
             .expect("HMAC takes a key of any length");
         mac.update(&canonical(env));
         let presented = unhex(&env.mac).ok_or(Forged::BadMac)?;

@@ -74,6 +74,23 @@ impl Ctx {
     pub fn require_admin(&self, req: &Request) -> Result<(), ApiError> {
         crate::auth::check_bearer(header(req, "authorization"), &crate::config::admin_token())
     }
+
+    /// Checks that the bearer token is the `purpose` token of `message` (derived with `keys`
+    /// from `internal_key`, see `seal`) or the admin token; the 401 names `what` is wanted.
+    pub fn require_token_or_admin(
+        &self,
+        req: &Request,
+        keys: Option<&crate::seal::Keys>,
+        (purpose, message): (crate::seal::Purpose, &str),
+        what: &str,
+    ) -> Result<(), ApiError> {
+        let presented = crate::auth::bearer(header(req, "authorization"));
+        if keys.is_some_and(|keys| keys.check_token(purpose, message, presented)) {
+            return Ok(());
+        }
+        self.require_admin(req)
+            .map_err(|_| ApiError::credential_required(what))
+    }
 }
 
 /// A header value as text.
@@ -182,15 +199,12 @@ pub fn serve_feed(
     db: Option<&crate::sqlite::Db>,
 ) -> Result<Response, Failure> {
     let keys = crate::config::internal_keys();
-    let presented = crate::auth::bearer(header(req, "authorization"));
-    let reader = keys.as_ref().is_some_and(|keys| {
-        keys.check_token(crate::seal::Purpose::FeedToken, ctx.service, presented)
-    });
-    if !reader {
-        ctx.require_admin(req).map_err(|_| {
-            ApiError::credential_required("a consumer's feed token or the admin bearer token")
-        })?;
-    }
+    ctx.require_token_or_admin(
+        req,
+        keys.as_ref(),
+        (crate::seal::Purpose::FeedToken, ctx.service),
+        "a consumer's feed token or the admin bearer token",
+    )?;
     let q = crate::outbox::feed_params(&query(req))?;
     let mut rows = match db {
         Some(db) => crate::outbox::page(db, ctx.service, q)?,

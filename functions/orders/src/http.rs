@@ -178,16 +178,12 @@ fn list(ctx: &Ctx, req: &Request) -> Result<Response, Failure> {
 /// `POST /orders` answered, as a bearer token) or an admin.
 fn cancel(ctx: &Ctx, req: &Request, raw_id: &str) -> Result<Response, Failure> {
     let id = order_id(raw_id)?;
-    let presented = shop_kit::auth::bearer(web::header(req, "authorization"));
-    let placer = shop_kit::config::internal_keys()
-        .is_some_and(|keys| keys.check_token(Purpose::CancelToken, &id, presented));
-    if !placer {
-        ctx.require_admin(req).map_err(|_| {
-            ApiError::credential_required(
-                "the order's cancel_token (Authorization: Bearer) or the admin bearer token",
-            )
-        })?;
-    }
+    ctx.require_token_or_admin(
+        req,
+        shop_kit::config::internal_keys().as_ref(),
+        (Purpose::CancelToken, &id),
+        "the order's cancel_token (Authorization: Bearer) or the admin bearer token",
+    )?;
     let service = service()?;
     let order = service.cancel(&id, &ctx.trace)?;
     ctx.log.info("order cancelled by customer", Some(&order.id));
