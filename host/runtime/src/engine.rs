@@ -280,9 +280,10 @@ pub fn componentize(bytes: Vec<u8>) -> Result<Vec<u8>> {
 }
 
 /// Spin interfaces (and WASI versions) a component may import that this host does not implement:
-/// llm, mysql, wasi:keyvalue, wasi:config, spin:postgres other than 3.0.0 and 4.0.0, spin:mqtt,
-/// the unversioned `fermyon:spin` ones and WASI 0.3 previews. They are linked as functions that trap with a message
-/// naming the import, so a component that imports but never calls them still runs.
+/// llm, mysql, wasi:config, spin:postgres other than 3.0.0 and 4.0.0, spin:mqtt, wasi:keyvalue
+/// other than 0.2.0-draft2, the unversioned `fermyon:spin` ones and WASI 0.3 previews. They are
+/// linked as functions that trap with a message naming the import, so a component that imports
+/// but never calls them still runs.
 ///
 /// (Wasmtime's `define_unknown_imports_as_traps` can't be used: it also shadows WASI imports of
 /// older patch versions, such as `wasi:http/types@0.2.0`, that the linker serves by semver.)
@@ -333,6 +334,9 @@ fn is_implemented(name: &str) -> bool {
         "fermyon:spin/postgres@2.0.0",
         // Types only, shared with mysql: served for postgres, harmless for a mysql import.
         "fermyon:spin/rdbms-types@2.0.0",
+        "wasi:keyvalue/store@0.2.0-draft2",
+        "wasi:keyvalue/atomics@0.2.0-draft2",
+        "wasi:keyvalue/batch@0.2.0-draft2",
     ];
     const WASI: [&str; 7] = [
         "wasi:cli/",
@@ -451,6 +455,10 @@ mod tests {
         assert!(!is_implemented("spin:postgres/postgres@4.2.0"));
         assert!(!is_implemented("fermyon:spin/key-value"));
         assert!(!is_implemented("wasi:http/types@0.3.0-rc-2026-01-06"));
-        assert!(!is_implemented("wasi:keyvalue/store@0.2.0-draft2"));
+        assert!(is_implemented("wasi:keyvalue/store@0.2.0-draft2"));
+        assert!(is_implemented("wasi:keyvalue/atomics@0.2.0-draft2"));
+        assert!(is_implemented("wasi:keyvalue/batch@0.2.0-draft2"));
+        assert!(!is_implemented("wasi:keyvalue/watcher@0.2.0-draft2"));
+        assert!(!is_implemented("wasi:keyvalue/store@0.2.0-draft"));
     }
 }

@@ -1,14 +1,18 @@
-//! `fermyon:spin/key-value@2.0.0` on SQLite, as Spin's default (`key-value-spin`) store: one file per
-//! label (or memory), rows in `spin_key_value(store, key, value)`. Owns the
-//! `[key_value_store.<label>]` stores of the runtime config and the per-component grant check:
-//! a label not granted is `access-denied`, an unknown one `no-such-store`.
+//! The key-value stores, on SQLite as Spin's default (`key-value-spin`) store: one file per label
+//! (or memory), rows in `spin_key_value(store, key, value)`. Owns the `[key_value_store.<label>]`
+//! stores of the runtime config, the per-component grant check (a label not granted is
+//! `access-denied`, an unknown one `no-such-store`), every operation on a store, and
+//! `fermyon:spin/key-value@2.0.0`. `wasi:keyvalue@0.2.0-draft2` (`store`, `atomics`, `batch`)
+//! is served over the same stores, grants and handles by [`crate::wasi_keyvalue`]. Not
+//! reproduced: Spin's 128 MiB cap on a result (`query result exceeds limit`), and store types
+//! other than `spin`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use indexmap::IndexMap;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use spin_host_config::runtime_config::StoreLocation;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
@@ -42,6 +46,29 @@ pub struct SqliteStore {
     connection: Mutex<Connection>,
 }
 
+/// A failed store operation: `other` with SQLite's message, in both interfaces.
+pub(crate) struct Failure(String);
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Self {
+        Error::Other(failure.0)
+    }
+}
+
+impl From<Failure> for String {
+    fn from(failure: Failure) -> Self {
+        failure.0
+    }
+}
+
+/// Why `increment` cannot count: the key holds a value that is not an `i64` as Spin stores one
+/// (8 bytes, little-endian); its length.
+pub(crate) struct NotACounter(pub usize);
+
+const SELECT_VALUE: &str = "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2";
+const UPSERT: &str = "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+     ON CONFLICT(store, key) DO UPDATE SET value = excluded.value";
+
 impl SqliteStore {
     fn open(name: &str, location: &StoreLocation) -> Result<Self> {
         let connection = match location {
@@ -74,37 +101,221 @@ impl SqliteStore {
     /// Runs `op` in place with the busy timeout off (a key-value operation is one short statement,
     /// cheaper than a hand-off to another thread), and on a blocking thread, waiting for the
     /// lock, only when another process holds the file: every instance shares this one
-    /// connection, so within the host key-value operations never wait on each other.
+    /// connection, so within the host key-value operations never wait on each other, and an
+    /// operation holding the connection's mutex is atomic among all of the host's instances.
     async fn with<T: Send + 'static>(
         self: &Arc<Self>,
         op: impl Fn(&Connection, &str) -> rusqlite::Result<T> + Send + Sync + 'static,
-    ) -> Result<T, Error> {
-        let poisoned = || Error::Other("key-value store lock poisoned".into());
+    ) -> Result<T, Failure> {
+        let poisoned = || Failure("key-value store lock poisoned".into());
+        let failed = |e: rusqlite::Error| Failure(e.to_string());
         {
             let connection = self.connection.lock().map_err(|_| poisoned())?;
             match crate::sqlite::without_waiting(&connection, |c| op(c, &self.name)) {
                 Err(e) if crate::sqlite::is_busy(&e) => {}
-                done => return done.map_err(|e| Error::Other(e.to_string())),
+                done => return done.map_err(failed),
             }
         }
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
             let connection = store.connection.lock().map_err(|_| poisoned())?;
-            op(&connection, &store.name).map_err(|e| Error::Other(e.to_string()))
+            op(&connection, &store.name).map_err(failed)
         })
         .await
-        .map_err(|e| Error::Other(e.to_string()))?
+        .map_err(|e| Failure(e.to_string()))?
+    }
+
+    /// Runs `op` in a transaction that takes the file's write lock at once (`BEGIN IMMEDIATE`),
+    /// so that what `op` reads cannot change, in this or another process, before it commits.
+    async fn in_transaction<T: Send + 'static>(
+        self: &Arc<Self>,
+        op: impl Fn(&Connection, &str) -> rusqlite::Result<T> + Send + Sync + 'static,
+    ) -> Result<T, Failure> {
+        self.with(move |c, name| {
+            let transaction =
+                rusqlite::Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
+            let done = op(&transaction, name)?;
+            transaction.commit()?;
+            Ok(done)
+        })
+        .await
+    }
+
+    pub(crate) async fn get(self: &Arc<Self>, key: String) -> Result<Option<Vec<u8>>, Failure> {
+        self.with(move |c, name| value_of(c, name, &key)).await
+    }
+
+    pub(crate) async fn set(self: &Arc<Self>, key: String, value: Vec<u8>) -> Result<(), Failure> {
+        self.with(move |c, name| {
+            c.prepare_cached(UPSERT)?
+                .execute((name, &key, &value))
+                .map(drop)
+        })
+        .await
+    }
+
+    pub(crate) async fn delete(self: &Arc<Self>, key: String) -> Result<(), Failure> {
+        self.with(move |c, name| {
+            c.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+                .execute((name, &key))
+                .map(drop)
+        })
+        .await
+    }
+
+    pub(crate) async fn exists(self: &Arc<Self>, key: String) -> Result<bool, Failure> {
+        self.with(move |c, name| {
+            c.prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)",
+            )?
+            .query_row((name, &key), |row| row.get::<_, bool>(0))
+        })
+        .await
+    }
+
+    pub(crate) async fn keys(self: &Arc<Self>) -> Result<Vec<String>, Failure> {
+        self.with(|c, name| {
+            let mut statement =
+                c.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1")?;
+            let keys = statement.query_map([name], |row| row.get::<_, String>(0))?;
+            keys.collect()
+        })
+        .await
+    }
+
+    /// The keys among `keys` that hold a value, each once, with it, in no particular order: as
+    /// Spin's `key IN rarray(...)` query, a missing key is left out (not paired with `none`).
+    pub(crate) async fn get_many(
+        self: &Arc<Self>,
+        keys: Vec<String>,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, Failure> {
+        let keys = serde_json::Value::from(keys).to_string();
+        self.with(move |c, name| {
+            let mut statement = c.prepare_cached(
+                "SELECT key, value FROM spin_key_value
+                 WHERE store = ?1 AND key IN (SELECT value FROM json_each(?2))",
+            )?;
+            let rows = statement.query_map((name, &keys), |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Sets every pair in one transaction (a later pair for the same key wins), as Spin does.
+    pub(crate) async fn set_many(
+        self: &Arc<Self>,
+        pairs: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), Failure> {
+        self.in_transaction(move |c, name| {
+            let mut upsert = c.prepare_cached(UPSERT)?;
+            for (key, value) in &pairs {
+                upsert.execute((name, key, value))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_many(self: &Arc<Self>, keys: Vec<String>) -> Result<(), Failure> {
+        let keys = serde_json::Value::from(keys).to_string();
+        self.with(move |c, name| {
+            c.prepare_cached(
+                "DELETE FROM spin_key_value
+                 WHERE store = ?1 AND key IN (SELECT value FROM json_each(?2))",
+            )?
+            .execute((name, &keys))
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Adds `delta` to the counter at `key` (0 when absent) and returns the sum, stored as Spin
+    /// stores it: the `i64`'s 8 little-endian bytes, so `get` reads them. It wraps on overflow,
+    /// as Spin's release build does. Read and write are one `BEGIN IMMEDIATE` transaction.
+    pub(crate) async fn increment(
+        self: &Arc<Self>,
+        key: String,
+        delta: i64,
+    ) -> Result<Result<i64, NotACounter>, Failure> {
+        self.in_transaction(move |c, name| {
+            let current = match value_of(c, name, &key)? {
+                None => 0,
+                Some(bytes) => match <[u8; 8]>::try_from(bytes) {
+                    Ok(bytes) => i64::from_le_bytes(bytes),
+                    Err(bytes) => return Ok(Err(NotACounter(bytes.len()))),
+                },
+            };
+            let sum = current.wrapping_add(delta);
+            c.prepare_cached(UPSERT)?
+                .execute((name, &key, sum.to_le_bytes()))?;
+            Ok(Ok(sum))
+        })
+        .await
+    }
+
+    /// Writes `value` at `key` only if the key still holds `expected` (`None`: is still absent),
+    /// in one statement whose changed-row count tells: `UPDATE ... WHERE value = expected`, as
+    /// Spin's store, or `INSERT ... ON CONFLICT DO NOTHING` for an absent key (the insert that
+    /// Spin's `Cas` contract asks for, where its SQLite store upserts). Whether it wrote.
+    pub(crate) async fn swap(
+        self: &Arc<Self>,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> Result<bool, Failure> {
+        self.with(move |c, name| {
+            let changed = match &expected {
+                Some(expected) => c
+                    .prepare_cached(
+                        "UPDATE spin_key_value SET value = ?3
+                         WHERE store = ?1 AND key = ?2 AND value = ?4",
+                    )?
+                    .execute((name, &key, &value, expected))?,
+                None => c
+                    .prepare_cached(
+                        "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(store, key) DO NOTHING",
+                    )?
+                    .execute((name, &key, &value))?,
+            };
+            Ok(changed == 1)
+        })
+        .await
     }
 }
 
-/// An opened store handle (the guest's `store` resource).
+fn value_of(c: &Connection, name: &str, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    c.prepare_cached(SELECT_VALUE)?
+        .query_row((name, key), |row| row.get::<_, Vec<u8>>(0))
+        .optional()
+}
+
+/// An opened store handle (the guest's `store` of `fermyon:spin/key-value` and `bucket` of
+/// `wasi:keyvalue/store`).
 pub struct OpenStore(Arc<SqliteStore>);
 
-/// Per-instance state: which labels this component may open and its open handles.
+/// Why a label does not open, in Spin's order: not granted to the component (whether or not it
+/// exists), then not defined.
+pub(crate) enum Refusal {
+    AccessDenied,
+    NoSuchStore,
+}
+
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::AccessDenied => Error::AccessDenied,
+            Refusal::NoSuchStore => Error::NoSuchStore,
+        }
+    }
+}
+
+/// Per-instance state: which labels this component may open and its open handles (stores,
+/// buckets and compare-and-swaps).
 pub struct KeyValueState {
     stores: Arc<KeyValueStores>,
     granted: Arc<HashSet<String>>,
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
 }
 
 impl KeyValueState {
@@ -116,17 +327,30 @@ impl KeyValueState {
         }
     }
 
-    fn store(&self, handle: &Resource<OpenStore>) -> Result<Arc<SqliteStore>, Error> {
-        self.table
-            .get(handle)
-            .map(|open| open.0.clone())
-            .map_err(|e| Error::Other(e.to_string()))
+    /// Opens `label` for this component, as Spin does for both interfaces.
+    pub(crate) fn open_label(
+        &mut self,
+        label: &str,
+    ) -> wasmtime::Result<Result<Resource<OpenStore>, Refusal>> {
+        if !self.granted.contains(label) {
+            return Ok(Err(Refusal::AccessDenied));
+        }
+        let Some(store) = self.stores.stores.get(label).cloned() else {
+            return Ok(Err(Refusal::NoSuchStore));
+        };
+        Ok(Ok(self.table.push(OpenStore(store))?))
+    }
+
+    /// The store behind a handle. Wasmtime only passes handles this instance holds, so a miss
+    /// is the host's bug: a trap, as Spin's "invalid store".
+    pub(crate) fn store(&self, handle: &Resource<OpenStore>) -> wasmtime::Result<Arc<SqliteStore>> {
+        Ok(self.table.get(handle)?.0.clone())
     }
 }
 
 pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
     key_value::add_to_linker::<_, HasSelf<KeyValueState>>(linker, |state| &mut state.key_value)?;
-    Ok(())
+    crate::wasi_keyvalue::add_to_linker(linker)
 }
 
 impl key_value::Host for KeyValueState {}
@@ -136,13 +360,7 @@ impl key_value::HostStore for KeyValueState {
         &mut self,
         label: String,
     ) -> wasmtime::Result<Result<Resource<OpenStore>, Error>> {
-        if !self.granted.contains(&label) {
-            return Ok(Err(Error::AccessDenied));
-        }
-        let Some(store) = self.stores.stores.get(&label).cloned() else {
-            return Ok(Err(Error::NoSuchStore));
-        };
-        Ok(Ok(self.table.push(OpenStore(store))?))
+        Ok(self.open_label(&label)?.map_err(Error::from))
     }
 
     async fn get(
@@ -150,17 +368,7 @@ impl key_value::HostStore for KeyValueState {
         handle: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        let store = match self.store(&handle) {
-            Ok(store) => store,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(store
-            .with(move |c, name| {
-                c.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
-                    .query_row((name, &key), |row| row.get::<_, Vec<u8>>(0))
-                    .optional()
-            })
-            .await)
+        Ok(self.store(&handle)?.get(key).await.map_err(Error::from))
     }
 
     async fn set(
@@ -169,20 +377,11 @@ impl key_value::HostStore for KeyValueState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let store = match self.store(&handle) {
-            Ok(store) => store,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(store
-            .with(move |c, name| {
-                c.prepare_cached(
-                    "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
-                )?
-                .execute((name, &key, &value))
-                .map(drop)
-            })
-            .await)
+        Ok(self
+            .store(&handle)?
+            .set(key, value)
+            .await
+            .map_err(Error::from))
     }
 
     async fn delete(
@@ -190,17 +389,7 @@ impl key_value::HostStore for KeyValueState {
         handle: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<(), Error>> {
-        let store = match self.store(&handle) {
-            Ok(store) => store,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(store
-            .with(move |c, name| {
-                c.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")?
-                    .execute((name, &key))
-                    .map(drop)
-            })
-            .await)
+        Ok(self.store(&handle)?.delete(key).await.map_err(Error::from))
     }
 
     async fn exists(
@@ -208,36 +397,14 @@ impl key_value::HostStore for KeyValueState {
         handle: Resource<OpenStore>,
         key: String,
     ) -> wasmtime::Result<Result<bool, Error>> {
-        let store = match self.store(&handle) {
-            Ok(store) => store,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(store
-            .with(move |c, name| {
-                c.prepare_cached(
-                    "SELECT EXISTS(SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)",
-                )?
-                .query_row((name, &key), |row| row.get::<_, bool>(0))
-            })
-            .await)
+        Ok(self.store(&handle)?.exists(key).await.map_err(Error::from))
     }
 
     async fn get_keys(
         &mut self,
         handle: Resource<OpenStore>,
     ) -> wasmtime::Result<Result<Vec<String>, Error>> {
-        let store = match self.store(&handle) {
-            Ok(store) => store,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(store
-            .with(|c, name| {
-                let mut statement =
-                    c.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1")?;
-                let keys = statement.query_map([name], |row| row.get::<_, String>(0))?;
-                keys.collect()
-            })
-            .await)
+        Ok(self.store(&handle)?.keys().await.map_err(Error::from))
     }
 
     async fn drop(&mut self, handle: Resource<OpenStore>) -> wasmtime::Result<()> {

@@ -3,9 +3,11 @@
 //! Spin's runtime: the manifest and runtime config come from `spin-host-config`; [`engine`] holds
 //! the Wasmtime configuration; one module per host capability; one module per trigger.
 //!
-//! Spin interfaces this host does not implement (llm, mysql, wasi:keyvalue, wasi:config,
-//! spin:postgres other than 3.0.0 and 4.0.0, spin:mqtt, the unversioned fermyon:spin ones) are linked as traps: a
-//! component importing them loads, and fails only if it calls them.
+//! Key-value is served as `fermyon:spin/key-value@2.0.0` ([`key_value`]) and as
+//! `wasi:keyvalue@0.2.0-draft2` `store`, `atomics` and `batch` ([`wasi_keyvalue`]), on the same
+//! stores. Spin interfaces this host does not implement (llm, mysql, wasi:config, spin:postgres
+//! other than 3.0.0 and 4.0.0, spin:mqtt, the unversioned fermyon:spin ones) are linked as
+//! traps: a component importing them loads, and fails only if it calls them.
 
 pub mod app;
 pub mod bindings;
@@ -29,3 +31,4 @@ pub mod stdio;
 pub mod telemetry;
 pub mod trigger;
 pub mod variables;
+pub mod wasi_keyvalue;
