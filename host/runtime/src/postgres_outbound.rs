@@ -13,12 +13,16 @@
 //! Each handle holds a connection of its own from a pool per address (at most 64 connections,
 //! pools of 16 addresses per component), kept by deadpool-postgres as Spin keeps them: a
 //! connection a handle is done with is reset (`DISCARD`-style clean-up) before the next
-//! handle gets it.
+//! handle gets it. Beyond Spin, the reset first rolls back any transaction the last handle
+//! left open, and a connection whose statement was cancelled (its instance stopped at the
+//! deadline) is closed instead of pooled: an instance stopped between `BEGIN` and `COMMIT` must
+//! not hand its transaction, and the locks it holds, to the next request.
 
 // The interface's error carries a whole database error record; it is returned, not propagated.
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -44,6 +48,12 @@ const CONNECTION_POOL_CACHE_CAPACITY: usize = 16;
 /// The most a query's rows may take in the host before the query fails (Spin's
 /// `MAX_HOST_BUFFERED_BYTES`).
 const MAX_RESULT_BYTES: usize = 128 << 20;
+
+/// How a pooled connection is reset for its next handle: `ROLLBACK` (only a warning when no
+/// transaction is open) ends what an instance stopped mid-transaction left open, then
+/// deadpool's `Clean` steps, which alone would carry the open transaction over.
+const RESET_SQL: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+    UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;";
 
 /// A component's connection pools, one per connection string (Spin keeps them per component).
 #[derive(Default)]
@@ -87,7 +97,7 @@ fn create_pool(address: &str) -> anyhow::Result<deadpool_postgres::Pool> {
         .parse::<tokio_postgres::Config>()
         .context("parsing Postgres connection string")?;
     let manager_config = deadpool_postgres::ManagerConfig {
-        recycling_method: deadpool_postgres::RecyclingMethod::Clean,
+        recycling_method: deadpool_postgres::RecyclingMethod::Custom(RESET_SQL.into()),
     };
     let manager = if config.get_ssl_mode() == SslMode::Disable {
         deadpool_postgres::Manager::from_config(config, tokio_postgres::NoTls, manager_config)
@@ -104,8 +114,25 @@ fn create_pool(address: &str) -> anyhow::Result<deadpool_postgres::Pool> {
 
 /// An open connection (the guest's `connection` resource, in every version).
 pub struct OpenConnection {
-    /// Shared with a call in flight, which must not hold the (non-`Sync`) resource table.
-    client: Arc<deadpool_postgres::Object>,
+    /// Shared with a call in flight, which must not hold the (non-`Sync`) resource table;
+    /// `None` only once dropped.
+    client: Option<Arc<deadpool_postgres::Object>>,
+    /// Set while a statement runs; still set when the call was cancelled mid-statement.
+    busy: Arc<AtomicBool>,
+}
+
+impl Drop for OpenConnection {
+    /// A connection left mid-statement is closed, not pooled: the server may still be running
+    /// (or waiting for a lock for) the cancelled statement, which the next handle would wait
+    /// behind. Closing it lets the server roll the session back.
+    fn drop(&mut self) {
+        if !self.busy.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some(Ok(object)) = self.client.take().map(Arc::try_unwrap) {
+            drop(deadpool_postgres::Object::take(object));
+        }
+    }
 }
 
 /// Per-instance state: the component's outbound rules and pools, and the instance's handles.
@@ -173,19 +200,22 @@ impl PostgresState {
             .map_err(|e| v4::Error::ConnectionFailed(format!("{e:?}")))?;
         self.table
             .push(OpenConnection {
-                client: Arc::new(client),
+                client: Some(Arc::new(client)),
+                busy: Arc::default(),
             })
             .map_err(|_| v4::Error::ConnectionFailed("too many connections".into()))
     }
 
+    /// The handle's connection, and its flag to set while a statement runs.
     fn client(
         &self,
         handle: &Resource<OpenConnection>,
-    ) -> Result<Arc<deadpool_postgres::Object>, v4::Error> {
+    ) -> Result<(Arc<deadpool_postgres::Object>, Arc<AtomicBool>), v4::Error> {
         self.table
             .get(handle)
-            .map(|open| open.client.clone())
-            .map_err(|_| v4::Error::ConnectionFailed("no connection found".into()))
+            .ok()
+            .and_then(|open| Some((open.client.clone()?, open.busy.clone())))
+            .ok_or_else(|| v4::Error::ConnectionFailed("no connection found".into()))
     }
 
     /// `&mut`: the resource table is not `Sync`, so a shared borrow would not be `Send`.
@@ -195,7 +225,8 @@ impl PostgresState {
         statement: &str,
         params: &[v4::ParameterValue],
     ) -> Result<u64, v4::Error> {
-        execute(self.client(handle)?, statement, params).await
+        let (client, busy) = self.client(handle)?;
+        while_busy(&busy, execute(client, statement, params)).await
     }
 
     /// `&mut`: the resource table is not `Sync`, so a shared borrow would not be `Send`.
@@ -205,7 +236,8 @@ impl PostgresState {
         statement: &str,
         params: &[v4::ParameterValue],
     ) -> Result<v4::RowSet, v4::Error> {
-        query(self.client(handle)?, statement, params).await
+        let (client, busy) = self.client(handle)?;
+        while_busy(&busy, query(client, statement, params)).await
     }
 
     fn close(&mut self, handle: Resource<OpenConnection>) -> wasmtime::Result<()> {
@@ -213,6 +245,14 @@ impl PostgresState {
         self.table.delete(handle)?;
         Ok(())
     }
+}
+
+/// Runs `statement` with `busy` set, which stays set if the call is cancelled before it ends.
+async fn while_busy<T>(busy: &AtomicBool, statement: impl std::future::Future<Output = T>) -> T {
+    busy.store(true, Ordering::Release);
+    let result = statement.await;
+    busy.store(false, Ordering::Release);
+    result
 }
 
 async fn execute(

@@ -13,11 +13,20 @@ struct Setup {
 }
 
 fn start() -> Setup {
+    start_with(&[])
+}
+
+/// [`start`] with further host arguments.
+fn start_with(args: &[&str]) -> Setup {
     require_components(&["pg-probe"]);
     let pg = PostgresServer::start();
-    let host =
-        Host::start(support::options("postgres.toml").variable("pg_port", &pg.port().to_string()));
-    Setup { host, pg }
+    let options = support::options("postgres.toml")
+        .variable("pg_port", &pg.port().to_string())
+        .args(args.iter().copied());
+    Setup {
+        host: Host::start(options),
+        pg,
+    }
 }
 
 impl Setup {
@@ -476,6 +485,75 @@ fn a_handle_keeps_its_connection_and_a_later_instance_gets_a_clean_one() {
         next[0]["rows"][0],
         json!([{ "str": "" }, { "boolean": true }])
     );
+}
+
+/// Advisory locks held by any session of the test database, and its sessions left inside a
+/// transaction, as another client sees them.
+fn held_locks_and_open_transactions(setup: &Setup) -> String {
+    setup.pg.psql(&format!(
+        "SELECT (SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+           WHERE l.locktype = 'advisory' AND a.datname = '{db}'), \
+         (SELECT count(*) FROM pg_stat_activity \
+           WHERE datname = '{db}' AND state LIKE 'idle in transaction%')",
+        db = setup.pg.database()
+    ))
+}
+
+#[test]
+fn a_transaction_a_handle_leaves_open_is_rolled_back_before_the_next_one() {
+    let setup = start();
+    setup.ok(4, json!([execute("CREATE TABLE kept (i int4)", json!([]))]));
+    // The guest begins, takes a transaction's advisory lock, writes and returns without COMMIT.
+    setup.ok(
+        4,
+        json!([
+            execute("BEGIN", json!([])),
+            query("SELECT pg_advisory_xact_lock(7)", json!([])),
+            execute("INSERT INTO kept VALUES (1)", json!([])),
+        ]),
+    );
+    // The next handle (the same pooled session) starts outside any transaction: the write is
+    // gone, and nobody holds the lock or sits in the old transaction.
+    let next = setup.ok(4, json!([query("SELECT count(*) FROM kept", json!([]))]));
+    assert_eq!(next[0]["rows"][0], json!([{ "int64": 0 }]));
+    assert_eq!(held_locks_and_open_transactions(&setup), "0|0");
+}
+
+#[test]
+fn a_connection_stopped_mid_statement_is_closed_not_pooled() {
+    let setup = start_with(&["--instance-timeout-secs", "1"]);
+    let body = json!({
+        "version": 4,
+        "address": setup.pg.connection_string(),
+        "ops": [
+            execute("BEGIN", json!([])),
+            query("SELECT pg_advisory_xact_lock(7)", json!([])),
+            query("SELECT pg_sleep(3)", json!([])),
+        ],
+    });
+    let stopped = setup.host.post("/pg", body.to_string().as_bytes());
+    assert_eq!(stopped.status, 500, "{}", stopped.body);
+    let sleeper = setup.pg.psql(&format!(
+        "SELECT pid FROM pg_stat_activity WHERE datname = '{}' AND query LIKE 'SELECT pg_sleep%'",
+        setup.pg.database()
+    ));
+    assert!(
+        !sleeper.is_empty(),
+        "the cancelled statement is not running"
+    );
+    // Its session ends once the server notices its client went away (after the sleep); a
+    // pooled connection would stay, holding the transaction and its lock.
+    let gone = testkit::eventually(std::time::Duration::from_secs(30), || {
+        let alive = setup.pg.psql(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = {sleeper}"
+        ));
+        (alive == "0").then_some(())
+    });
+    assert!(gone.is_some(), "session {sleeper} is still open");
+    assert_eq!(held_locks_and_open_transactions(&setup), "0|0");
+    // The component goes on working with a fresh connection.
+    let next = setup.ok(4, json!([query("SELECT 1", json!([]))]));
+    assert_eq!(next[0]["rows"][0], json!([{ "int32": 1 }]));
 }
 
 #[test]
