@@ -6,8 +6,9 @@ source "$(dirname "$0")/lib.sh"
 
 # What the suite shells out to, installed on a fresh Debian machine: a C/C++ toolchain for the
 # native builds, redis-server (the end-to-end fixtures), PostgreSQL and libssl-dev (outbound
-# PostgreSQL), mosquitto (the MQTT host tests), the
-# sqlite3 shell (the end-to-end tests that tamper with a store: dead_letters.rs, faults.rs),
+# PostgreSQL, and the end-to-end tests' second run with the SQL stores in it), mosquitto (the
+# MQTT host tests), the sqlite3 shell (the end-to-end tests that tamper with a store:
+# dead_letters.rs, faults.rs; psql, which comes with PostgreSQL, on the second run),
 # python3 with PyYAML (deploy/check.py).
 # scripts/contract-test.sh sees to its own (curl, python3-venv, Schemathesis).
 ensure_wasm_target
@@ -34,6 +35,8 @@ log "building the host and the test binaries"
 cargo test --workspace --no-run
 log "running the tests"
 cargo test --workspace
+log "end-to-end tests again, the SQL stores in PostgreSQL"
+SHOP_TEST_SQL_STORE=postgres cargo test -p shop-e2e
 log "contract tests: schemathesis against the running app from each OpenAPI document"
 CONTRACT_SKIP_BUILD=1 "$ROOT/scripts/contract-test.sh"
 

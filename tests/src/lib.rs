@@ -4,10 +4,17 @@
 //! `spin.toml` and the released components, every store in a temporary directory. Tests drive
 //! it through the public HTTP API only, and [`Shop::check_invariants`] verifies the saga's
 //! promises (docs/adr/0001) for the orders a test touched, through that same API.
+//!
+//! The SQL functions keep their stores in SQLite files, or, with `SHOP_TEST_SQL_STORE=postgres`,
+//! in a fresh PostgreSQL database each ([`SqlStore`]). Tests that tamper with a SQL store do it
+//! through helpers that work on either ([`Shop::sql`], [`Shop::poison_inserts`],
+//! [`Shop::lock_store`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,7 +22,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use testkit::tempfile::TempDir;
 use testkit::{
-    eventually, free_port, workspace_root, Host, HostOptions, HttpResponse, RedisServer,
+    eventually, free_port, workspace_root, Host, HostOptions, HttpResponse, PostgresServer,
+    RedisServer,
 };
 
 pub mod webdriver;
@@ -46,6 +54,10 @@ pub const DELIVERY_TOKEN: &str = "e2e-delivery-token";
 pub const SETTLE: Duration = Duration::from_secs(30);
 /// The functions that produce or consume events, each with `/events` and `/sweep` routes.
 pub const FUNCTIONS: [&str; 4] = ["orders", "inventory", "billing", "notifications"];
+/// The functions that keep a SQL store (`sql_store`); the others use key-value stores only.
+pub const SQL_FUNCTIONS: [&str; 3] = ["orders", "inventory", "billing"];
+/// The error a poisoned store raises ([`Shop::poison_inserts`]).
+pub const POISONED: &str = "poisoned by the test";
 /// The components the manifest loads.
 const COMPONENTS: [&str; 6] = [
     "orders",
@@ -69,7 +81,61 @@ pub struct Shop {
     seeded: Mutex<BTreeMap<String, i64>>,
     /// How many subscriptions each channel gets (see [`subscriptions`]).
     subscriptions: BTreeMap<String, usize>,
+    /// Each SQL function's PostgreSQL database, none on SQLite. Held here, not by the host, so
+    /// they outlive a host killed and restarted; dropped after it.
+    postgres: BTreeMap<&'static str, PostgresServer>,
     dir: TempDir,
+}
+
+/// Where the SQL functions ([`SQL_FUNCTIONS`]) keep their stores in this test run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlStore {
+    /// A SQLite file each, in the test's directory (the default).
+    Sqlite,
+    /// A fresh PostgreSQL database each, all on one server.
+    Postgres,
+}
+
+impl SqlStore {
+    /// The store `SHOP_TEST_SQL_STORE` names: `sqlite` (also when unset) or `postgres`. Anything
+    /// else panics, so that a mistyped setting never passes a run on a store nobody chose.
+    pub fn from_env() -> SqlStore {
+        const NAME: &str = "SHOP_TEST_SQL_STORE";
+        match std::env::var(NAME).as_deref() {
+            Err(std::env::VarError::NotPresent) | Ok("sqlite") => SqlStore::Sqlite,
+            Ok("postgres") => SqlStore::Postgres,
+            Ok(other) => panic!("{NAME} must be sqlite (the default) or postgres, not {other:?}"),
+            Err(e) => panic!("{NAME}: {e}"),
+        }
+    }
+}
+
+/// Another process holding a SQL function's whole store exclusively, as a long operator
+/// transaction would, until [`StoreLock::release`]: SQLite's exclusive lock on the file, or an
+/// ACCESS EXCLUSIVE lock on every table of the PostgreSQL database. Dropped unreleased (a
+/// failing test), its stdin closes and the holder ends, rolling back.
+#[must_use = "the lock holds until StoreLock::release"]
+pub struct StoreLock {
+    holder: Child,
+    script: ChildStdin,
+    /// The holder's stderr, for failure messages.
+    log: PathBuf,
+}
+
+impl StoreLock {
+    /// Commits the holder's transaction and waits for it to end: the store is free again.
+    pub fn release(mut self) {
+        self.script
+            .write_all(b"COMMIT;\n")
+            .expect("send the commit");
+        drop(self.script);
+        let ended = self.holder.wait().expect("the lock holder ends");
+        assert!(
+            ended.success(),
+            "the lock holder failed: {}",
+            read_log(&self.log)
+        );
+    }
 }
 
 /// A final order as the orders API reports it.
@@ -101,21 +167,33 @@ impl Shop {
     /// [`Shop::start`] with further app variables (`--variable name=value`), e.g. shorter
     /// breaker timeouts for fault tests.
     pub fn start_with(variables: &[(&str, &str)]) -> Shop {
-        Shop::start_manifest(&workspace_root().join("spin.toml"), true, variables)
+        Shop::start_manifest(
+            &workspace_root().join("spin.toml"),
+            true,
+            SqlStore::from_env(),
+            variables,
+        )
     }
 
     /// The app as deployed to Fermyon Cloud: `deploy/cloud/spin.toml`, events delivered over
-    /// HTTP with [`DELIVERY_TOKEN`], and no Redis at all.
+    /// HTTP with [`DELIVERY_TOKEN`], no Redis at all, and PostgreSQL as the SQL store whatever
+    /// `SHOP_TEST_SQL_STORE` says: the Cloud manifest has no SQLite databases (deploy/README.md).
     pub fn start_cloud() -> Shop {
         Shop::start_manifest(
             &workspace_root().join("deploy/cloud/spin.toml"),
             false,
+            SqlStore::Postgres,
             &[("delivery_token", DELIVERY_TOKEN)],
         )
     }
 
-    /// Starts the app of `manifest`, with a Redis for its triggers when `with_redis`.
-    fn start_manifest(manifest: &Path, with_redis: bool, variables: &[(&str, &str)]) -> Shop {
+    /// Starts the app of `manifest` on `store`, with a Redis for its triggers when `with_redis`.
+    fn start_manifest(
+        manifest: &Path,
+        with_redis: bool,
+        store: SqlStore,
+        variables: &[(&str, &str)],
+    ) -> Shop {
         let binary = workspace_root().join("target/debug/shop-host");
         assert!(
             binary.is_file(),
@@ -141,6 +219,10 @@ impl Shop {
             .tempdir()
             .expect("create temp dir");
         let runtime_config = write_runtime_config(dir.path());
+        let postgres = match store {
+            SqlStore::Sqlite => BTreeMap::new(),
+            SqlStore::Postgres => postgres_databases(),
+        };
         let redis = AppRedis(with_redis.then(RedisServer::start));
         let port = free_port();
         let metrics_port = free_port();
@@ -164,6 +246,7 @@ impl Shop {
             Some(server) => options.variable("redis_address", &server.address()),
             None => options,
         };
+        let options = with_postgres(options, &postgres);
         let options = variables.iter().fold(options, |options, (name, value)| {
             options.variable(name, value)
         });
@@ -174,6 +257,7 @@ impl Shop {
             metrics_port,
             seeded: Mutex::new(BTreeMap::new()),
             subscriptions: subscriptions(manifest),
+            postgres,
             dir,
         };
         shop.wait_subscribed();
@@ -231,20 +315,164 @@ impl Shop {
         response.body
     }
 
-    /// The file of a store the runtime config names (`inventory.db`, ...), to tamper with.
+    /// The file of a store the runtime config names (`inventory.db`, `notifications.db`, ...),
+    /// to tamper with.
     pub fn store_path(&self, file: &str) -> PathBuf {
         self.dir.path().join("stores").join(file)
     }
 
-    /// Runs `sql` on a store file with the sqlite3 shell, as an operator would.
+    /// Runs `sql` on a store file with the sqlite3 shell, as an operator would: a key-value
+    /// store (always a SQLite file here), or a SQL store through [`Shop::sql`].
     pub fn sqlite(&self, file: &str, sql: &str) {
-        let status = std::process::Command::new("sqlite3")
+        let status = Command::new("sqlite3")
             .args(["-bail", "-cmd", ".timeout 5000"])
             .arg(self.store_path(file))
             .arg(sql)
             .status()
             .expect("run sqlite3 (is it installed?)");
         assert!(status.success(), "sqlite3 failed on {sql}");
+    }
+
+    /// Where this shop's SQL functions keep their stores.
+    pub fn sql_store(&self) -> SqlStore {
+        if self.postgres.is_empty() {
+            SqlStore::Sqlite
+        } else {
+            SqlStore::Postgres
+        }
+    }
+
+    /// `function`'s PostgreSQL database, `None` on SQLite; panics for a function without a
+    /// SQL store, a test bug.
+    fn postgres(&self, function: &str) -> Option<&PostgresServer> {
+        assert!(
+            SQL_FUNCTIONS.contains(&function),
+            "{function} has no SQL store (only {SQL_FUNCTIONS:?} do)"
+        );
+        self.postgres.get(function)
+    }
+
+    /// Runs `sql` on `function`'s SQL store, as an operator would: the sqlite3 shell on its
+    /// file or psql on its database. Statements in the SQL both dialects share (as the
+    /// functions' own are) serve either store.
+    pub fn sql(&self, function: &str, sql: &str) {
+        match self.postgres(function) {
+            Some(database) => {
+                database.psql(sql);
+            }
+            None => self.sqlite(&format!("{function}.db"), sql),
+        }
+    }
+
+    /// Makes `function`'s store refuse every insert into `table` whose `column` contains
+    /// `needle`, failing with [`POISONED`]: a row no retry can write, standing for an event its
+    /// consumer can never apply. One poison per store at a time; [`Shop::cure`] lifts it.
+    pub fn poison_inserts(
+        &self,
+        function: &str,
+        table: &str,
+        column: &str,
+        needle: &str,
+    ) -> Poison {
+        let matching = format!("NEW.{column} LIKE '%{}%'", needle.replace('\'', "''"));
+        let sql = match self.sql_store() {
+            SqlStore::Sqlite => format!(
+                "CREATE TRIGGER poison BEFORE INSERT ON {table} WHEN {matching} \
+                 BEGIN SELECT RAISE(ABORT, '{POISONED}'); END;"
+            ),
+            // A PostgreSQL trigger runs a function; its WHEN sees the row as SQLite's does.
+            SqlStore::Postgres => format!(
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql \
+                   AS $$ BEGIN RAISE EXCEPTION '{POISONED}'; END $$; \
+                 CREATE TRIGGER poison BEFORE INSERT ON {table} FOR EACH ROW WHEN ({matching}) \
+                   EXECUTE FUNCTION poison();"
+            ),
+        };
+        self.sql(function, &sql);
+        Poison {
+            function: function.to_string(),
+            table: table.to_string(),
+        }
+    }
+
+    /// Lifts `poison`: its store takes those inserts again.
+    pub fn cure(&self, poison: Poison) {
+        let sql = match self.sql_store() {
+            SqlStore::Sqlite => "DROP TRIGGER poison;".to_string(),
+            SqlStore::Postgres => format!(
+                "DROP TRIGGER poison ON {}; DROP FUNCTION poison();",
+                poison.table
+            ),
+        };
+        self.sql(&poison.function, &sql);
+    }
+
+    /// Has another process take `function`'s whole store exclusively (see [`StoreLock`]);
+    /// returns once it holds it. The store must exist: the function has served a request.
+    /// Meanwhile the function's statements fail on SQLite once the host's busy timeout runs
+    /// out, and wait on PostgreSQL, where the app sets no `lock_timeout`
+    /// ([`Shop::statements_waiting_for_locks`] sees them).
+    pub fn lock_store(&self, function: &str) -> StoreLock {
+        let held = self.dir.path().join(format!("{function}.locked"));
+        let log = self.dir.path().join(format!("{function}.lock.log"));
+        // Each holder waits at most 10 s for the lock, then fails, so a wait here is bounded.
+        let (mut command, script) = match self.postgres(function) {
+            None => {
+                let mut sqlite3 = Command::new("sqlite3");
+                sqlite3
+                    .args(["-bail", "-cmd", ".timeout 10000"])
+                    .arg(self.store_path(&format!("{function}.db")));
+                let script = format!("BEGIN EXCLUSIVE;\n.shell touch {}\n", held.display());
+                (sqlite3, script)
+            }
+            Some(database) => {
+                let tables = database.psql(
+                    "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables \
+                     WHERE schemaname = current_schema()",
+                );
+                let script = format!(
+                    "SET lock_timeout = '10s';\nBEGIN;\n\
+                     LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE;\n\\! touch {}\n",
+                    held.display()
+                );
+                (database.psql_command(), script)
+            }
+        };
+        let mut holder = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("create the lock log"))
+            .spawn()
+            .expect("run the lock holder (sqlite3 or psql; is it installed?)");
+        let mut stdin = holder.stdin.take().expect("the holder's stdin");
+        stdin
+            .write_all(script.as_bytes())
+            .expect("send the lock script");
+        let taken = eventually(SETTLE, || held.exists().then_some(()));
+        assert!(
+            taken.is_some(),
+            "{function}'s store was never locked: {}",
+            read_log(&log)
+        );
+        StoreLock {
+            holder,
+            script: stdin,
+            log,
+        }
+    }
+
+    /// How many of the app's statements wait for a lock in `function`'s PostgreSQL database:
+    /// there a statement blocked by [`Shop::lock_store`] waits rather than fails. Panics on
+    /// SQLite, whose waits do not show.
+    pub fn statements_waiting_for_locks(&self, function: &str) -> usize {
+        let database = self
+            .postgres(function)
+            .unwrap_or_else(|| panic!("{function}'s SQLite store shows no lock waits"));
+        let count = database.psql(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        count.parse().expect("a count")
     }
 
     /// The last lines of the host's output, for failure messages.
@@ -632,6 +860,13 @@ impl Shop {
     }
 }
 
+/// A poison [`Shop::poison_inserts`] put in a store, until [`Shop::cure`] lifts it.
+#[must_use = "the poison stays until Shop::cure lifts it"]
+pub struct Poison {
+    function: String,
+    table: String,
+}
+
 /// Calls every function's sweep at most once a second while a test waits, as the deployment's
 /// timer would; does nothing when the wait relies on event delivery alone.
 struct Sweeper<'a> {
@@ -737,6 +972,46 @@ fn skus(shop: &Shop, ids: &[String]) -> Vec<String> {
     all.sort();
     all.dedup();
     all
+}
+
+/// One fresh database per SQL function, all on one server.
+fn postgres_databases() -> BTreeMap<&'static str, PostgresServer> {
+    let first = PostgresServer::start();
+    let others: Vec<PostgresServer> = SQL_FUNCTIONS[1..]
+        .iter()
+        .map(|_| first.another_database())
+        .collect();
+    SQL_FUNCTIONS
+        .into_iter()
+        .zip(std::iter::once(first).chain(others))
+        .collect()
+}
+
+/// `options` with the app variables that put each SQL function's store in its PostgreSQL
+/// database (none when `databases` is empty: SQLite). The connection strings are secrets, so
+/// they go in the host's environment, off its command line, like the fixture's other secrets.
+fn with_postgres(
+    options: HostOptions,
+    databases: &BTreeMap<&'static str, PostgresServer>,
+) -> HostOptions {
+    let Some(server) = databases.values().next() else {
+        return options;
+    };
+    let options = options.variable("sql_store", "postgres").variable(
+        "postgres_origin",
+        &format!("postgres://127.0.0.1:{}", server.port()),
+    );
+    databases
+        .iter()
+        .fold(options, |options, (function, database)| {
+            let name = format!("SPIN_VARIABLE_{}_POSTGRES_URL", function.to_uppercase());
+            options.process_env(&name, &database.connection_string())
+        })
+}
+
+/// What a lock holder wrote to stderr, for failure messages.
+fn read_log(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()))
 }
 
 /// The host's state directory, shared by every test: with stores and logs placed in the test's

@@ -1,6 +1,7 @@
 //! The app as deployed to Fermyon Cloud (deploy/cloud/spin.toml, docs/adr/0004): no Redis
 //! anywhere, events pushed over HTTP to each consumer's `/<fn>/events/deliveries`. Real host,
-//! real components, real SQLite files; each test checks the saga invariants afterwards.
+//! real components, a real PostgreSQL database per SQL function (the Cloud manifest has no
+//! SQLite database); each test checks the saga invariants afterwards.
 
 use serde_json::{json, Value};
 use shop_e2e::{

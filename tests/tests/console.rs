@@ -140,14 +140,8 @@ fn the_console_follows_orders_restocks_replays_and_tails_events() {
     shop.put_product(&restock, 300, 3);
     shop.put_product(&poison, 500, 5);
     // Inventory's store refuses the reservation of the poison SKU, so its order-created is
-    // parked (as in dead_letters.rs) until the trigger is dropped and the letter replayed.
-    shop.sqlite(
-        "inventory.db",
-        &format!(
-            "CREATE TRIGGER poison BEFORE INSERT ON reservations WHEN NEW.lines LIKE '%{poison}%' \
-             BEGIN SELECT RAISE(ABORT, 'poisoned by the test'); END;"
-        ),
-    );
+    // parked (as in dead_letters.rs) until the poison is lifted and the letter replayed.
+    let poisoned = shop.poison_inserts("inventory", "reservations", "lines", &poison);
     let confirmed = shop.place_order("con-ok", &[(&sku, 2)], "tok_visa");
     let declined = shop.place_order("con-declined", &[(&sku, 1)], "tok_decline");
     let stuck = shop.place_order("con-stuck", &[(&poison, 1)], "tok_visa");
@@ -290,7 +284,7 @@ fn the_console_follows_orders_restocks_replays_and_tails_events() {
     let replay = format!("button[data-replay=\"{letter_id}\"][data-fn=\"inventory\"]");
     browser.wait_for(&replay, PAGE);
     shot(&browser, "dead-letters");
-    shop.sqlite("inventory.db", "DROP TRIGGER poison;");
+    shop.cure(poisoned);
     browser.click(&browser.wait_for(&replay, PAGE));
     wait_until(
         &browser,

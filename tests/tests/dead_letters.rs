@@ -1,12 +1,13 @@
-//! Poison messages end to end: an event a consumer cannot apply (a trigger in its real SQLite
-//! file refuses the write: inventory's reservation, notifications' key-value entry) is retried
+//! Poison messages end to end: an event a consumer cannot apply (a trigger in its real store
+//! refuses the write: inventory's reservation in its SQL store, SQLite or PostgreSQL, and
+//! notifications' key-value entry in its SQLite file) is retried
 //! on its own schedule, parked after `dead_letter_after` failures with nothing calling the
 //! sweep, listed at the admin route and in the order's history, does not block later events,
 //! and is replayed by its id: refused (409, still listed) while the cause remains, applied once
 //! it is gone.
 
 use serde_json::{json, Value};
-use shop_e2e::{unique_sku, Shop, SETTLE};
+use shop_e2e::{unique_sku, Shop, POISONED, SETTLE};
 use testkit::eventually;
 
 fn dead_letters(shop: &Shop) -> Vec<Value> {
@@ -23,7 +24,7 @@ fn the_parked_event<'a>(letters: &'a [Value], kind: &str, order_id: &str) -> &'a
     assert_eq!(letter["attempts"], 2);
     assert_eq!(letter["payload"]["data"]["order_id"], order_id);
     assert!(
-        letter["error"].as_str().unwrap_or("").contains("poisoned"),
+        letter["error"].as_str().unwrap_or("").contains(POISONED),
         "{letter}"
     );
     letter
@@ -36,11 +37,7 @@ fn a_poison_event_is_parked_listed_skipped_and_replayed() {
     let good = unique_sku("GOOD");
     shop.put_product(&poison, 500, 5);
     shop.put_product(&good, 700, 5);
-    let trigger = format!(
-        "CREATE TRIGGER poison BEFORE INSERT ON reservations WHEN NEW.lines LIKE '%{poison}%' \
-         BEGIN SELECT RAISE(ABORT, 'poisoned by the test'); END;"
-    );
-    shop.sqlite("inventory.db", &trigger);
+    let poisoned = shop.poison_inserts("inventory", "reservations", "lines", &poison);
 
     let stuck = shop.place_order("dl-1", &[(&poison, 1)], "tok_visa");
     // The next order goes through while the poison is retried and parked.
@@ -63,7 +60,7 @@ fn a_poison_event_is_parked_listed_skipped_and_replayed() {
     assert_eq!(noted["source"], "dead letter");
     let detail = noted["detail"].as_str().unwrap_or_default();
     assert!(
-        detail.contains("inventory") && detail.contains(id) && detail.contains("poisoned"),
+        detail.contains("inventory") && detail.contains(id) && detail.contains(POISONED),
         "{noted}"
     );
     assert_eq!(shop.order(&stuck)["status"], "pending");
@@ -84,7 +81,7 @@ fn a_poison_event_is_parked_listed_skipped_and_replayed() {
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0]["attempts"], 3);
 
-    shop.sqlite("inventory.db", "DROP TRIGGER poison;");
+    shop.cure(poisoned);
     let replayed = shop.admin("POST", &replay, &Value::Null);
     assert_eq!(replayed.status, 200, "{}", replayed.body);
     assert!(dead_letters(&shop).is_empty());

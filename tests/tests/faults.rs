@@ -4,13 +4,12 @@
 //! every order: nothing lost, nothing done twice.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use shop_e2e::{is_final, unique_sku, RaiseOnDrop, Shop, WebhookReceiver, SETTLE};
+use shop_e2e::{is_final, unique_sku, RaiseOnDrop, Shop, SqlStore, WebhookReceiver, SETTLE};
 use shop_kit::stream::partition_of;
 use shop_kit::subscriptions::subscribers;
 use testkit::eventually;
@@ -344,25 +343,9 @@ fn a_consumer_failing_for_a_while_catches_up() {
     let sku = unique_sku("LOCKED");
     shop.put_product(&sku, 600, 5);
 
-    // Another process holds inventory's database exclusively, until told to commit: every
-    // inventory write fails meanwhile. It touches a file once it has the lock.
-    let locked = shop.store_path("inventory.locked");
-    let mut locker = Command::new("sqlite3")
-        .arg(shop.store_path("inventory.db"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run sqlite3 (is it installed?)");
-    let mut script = locker.stdin.take().expect("stdin");
-    let lock = format!("BEGIN EXCLUSIVE;\n.shell touch {}\n", locked.display());
-    std::io::Write::write_all(&mut script, lock.as_bytes()).expect("send the lock script");
-    let held = eventually(SETTLE, || locked.exists().then_some(()));
-    assert!(held.is_some(), "sqlite3 never took the lock");
-
-    // Inventory receives the orders' events and cannot apply them: a message ends with nothing
-    // written once each of its statements has waited out the host's 10 s busy timeout, and
-    // the messages of one stream queue behind it, so one finished attempt is what is waited for.
+    // Another process holds inventory's store exclusively until told to commit: no inventory
+    // write goes through meanwhile.
+    let lock = shop.lock_store("inventory");
     let received = || {
         shop.metric_total(
             "shop_host_redis_messages_total{component=\"inventory\",channel=\"shop.orders.",
@@ -370,9 +353,19 @@ fn a_consumer_failing_for_a_while_catches_up() {
     };
     let before = received();
     let ids = place_mix(&shop, &sku, 3);
-    let tried = eventually(Duration::from_secs(60), || {
-        (received() > before).then_some(())
-    });
+    let tried = match shop.sql_store() {
+        // A message ends with nothing written once each of its statements has waited out the
+        // host's 10 s busy timeout, and the messages of one stream queue behind it, so one
+        // finished attempt is what is waited for.
+        SqlStore::Sqlite => eventually(Duration::from_secs(60), || {
+            (received() > before).then_some(())
+        }),
+        // The app sets no lock_timeout: inventory's statement waits for the lock, its message
+        // unfinished, until the commit. That wait is what shows inventory tried.
+        SqlStore::Postgres => eventually(SETTLE, || {
+            (shop.statements_waiting_for_locks("inventory") > 0).then_some(())
+        }),
+    };
     assert!(tried.is_some(), "inventory never tried\n{}", shop.metrics());
     for id in &ids {
         assert_eq!(
@@ -381,12 +374,7 @@ fn a_consumer_failing_for_a_while_catches_up() {
             "inventory could not have reserved"
         );
     }
-    std::io::Write::write_all(&mut script, b"COMMIT;\n").expect("send the commit");
-    drop(script);
-    assert!(
-        locker.wait().expect("sqlite3 ends").success(),
-        "the lock script failed"
-    );
+    lock.release();
 
     let orders = shop.recover_all(&ids);
     let confirmed = orders.iter().filter(|o| o["status"] == "confirmed").count();
@@ -478,17 +466,26 @@ fn host_killed_repeatedly_during_a_burst_loses_and_repeats_nothing() {
     shop.check_recovered(&ids);
 }
 
-/// Now, in milliseconds since the epoch, as SQLite computes it (for lease rows).
-const SQL_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+/// Now, in milliseconds since the epoch, as the functions count a lease's expiry (the host
+/// runs on this machine's clock). Computed here, so the lease statements are the same SQL on
+/// SQLite and PostgreSQL.
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_millis()
+}
 
 /// Gives orders' relay lease to `holder` for an hour (replacing a live holder's, if any): the
 /// other relays leave their events to it.
 fn hold_orders_lease(shop: &Shop, holder: &str) {
-    shop.sqlite(
-        "orders.db",
+    shop.sql(
+        "orders",
         &format!(
-            "INSERT OR REPLACE INTO relay_lease (id, holder, expires_at) \
-             VALUES (1, '{holder}', {SQL_NOW_MS} + 3600000);"
+            "INSERT INTO relay_lease (id, holder, expires_at) VALUES (1, '{holder}', {}) \
+             ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, \
+               expires_at = excluded.expires_at;",
+            now_ms() + 3_600_000
         ),
     );
 }
@@ -519,8 +516,8 @@ fn a_missed_event_is_filled_from_the_feed_when_the_next_one_of_its_stream_arrive
     shop.events("orders");
     hold_orders_lease(&shop, "test");
     let missed = shop.place_order("gappy", &[(&sku, 1)], "tok_visa");
-    shop.sqlite(
-        "orders.db",
+    shop.sql(
+        "orders",
         "UPDATE outbox SET published = 1; DELETE FROM relay_lease;",
     );
     assert_eq!(shop.order(&missed)["status"], "pending");
@@ -579,9 +576,9 @@ fn a_lease_left_by_a_killed_relay_holds_events_back_only_until_it_expires() {
     );
 
     // The lease expires: the next relay takes it over and sends what waited.
-    shop.sqlite(
-        "orders.db",
-        &format!("UPDATE relay_lease SET expires_at = {SQL_NOW_MS} - 1;"),
+    shop.sql(
+        "orders",
+        &format!("UPDATE relay_lease SET expires_at = {};", now_ms() - 1),
     );
     let next = shop.place_order("leased", &[(&sku, 1)], "tok_visa");
     let ids = [first, held, next];

@@ -25,8 +25,8 @@ fn inject(shop: &Shop, producer: &str, id: &str, kind: &str, data: &Value) {
     // Reading the feed opens (and so creates and migrates) the producer's database.
     shop.events(producer);
     let data = data.to_string().replace('\'', "''");
-    shop.sqlite(
-        &format!("{producer}.db"),
+    shop.sql(
+        producer,
         &format!(
             "INSERT INTO outbox (id, type, occurred_at, traceparent, data, partition, pseq) \
              VALUES ('{id}', '{kind}', '2026-01-01T00:00:00.000Z', \

@@ -15,7 +15,7 @@ use crate::config;
 use crate::consume::Consumer;
 use crate::deadletter::{self, ParkedStore};
 use crate::routes::{Params, Route};
-use crate::sqlite::Db;
+use crate::sql::Db;
 use crate::web::{self, Ctx};
 use crate::{push, relay, reply, wake, ApiError, Failure};
 

@@ -52,12 +52,12 @@ pub trait ConsumerStore: crate::inbox::InboxPort {
         None
     }
     /// Where the function's own events wait to be published; `None`: it publishes none.
-    fn outbox(&self) -> Option<&crate::sqlite::Db> {
+    fn outbox(&self) -> Option<&crate::sql::Db> {
         None
     }
 }
 
-/// A store kept in one SQLite database keeps its inbox, pending events, wake and outbox there.
+/// A store kept in one SQL database keeps its inbox, pending events, wake and outbox there.
 impl<T: crate::inbox::sql::SqlBacked> ConsumerStore for T {
     fn last_seq(&self, source: &str, partition: i64) -> anyhow::Result<i64> {
         crate::inbox::sql::last(self.db(), source, partition)
@@ -68,7 +68,7 @@ impl<T: crate::inbox::sql::SqlBacked> ConsumerStore for T {
     fn wake(&self) -> Option<&dyn WakePort> {
         Some(self.db())
     }
-    fn outbox(&self) -> Option<&crate::sqlite::Db> {
+    fn outbox(&self) -> Option<&crate::sql::Db> {
         Some(self.db())
     }
 }

@@ -89,16 +89,16 @@ pub async fn replay_route(
     Ok(crate::web::json(200, &report))
 }
 
-/// SQL for consumers whose store is SQLite (table `dead_letters`).
+/// SQL for consumers with a SQL store (table `dead_letters`).
 pub mod sql {
     use serde_json::Value;
 
     use crate::inbox::sql::SqlBacked;
     use crate::redo::Redo;
-    use crate::sqlite::{int, t, text, Db};
+    use crate::sql::{int, t, text, Db};
     use crate::Envelope;
 
-    /// A store kept in one SQLite database keeps its dead letters there.
+    /// A store kept in one SQL database keeps its dead letters there.
     impl<T: SqlBacked> super::ParkedStore for T {
         fn parked(&self) -> anyhow::Result<Vec<Value>> {
             self.db().parked()

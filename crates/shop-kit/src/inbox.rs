@@ -106,15 +106,15 @@ impl Streams {
     }
 }
 
-/// SQL for consumers whose inbox lives in SQLite: table `inbox_streams(source, partition,
+/// SQL for consumers whose inbox lives in their SQL store: table `inbox_streams(source, partition,
 /// last_seq)`, with `pending_events` and `dead_letters` for the events being retried.
 pub mod sql {
     use super::{position, InboxPort, Position};
     use crate::redo::Redo;
-    use crate::sqlite::{i, int, t, Db};
+    use crate::sql::{i, int, t, Db};
     use crate::Envelope;
 
-    /// A store kept in one SQLite database. Its inbox, pending events and dead letters live in
+    /// A store kept in one SQL database. Its inbox, pending events and dead letters live in
     /// that database, so implementing this one accessor gives the store its `InboxPort`.
     pub trait SqlBacked {
         fn db(&self) -> &Db;
@@ -149,8 +149,8 @@ pub mod sql {
     pub fn advance(db: &Db, env: &Envelope) -> anyhow::Result<()> {
         db.exec(
             "INSERT INTO inbox_streams (source, partition, last_seq) VALUES (?, ?, ?) \
-             ON CONFLICT(source, partition) DO UPDATE \
-             SET last_seq = max(last_seq, excluded.last_seq)",
+             ON CONFLICT(source, partition) DO UPDATE SET last_seq = excluded.last_seq \
+             WHERE inbox_streams.last_seq < excluded.last_seq",
             &[t(&env.source), i(env.partition), i(env.seq)],
         )?;
         Ok(())

@@ -98,11 +98,11 @@ pub fn relay(
     Ok(sent)
 }
 
-/// The lease in the function's SQLite database, table `relay_lease` (one row while held).
+/// The lease in the function's SQL database, table `relay_lease` (one row while held).
 pub mod sql {
     use super::{RelayPort, Settled, TTL_MS};
     use crate::outbox::{self, Row};
-    use crate::sqlite::{i, t, Db};
+    use crate::sql::{i, t, Db};
 
     /// Whether an unexpired lease exists; `?1` now.
     pub const TAKEN: &str = "SELECT 1 FROM relay_lease WHERE expires_at > ?1";

@@ -1,7 +1,7 @@
 //! Shared application library of the shop components.
 //!
 //! Pure parts (errors, request validation, envelope, inbox decisions, migration planning,
-//! trace context) build and test natively; `sqlite`, `web`, `feed`, `outbox` and `config`
+//! trace context) build and test natively; `sql`, `web`, `feed`, `outbox` and `config`
 //! are thin adapters over `spin-sdk`.
 
 pub mod auth;
@@ -29,7 +29,7 @@ pub mod relay;
 pub mod reply;
 pub mod routes;
 pub mod seal;
-pub mod sqlite;
+pub mod sql;
 pub mod stream;
 pub mod subscriptions;
 pub mod testing;

@@ -1,8 +1,9 @@
 //! Versioned schema migrations, embedded in each component and applied when it opens its
-//! database. The schema version lives in SQLite's `PRAGMA user_version`, so a database that is
-//! up to date costs one pragma read per instance.
+//! database. The schema version lives in SQLite's `PRAGMA user_version` or PostgreSQL's
+//! `schema_version` table (`sql`), so a database that is up to date costs one read per instance.
 
-/// One migration file, `migrations/<function>/NNNN_name.sql`.
+/// One migration file, `migrations/<function>/NNNN_name.sql` (SQLite) or
+/// `migrations/<function>/postgres/NNNN_name.sql`.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
     pub version: i64,

@@ -10,7 +10,7 @@
 use serde_json::json;
 use shop_events::ShopEvent;
 
-use crate::sqlite::{i, int, t, text, Db};
+use crate::sql::{i, int, t, text, Db};
 use crate::stream::{partition_of, PARTITIONS};
 use crate::{ApiError, Envelope};
 
@@ -48,7 +48,7 @@ fn rows(
     db: &Db,
     source: &str,
     sql: &str,
-    params: &[spin_sdk::sqlite::Value],
+    params: &[crate::sql::Value],
 ) -> anyhow::Result<Vec<Row>> {
     db.exec(sql, params)?
         .rows

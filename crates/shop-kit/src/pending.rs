@@ -97,12 +97,12 @@ pub trait PendingPort {
     fn redo(&self, event: Option<(&str, Redo)>);
 }
 
-/// SQL for consumers whose store is SQLite: table `pending_events`.
+/// SQL for consumers with a SQL store: table `pending_events`.
 pub mod sql {
     use super::{Pending, PendingPort};
     use crate::inbox::{self, InboxPort, Outcome, Position};
     use crate::redo::Redo;
-    use crate::sqlite::{i, int, opt_int, t, text, Db};
+    use crate::sql::{i, int, opt_int, t, text, Db};
     use crate::Envelope;
 
     /// Pending events that are the first of their order and source. `?1` now, `?2` limit.
@@ -116,11 +116,7 @@ pub mod sql {
           WHERE q.source = p.source AND q.order_key = p.order_key \
           AND (q.partition, q.seq) < (p.partition, p.seq))";
 
-    fn pending(
-        db: &Db,
-        sql: &str,
-        params: &[spin_sdk::sqlite::Value],
-    ) -> anyhow::Result<Vec<Pending>> {
+    fn pending(db: &Db, sql: &str, params: &[crate::sql::Value]) -> anyhow::Result<Vec<Pending>> {
         db.exec(sql, params)?
             .rows
             .iter()
@@ -144,9 +140,11 @@ pub mod sql {
             self.transaction(|| match self.inbox_position(env)? {
                 Position::Next | Position::Behind => {
                     self.exec(
-                        "INSERT OR REPLACE INTO pending_events \
+                        "INSERT INTO pending_events \
                          (id, source, partition, seq, order_key, payload, attempts, next_at, error) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET \
+                         payload = excluded.payload, attempts = excluded.attempts, \
+                         next_at = excluded.next_at, error = excluded.error",
                         &[
                             t(&env.id),
                             t(&env.source),
@@ -197,9 +195,11 @@ pub mod sql {
                     return Ok(()); // applied or parked meanwhile by another instance
                 }
                 self.exec(
-                    "INSERT OR REPLACE INTO dead_letters \
+                    "INSERT INTO dead_letters \
                      (id, source, partition, seq, order_key, type, payload, error, attempts, \
-                      parked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      parked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE \
+                     SET payload = excluded.payload, error = excluded.error, \
+                     attempts = excluded.attempts, parked_at = excluded.parked_at",
                     &[
                         t(&env.id),
                         t(&env.source),

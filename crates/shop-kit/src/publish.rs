@@ -3,7 +3,7 @@
 
 use crate::lease;
 use crate::outbox::Row;
-use crate::sqlite::Db;
+use crate::sql::Db;
 use crate::stream::channel;
 
 /// Publishes each pair of arguments after the first (channel, message) in order, and stops at

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use spin_sdk::http::Request;
 
 use crate::log::Logger;
-use crate::sqlite::Db;
+use crate::sql::Db;
 use crate::subscriptions::subscribers;
 use crate::{config, outbound, outbox, ApiError, Envelope};
 

@@ -6,7 +6,7 @@ use crate::config::{self, EventDelivery};
 use crate::consume::{self, catch_up_all, Consumer};
 use crate::feed::HttpFeed;
 use crate::log::Logger;
-use crate::sqlite::Db;
+use crate::sql::Db;
 use crate::wake::{self, Step};
 use crate::web::Ctx;
 use crate::{publish as redis_publish, push, Envelope, TraceContext};

@@ -38,7 +38,7 @@ pub fn in_stream_0(source: &str, seq: i64, event: &shop_events::ShopEvent) -> cr
 
 /// An in-memory fake store for a service's unit tests: the function's own state `S` beside the
 /// inbox every consumer keeps. `rollback_on_error` restores both when the body fails, as a
-/// rolled-back SQLite transaction does.
+/// rolled-back SQL transaction does.
 #[derive(Default)]
 pub struct Fake<S> {
     state: std::cell::RefCell<S>,

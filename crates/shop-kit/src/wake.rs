@@ -78,10 +78,10 @@ pub fn nap(ms: i64) {
     std::thread::sleep(Duration::from_millis(ms.max(0) as u64));
 }
 
-/// SQL for consumers whose store is SQLite: table `wake` (one row while armed).
+/// SQL for consumers with a SQL store: table `wake` (one row while armed).
 pub mod sql {
     use super::{WakePort, HOLD_MS};
-    use crate::sqlite::{i, t, Db};
+    use crate::sql::{i, t, Db};
 
     impl WakePort for Db {
         fn arm(&self, now_ms: i64) -> anyhow::Result<Option<String>> {

@@ -8,6 +8,7 @@ use spin_sdk::http::{Request, Response};
 
 use crate::log::Logger;
 use crate::routes::{Params, Resolved, Route};
+use crate::sql::StoreUnavailable;
 use crate::{ApiError, Failure, TraceContext};
 
 /// What a request handler knows besides the request itself.
@@ -62,6 +63,10 @@ impl Ctx {
     pub fn failure(&self, failure: Failure) -> Response {
         let error = match failure {
             Failure::Api(e) => e,
+            Failure::Internal(e) if e.downcast_ref::<StoreUnavailable>().is_some() => {
+                self.log.error(&format!("{e:#}"), None);
+                ApiError::unavailable("the service's store is unavailable; retry later")
+            }
             Failure::Internal(e) => {
                 self.log.error(&format!("internal error: {e:#}"), None);
                 ApiError::internal()
@@ -196,7 +201,7 @@ pub fn health(service: &str) -> Response {
 pub fn serve_feed(
     ctx: &Ctx,
     req: &Request,
-    db: Option<&crate::sqlite::Db>,
+    db: Option<&crate::sql::Db>,
 ) -> Result<Response, Failure> {
     let keys = crate::config::internal_keys();
     ctx.require_token_or_admin(

@@ -4,23 +4,28 @@
 //! one: each [`PostgresServer`] gets a freshly created, uniquely named database on it, dropped on
 //! drop. Otherwise a private server is started from `/usr/lib/postgresql/*/bin` (`initdb`,
 //! `pg_ctl`) in a temporary directory on a free port (as the `postgres` user when run as root,
-//! since PostgreSQL refuses to run as root), and stopped on drop. SQL for set-up and checks goes
-//! through `psql`. `TESTKIT_POSTGRES_PRIVATE=1` forces a private server.
+//! since PostgreSQL refuses to run as root), and stopped when the last database on it is dropped.
+//! [`PostgresServer::another_database`] makes further databases on the same server, for a test
+//! that needs several. SQL for set-up and checks goes through `psql`.
+//! `TESTKIT_POSTGRES_PRIVATE=1` forces a private server.
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::{eventually, free_port};
 
 const SHARED_PORT: u16 = 5432;
 
-/// A database on a PostgreSQL server; dropped (and a private server stopped) on drop.
+/// A database on a PostgreSQL server; dropped on drop, and a private server stopped once the
+/// last database on it is.
 pub struct PostgresServer {
     port: u16,
     database: String,
-    private: Option<PrivateServer>,
+    /// Shared by every database made on the same private server; it stops when the last goes.
+    private: Option<Arc<PrivateServer>>,
 }
 
 struct PrivateServer {
@@ -32,20 +37,35 @@ impl PostgresServer {
     /// A fresh database, on the machine's PostgreSQL when one answers on 127.0.0.1:5432, else on
     /// a private server. Panics saying what to install when there is neither.
     pub fn start() -> Self {
+        // TESTKIT_POSTGRES_PRIVATE=1 starts a private server even where the machine has one.
+        let force_private = std::env::var_os("TESTKIT_POSTGRES_PRIVATE").is_some_and(|v| v == "1");
+        if !force_private && shared_server_answers() {
+            Self::create(SHARED_PORT, None)
+        } else {
+            Self::start_private()
+        }
+    }
+
+    /// A fresh database on a private server of its own.
+    fn start_private() -> Self {
+        let port = free_port();
+        Self::create(port, Some(Arc::new(PrivateServer::start(port))))
+    }
+
+    /// Another fresh database on this one's server: a test that needs several databases starts
+    /// one server, not one each.
+    pub fn another_database(&self) -> Self {
+        Self::create(self.port, self.private.clone())
+    }
+
+    /// Creates a uniquely named database on the server at `port`.
+    fn create(port: u16, private: Option<Arc<PrivateServer>>) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let database = format!(
             "shop_test_{}_{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        // TESTKIT_POSTGRES_PRIVATE=1 starts a private server even where the machine has one.
-        let force_private = std::env::var_os("TESTKIT_POSTGRES_PRIVATE").is_some_and(|v| v == "1");
-        let (port, private) = if !force_private && shared_server_answers() {
-            (SHARED_PORT, None)
-        } else {
-            let port = free_port();
-            (port, Some(PrivateServer::start(port)))
-        };
         let server = PostgresServer {
             port,
             database,
@@ -96,37 +116,37 @@ impl PostgresServer {
     }
 
     fn run_psql(&self, database: &str, sql: &str) -> Output {
-        Command::new(psql_binary())
-            .args([
-                "-X",
-                "-q",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-            ])
-            .arg("postgres")
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg("-d")
-            .arg(database)
+        self.psql_command_in(database)
             .arg("-c")
             .arg(sql)
             .stdin(Stdio::null())
             .output()
             .expect("cannot run psql")
     }
+
+    /// A `psql` connected to the test database that stops at the first error, for a session a
+    /// test drives itself (e.g. one holding a lock while it waits, its SQL sent on stdin).
+    pub fn psql_command(&self) -> Command {
+        self.psql_command_in(&self.database)
+    }
+
+    fn psql_command_in(&self, database: &str) -> Command {
+        let mut command = Command::new(psql_binary());
+        command
+            .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .arg("-d")
+            .arg(database);
+        command
+    }
 }
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
-        if let Some(private) = self.private.take() {
-            private.stop();
-            return;
-        }
-        // WITH (FORCE) ends sessions a host's pool still holds (PostgreSQL 13 and later).
+        // WITH (FORCE) ends sessions a host's pool still holds (PostgreSQL 13 and later). A
+        // private server is stopped afterwards, when this was its last database (`PrivateServer`'s
+        // drop, as the field goes).
         let _ = self.run_psql(
             "postgres",
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database),
@@ -283,8 +303,10 @@ impl PrivateServer {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
 
-    fn stop(self) {
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
         let data = self.dir.path().join("data");
         let _ = self
             .command("pg_ctl")
@@ -292,5 +314,27 @@ impl PrivateServer {
             .arg(&data)
             .args(["-m", "immediate", "-w", "stop"])
             .output();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn databases_on_a_private_server_share_it_and_it_stops_with_the_last() {
+        let first = PostgresServer::start_private();
+        let second = first.another_database();
+        assert_eq!(second.port(), first.port());
+        assert_ne!(second.database(), first.database());
+        let ours = "SELECT count(*) FROM pg_database WHERE datname LIKE 'shop_test_%'";
+        assert_eq!(second.psql(ours), "2");
+
+        drop(first);
+        assert_eq!(second.psql(ours), "1", "the first database is dropped");
+        let port = second.port();
+        drop(second);
+        let closed = std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
+        assert!(closed, "the server stops with its last database");
     }
 }

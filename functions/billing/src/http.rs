@@ -5,7 +5,7 @@ use shop_kit::body::check_order_id;
 use shop_kit::breaker;
 use shop_kit::component::{Component, Consuming, Entry};
 use shop_kit::routes::{Params, Route};
-use shop_kit::sqlite::Db;
+use shop_kit::sql::Db;
 use shop_kit::web::{self, Ctx};
 use shop_kit::Failure;
 use spin_sdk::http::{Request, Response};

@@ -1,11 +1,11 @@
-//! SQLite adapter of the `BillingStore` port (database label `billing`).
+//! SQL adapter (SQLite or PostgreSQL, `shop_kit::sql`) of the `BillingStore` port (database label `billing`).
 
 use shop_events::ShopEvent;
 use shop_kit::inbox::sql::SqlBacked;
 use shop_kit::migrate::Migration;
 use shop_kit::outbox;
-use shop_kit::sqlite::{i, opt_i, opt_int, opt_text, t, text, Db};
-use spin_sdk::sqlite::{RowResult, Value};
+use shop_kit::sql::{i, opt_i, opt_int, opt_text, t, text, Db, Schema};
+use shop_kit::sql::{Row, Value};
 
 use crate::domain::{Payment, PaymentStatus};
 use crate::service::BillingStore;
@@ -33,6 +33,15 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Both stores' schemas: the SQLite history above; on PostgreSQL, the shared event-delivery
+/// tables, then the function's own.
+pub const SCHEMA: Schema = Schema {
+    sqlite: MIGRATIONS,
+    postgres: &shop_kit::sql::postgres_migrations(include_str!(
+        "../../../migrations/billing/postgres/0002_billing.sql"
+    )),
+};
+
 pub struct SqlBilling {
     pub db: Db,
 }
@@ -40,7 +49,7 @@ pub struct SqlBilling {
 impl SqlBilling {
     pub fn open() -> anyhow::Result<Self> {
         Ok(Self {
-            db: Db::open("billing", MIGRATIONS)?,
+            db: Db::open("billing", &SCHEMA)?,
         })
     }
 
@@ -52,7 +61,7 @@ impl SqlBilling {
 
 const COLUMNS: &str = "order_id, amount_cents, currency, status, provider_ref, cancelled";
 
-fn payment(row: &RowResult) -> anyhow::Result<Payment> {
+fn payment(row: &Row) -> anyhow::Result<Payment> {
     let status = text(row, 3);
     Ok(Payment {
         order_id: text(row, 0),

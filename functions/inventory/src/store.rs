@@ -1,11 +1,11 @@
-//! SQLite adapter of the `InventoryStore` port (database label `inventory`).
+//! SQL adapter (SQLite or PostgreSQL, `shop_kit::sql`) of the `InventoryStore` port (database label `inventory`).
 
 use shop_events::ShopEvent;
 use shop_kit::inbox::sql::SqlBacked;
 use shop_kit::migrate::Migration;
 use shop_kit::outbox;
-use shop_kit::sqlite::{i, int, t, text, Db};
-use spin_sdk::sqlite::RowResult;
+use shop_kit::sql::Row;
+use shop_kit::sql::{i, int, t, text, Db, Schema};
 
 use crate::domain::{Hold, HoldStatus, Product};
 use crate::service::InventoryStore;
@@ -33,6 +33,15 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Both stores' schemas: the SQLite history above; on PostgreSQL, the shared event-delivery
+/// tables, then the function's own.
+pub const SCHEMA: Schema = Schema {
+    sqlite: MIGRATIONS,
+    postgres: &shop_kit::sql::postgres_migrations(include_str!(
+        "../../../migrations/inventory/postgres/0002_inventory.sql"
+    )),
+};
+
 pub struct SqlInventory {
     pub db: Db,
 }
@@ -40,7 +49,7 @@ pub struct SqlInventory {
 impl SqlInventory {
     pub fn open() -> anyhow::Result<Self> {
         Ok(Self {
-            db: Db::open("inventory", MIGRATIONS)?,
+            db: Db::open("inventory", &SCHEMA)?,
         })
     }
 
@@ -52,7 +61,7 @@ impl SqlInventory {
 
 const PRODUCT_COLUMNS: &str = "sku, name, price_cents, available, reserved";
 
-fn product(row: &RowResult) -> Product {
+fn product(row: &Row) -> Product {
     Product {
         sku: text(row, 0),
         name: text(row, 1),

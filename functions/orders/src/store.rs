@@ -1,10 +1,10 @@
-//! SQLite adapter of the `OrderStore` port (database label `orders`).
+//! SQL adapter (SQLite or PostgreSQL, `shop_kit::sql`) of the `OrderStore` port (database label `orders`).
 
 use shop_events::ShopEvent;
 use shop_kit::inbox::sql::SqlBacked;
 use shop_kit::migrate::Migration;
 use shop_kit::outbox;
-use shop_kit::sqlite::{i, t, text, Db};
+use shop_kit::sql::{i, t, text, Db, Schema};
 
 use crate::domain::Order;
 use crate::service::{ListQuery, OrderStore};
@@ -37,6 +37,15 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Both stores' schemas: the SQLite history above; on PostgreSQL, the shared event-delivery
+/// tables, then the function's own.
+pub const SCHEMA: Schema = Schema {
+    sqlite: MIGRATIONS,
+    postgres: &shop_kit::sql::postgres_migrations(include_str!(
+        "../../../migrations/orders/postgres/0002_orders.sql"
+    )),
+};
+
 pub struct SqlOrders {
     pub db: Db,
 }
@@ -44,7 +53,7 @@ pub struct SqlOrders {
 impl SqlOrders {
     pub fn open() -> anyhow::Result<Self> {
         Ok(Self {
-            db: Db::open("orders", MIGRATIONS)?,
+            db: Db::open("orders", &SCHEMA)?,
         })
     }
 
