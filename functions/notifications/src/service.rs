@@ -16,8 +16,10 @@ use crate::domain::{Delivery, Notification};
 pub trait NotificationStore: ConsumerStore {
     fn get(&self, id: &str) -> anyhow::Result<Option<Notification>>;
     /// Saves a new notification and indexes it by customer (an order's notifications are
-    /// found by their ids).
-    fn insert(&self, notification: &Notification) -> anyhow::Result<()>;
+    /// found by their ids), unless one with its id exists: true when this call saved it, and
+    /// so delivers it. Atomic across instances, so that replicas applying the same event at
+    /// once call the webhook once.
+    fn claim(&self, notification: &Notification) -> anyhow::Result<bool>;
     /// Saves a notification already inserted: its delivery status and attempts.
     fn put(&self, notification: &Notification) -> anyhow::Result<()>;
     fn by_order(&self, order_id: &str) -> anyhow::Result<Vec<Notification>>;
@@ -121,14 +123,14 @@ impl<S: NotificationStore, W: Webhook> Notifications<S, W> {
         }
         if let Some(mut n) = Notification::for_event(&env.event()?, &shop_kit::time::now_rfc3339())
         {
-            if self.store.get(&n.id)?.is_none() {
+            if !self.webhook.configured() {
+                // Nothing to deliver to: recorded as sent, in one write, and never queued.
+                n.status = Delivery::Sent;
+            }
+            if self.store.claim(&n)? {
                 let n = if self.webhook.configured() {
-                    self.store.insert(&n)?;
                     self.deliver(n).await?
                 } else {
-                    // Nothing to deliver to: recorded as sent, in one write, and never queued.
-                    n.status = Delivery::Sent;
-                    self.store.insert(&n)?;
                     n
                 };
                 self.log.info(
@@ -194,8 +196,12 @@ mod tests {
         fn get(&self, id: &str) -> anyhow::Result<Option<Notification>> {
             Ok(self.notifications.borrow().get(id).cloned())
         }
-        fn insert(&self, n: &Notification) -> anyhow::Result<()> {
-            self.put(n)
+        fn claim(&self, n: &Notification) -> anyhow::Result<bool> {
+            if self.notifications.borrow().contains_key(&n.id) {
+                return Ok(false);
+            }
+            self.put(n)?;
+            Ok(true)
         }
         fn put(&self, n: &Notification) -> anyhow::Result<()> {
             *self.writes.borrow_mut() += 1;

@@ -22,6 +22,7 @@ use shop_kit::stream::{partition_of, partitions};
 use shop_kit::wake::{self, WakePort};
 use shop_kit::Envelope;
 use spin_sdk::key_value::Store;
+use spin_sdk::wit::wasi::keyvalue::{atomics, store as bucket};
 
 use crate::domain::{Kind, Notification};
 use crate::index::{self, PageStore};
@@ -33,6 +34,8 @@ pub struct KvNotifications {
     redo: RedoMark,
 }
 
+/// The store's label in `spin.toml`.
+const LABEL: &str = "notifications";
 /// The list of parked events.
 const LETTERS: &str = "dead_letters";
 /// The list of pending events.
@@ -42,7 +45,7 @@ const WAKE: &str = "wake";
 
 impl KvNotifications {
     pub fn open() -> anyhow::Result<Self> {
-        let store = Store::open("notifications")
+        let store = Store::open(LABEL)
             .map_err(|e| anyhow::anyhow!("opening key-value store notifications: {e:?}"))?;
         Ok(Self {
             store,
@@ -62,6 +65,23 @@ impl KvNotifications {
 
     fn set<T: Serialize>(&self, key: &str, value: &T) -> anyhow::Result<()> {
         self.store.set_json(key, value)
+    }
+
+    /// Writes `value` under `key` only while the key is absent, atomically across instances and
+    /// replicas (`wasi:keyvalue` compare-and-swap, on the same store as `set`): true when this
+    /// call wrote it, false when the key exists or another writer got there first.
+    fn create<T: Serialize>(&self, key: &str, value: &T) -> anyhow::Result<bool> {
+        let failed = |what: &str, e: &dyn std::fmt::Debug| anyhow::anyhow!("{what} {key}: {e:?}");
+        let bucket = bucket::open(LABEL).map_err(|e| failed("opening the bucket for", &e))?;
+        let cas = atomics::Cas::new(&bucket, key).map_err(|e| failed("reading", &e))?;
+        if cas.current().map_err(|e| failed("reading", &e))?.is_some() {
+            return Ok(false);
+        }
+        match atomics::swap(cas, &serde_json::to_vec(value)?) {
+            Ok(()) => Ok(true),
+            Err(atomics::CasError::CasFailed(_)) => Ok(false),
+            Err(atomics::CasError::StoreError(e)) => Err(failed("creating", &e)),
+        }
     }
 
     /// Adds `id` to the list under `key` (or removes it), writing only on change.
@@ -393,14 +413,15 @@ impl NotificationStore for KvNotifications {
 
     /// Indexed and queued before it is saved, so a crash in between leaves an id that lists
     /// nothing (reads skip it, the sweep drops it), never a notification its customer cannot
-    /// list or the sweep never retries.
-    fn insert(&self, n: &Notification) -> anyhow::Result<()> {
+    /// list or the sweep never retries. Replicas applying the same event at once both index the
+    /// same id (a no-op the second time) and race on the save, which one of them wins.
+    fn claim(&self, n: &Notification) -> anyhow::Result<bool> {
         let stream = partition_of(&n.order_id);
         index::append(self, &index::customer(&n.customer_id, stream), &n.id)?;
         if n.status.waiting() {
             index::append(self, &index::undelivered(stream), &n.id)?;
         }
-        self.set(&format!("n:{}", n.id), n)
+        self.create(&format!("n:{}", n.id), n)
     }
 
     /// A notification stays queued until delivered: dequeued here when it is still the newest
