@@ -8,28 +8,42 @@ side changes without the other:
 - every YAML file under deploy/spinkube parses;
 - every SpinApp variable is declared in spin.toml, every required variable is given, and every
   secret variable comes from a Secret;
-- the runtime config template, rendered with placeholder values, configures every label that a
-  component uses, with fields Spin accepts;
+- the SQL store (`sql_store`, docs/adr/0009): with "postgres" the SpinApp sets `postgres_origin`
+  and every `<fn>_postgres_url` a component's `postgres_url` reads (from a Secret); postgres.yaml
+  has a Service named and numbered as postgres_origin's host and port, selecting a StatefulSet on
+  a pinned `postgres:<major>.<minor>` image with a volumeClaimTemplate, its superuser password from
+  a Secret, a pg_isready readiness probe and an init script mounted at /docker-entrypoint-initdb.d;
+  the example Secret's connection strings point at that host and port, each at a database and role
+  of its own that the init script creates with the password the same Secret gives; and the
+  runtime config example leaves the SQLite labels as unused local files (with "sqlite": libSQL,
+  never local files, which would split the data between replicas);
+- the runtime config template, rendered with placeholder values for each SHOP_SQL_STORE
+  (`sqlite`: libSQL; `postgres`: unused local files, no SHOP_LIBSQL_* needed), configures every
+  label that a component uses, with fields Spin accepts;
 - Redis requires a password: the Redis Deployment runs with `--requirepass` from a Secret, its
   redis-cli probes authenticate, `redis_address` comes from a Secret, and the runtime config's
   in-cluster Redis URLs (the template's defaults, the example Secret) carry a password;
 - every function the CronJob sweeps has an HTTP route under /<function>;
-- the Secrets and keys the SpinApp, CronJob and Redis read are those the example Secrets define;
+- the Secrets and keys the SpinApp, CronJob, Redis and PostgreSQL read are those the example
+  Secrets define;
 - every Redis trigger's address comes from the `redis_address` variable the SpinApp sets, and
   each consumer subscribes on an address of its own;
 - the Fermyon Cloud manifest (deploy/cloud/spin.toml) is spin.toml without the Redis trigger,
-  `redis_address` and component builds, with `event_delivery = "http"` and a required
-  `delivery_token`: same components (same .wasm files), routes, stores, grants and variables;
+  `redis_address`, component builds and SQLite labels, with `event_delivery = "http"`, a
+  required `delivery_token`, `sql_store = "postgres"` and required `postgres_origin` and
+  `<fn>_postgres_url`: same components (same .wasm files), routes, key-value stores, grants and
+  variables otherwise;
 - deploy/README.md: the plain-machine example sets every SHOP_KV_*_URL the template reads (a
-  store left out would point at the in-cluster host `redis`), and step 5 starts Redis and waits
-  for it before applying the SpinApp (the SpinApp CRD has no initContainers);
+  store left out would point at the in-cluster host `redis`), and, with sql_store = postgres,
+  SHOP_SQL_STORE=postgres and every variable the PostgreSQL wiring needs; step 5 starts Redis and
+  PostgreSQL and waits for both before applying the SpinApp (the SpinApp CRD has no
+  initContainers);
 - Fermyon Cloud's limits (CLOUD_LIMITS, from https://developer.fermyon.com/cloud/faq): the Cloud
-  manifest uses at most that many key-value stores; its SQLite databases exceed the Cloud's one
-  per account, which is reported as the known limitation the README documents (it fails only if
-  the count grows past KNOWN_CLOUD_SQLITE_DATABASES or the README stops saying so); the README's
-  outbound-request numbers (per order, per sweep round, orders per hour, Redis subscriptions per
-  replica) are recomputed from crates/shop-kit/src/subscriptions.rs, stream.rs and spin.toml, and
-  the Cloud sweep schedule fits the outbound quota.
+  manifest uses at most that many key-value stores and SQLite databases; the README's numbers
+  (Cloud SQLite databases, requests per order on the SQL functions, outbound requests per order
+  and per sweep round, orders per hour, Redis subscriptions per replica) are recomputed from
+  crates/shop-kit/src/subscriptions.rs, stream.rs and the manifests, and the Cloud sweep schedule
+  fits the outbound quota.
 
     python3 deploy/check.py [--manifest spin.toml] [--cloud-manifest deploy/cloud/spin.toml]
         [--readme deploy/README.md]
@@ -44,7 +58,7 @@ import re
 import sys
 import tomllib
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 try:
     import yaml
@@ -58,15 +72,20 @@ ROOT = HERE.parent
 # https://developer.fermyon.com/cloud/faq ("Quotas, Limitations, and Technical FAQ"):
 # "SQLite database count" 1, "Key value store count" 5, "Outbound requests per hour per Spin app" 500.
 CLOUD_LIMITS = {"sqlite_databases": 1, "key_value_stores": 5, "outbound_per_hour": 500}
-# The Cloud manifest needs 3 SQLite databases (one per function, ADR 0002): more than Cloud allows.
-# A known, documented limitation (deploy/README.md, "Each platform within its limits"), reported
-# rather than failed, as long as it stays at this number.
-KNOWN_CLOUD_SQLITE_DATABASES = 3
+# The Cloud manifest keeps the functions' SQL data in PostgreSQL outside Cloud (ADR 0009), so it
+# needs no Cloud SQLite database; one more label than CLOUD_LIMITS allows fails the check.
 # Sources of the events of an order that goes through, in order: order-created, stock-reserved,
 # payment-captured, order-confirmed (functions/*/src). Each is POSTed once per subscriber.
 HAPPY_PATH_SOURCES = ("orders", "inventory", "billing", "orders")
 # Outbound requests per order besides the deliveries: billing's charge to payment-sim.
 PROVIDER_CALLS_PER_ORDER = 1
+# Inbound requests per order besides the deliveries: the client's POST /orders.
+CLIENT_CALLS_PER_ORDER = 1
+# The SQL store values spin.toml's `sql_store` accepts, and the SHOP_SQL_STORE the runtime config
+# template is rendered with for each (the same names).
+SQL_STORES = ("sqlite", "postgres")
+# Where the official PostgreSQL image runs its initialisation scripts.
+INITDB_DIR = "/docker-entrypoint-initdb.d"
 
 
 def load_renderer():
@@ -124,26 +143,53 @@ def redis_urls_without_password(config):
 
 def check_runtime_config(spin, manifest, problems):
     render = load_renderer()
-    template = (HERE / "runtime-config.production.toml").read_text()
-    # Values without a default stand in for the libSQL URLs, tokens and the Redis password a
-    # deployer supplies; the key-value stores keep their in-cluster defaults.
-    placeholders = {name: "https://placeholder.invalid" if name.endswith("_URL") else "placeholder"
-                    for name, has_default in render.placeholders(template).items()
-                    if not has_default}
-    text, missing = render.render(template, placeholders)
-    if missing:
-        problems.append(f"runtime config template: unfilled placeholders {missing}")
+    full = (HERE / "runtime-config.production.toml").read_text()
+    if sorted(render.sql_stores(full)) != sorted(SQL_STORES):
+        problems.append(f"runtime config template: @if SHOP_SQL_STORE blocks for "
+                        f"{render.sql_stores(full)}, expected one for each of {list(SQL_STORES)}")
         return
-    config = tomllib.loads(text)
-    problems += render.check_tables(config, "key_value_store", render.KV_FIELDS)
-    problems += render.check_tables(config, "sqlite_database", render.sqlite_fields())
-    problems += render.check_labels(config, manifest)
-    for label in redis_urls_without_password(config):
-        problems.append(f"runtime config template: the default URL of [key_value_store.{label}] "
-                        "has no password, but the in-cluster Redis requires one")
+    for store in SQL_STORES:
+        where = f"runtime config template (SHOP_SQL_STORE={store})"
+        try:
+            template = render.select_store(full, store)
+        except ValueError as err:
+            problems.append(f"{where}: {err}")
+            continue
+        # Values without a default stand in for the libSQL URLs, tokens and the Redis password a
+        # deployer supplies; the key-value stores keep their in-cluster defaults.
+        required = [name for name, has_default in render.placeholders(template).items()
+                    if not has_default]
+        if store == "postgres" and any(n.startswith("SHOP_LIBSQL_") for n in required):
+            problems.append(f"{where} requires {sorted(required)}: no SHOP_LIBSQL_* with PostgreSQL")
+        placeholders = {name: "https://placeholder.invalid" if name.endswith("_URL")
+                        else "placeholder" for name in required}
+        text, missing = render.render(template, placeholders)
+        if missing:
+            problems.append(f"{where}: unfilled placeholders {missing}")
+            continue
+        config = tomllib.loads(text)
+        problems += [f"{where}: {p}" for p in
+                     render.check_tables(config, "key_value_store", render.KV_FIELDS)
+                     + render.check_tables(config, "sqlite_database", render.sqlite_fields())
+                     + render.check_labels(config, manifest)
+                     + sqlite_tables_for(store, config)]
+        for label in redis_urls_without_password(config):
+            problems.append(f"{where}: the default URL of [key_value_store.{label}] has no "
+                            "password, but the in-cluster Redis requires one")
 
 
-def check_runtime_config_example(objects, spinapp, problems):
+def sqlite_tables_for(store, config):
+    """With PostgreSQL, the SQLite labels are unused local files (absolute paths); with SQLite in
+    a shared deployment, they are libSQL databases: a local file per pod splits the data."""
+    if store == "postgres":
+        return load_renderer().check_unused_sqlite(config)
+    return [f"[sqlite_database.{label}] is type {table.get('type')!r}: with sql_store = sqlite "
+            "the labels must be libSQL databases shared by every replica"
+            for label, table in config.get("sqlite_database", {}).items()
+            if table.get("type") != "libsql"]
+
+
+def check_runtime_config_example(spin, manifest, objects, spinapp, problems):
     name = spinapp["spec"].get("runtimeConfig", {}).get("loadFromSecret")
     text = objects.get(("Secret", name), {}).get("stringData", {}).get("runtime-config.toml")
     if text is None:
@@ -155,6 +201,12 @@ def check_runtime_config_example(objects, spinapp, problems):
         return
     for label in redis_urls_without_password(config):
         problems.append(f"Secret {name!r} example: [key_value_store.{label}] has no Redis password")
+    render = load_renderer()
+    store = sql_store_of(spin, spinapp)
+    if store not in SQL_STORES:
+        return  # check_postgres names it
+    problems += [f"Secret {name!r} example (sql_store = {store!r}): {p}" for p in
+                 render.check_labels(config, manifest) + sqlite_tables_for(store, config)]
 
 
 def check_redis_auth(redis, spinapp, problems):
@@ -218,10 +270,13 @@ def secret_refs(obj):
             yield from secret_refs(value)
 
 
-def check_secrets(objects, spinapp, cronjob, redis, problems):
+def check_secrets(objects, spinapp, problems):
+    """Every Secret key an object under deploy/spinkube reads (the SpinApp, the CronJob, Redis,
+    PostgreSQL, ...) is in the example of that Secret."""
     secrets = {name: set(doc.get("stringData", {})) | set(doc.get("data", {}))
                for (kind, name), doc in objects.items() if kind == "Secret"}
-    wanted = list(secret_refs(spinapp)) + list(secret_refs(cronjob)) + list(secret_refs(redis))
+    wanted = [ref for (kind, _), doc in sorted(objects.items(), key=str) if kind != "Secret"
+              for ref in secret_refs(doc)]
     runtime_secret = spinapp["spec"].get("runtimeConfig", {}).get("loadFromSecret")
     if runtime_secret:
         wanted.append((runtime_secret, "runtime-config.toml"))
@@ -230,6 +285,197 @@ def check_secrets(objects, spinapp, cronjob, redis, problems):
             problems.append(f"Secret {name!r} is read but has no example under spinkube/secrets/")
         elif key not in secrets[name]:
             problems.append(f"Secret {name!r} is read for key {key!r}, which its example lacks")
+
+
+def sql_store_of(spin, spinapp):
+    """The `sql_store` the SpinApp runs with: its value, or spin.toml's default."""
+    given = spinapp_variables(spinapp).get("sql_store")
+    if given is not None and "value" in given:
+        return str(given["value"]).strip()
+    return str(spin.get("variables", {}).get("sql_store", {}).get("default", "sqlite")).strip()
+
+
+def postgres_url_variables(manifest):
+    """{component: app variable} for every component whose `postgres_url` reads one."""
+    found = {}
+    for component_id, component in manifest.get("component", {}).items():
+        template = component.get("variables", {}).get("postgres_url")
+        match = re.fullmatch(r"\{\{\s*([a-z0-9_]+)\s*\}\}", str(template or ""))
+        if match:
+            found[component_id] = match.group(1)
+    return found
+
+
+def parse_pg_connection(text):
+    """host, port, user, password, dbname and sslmode of a `key=value ...` or postgres://
+    connection string (None when it is neither). Values hold no spaces or quotes (README)."""
+    text = str(text).strip()
+    if text.startswith(("postgres://", "postgresql://")):
+        parts = urlsplit(text)
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            return None
+        return {"host": parts.hostname, "port": port, "user": unquote(parts.username or ""),
+                "password": unquote(parts.password or ""), "dbname": parts.path.lstrip("/"),
+                "sslmode": dict(parse_qsl(parts.query)).get("sslmode")}
+    fields = {}
+    for item in text.split():
+        key, sep, value = item.partition("=")
+        if not sep:
+            return None
+        fields[key] = value
+    if not fields.get("port", "5432").isdigit():
+        return None
+    return {"host": fields.get("host"), "port": int(fields.get("port", "5432")),
+            "user": fields.get("user"), "password": fields.get("password"),
+            "dbname": fields.get("dbname"), "sslmode": fields.get("sslmode")}
+
+
+def container_named(workload, name):
+    containers = workload["spec"]["template"]["spec"].get("containers", [])
+    return next((c for c in containers if c.get("name") == name), containers[0] if containers else {})
+
+
+def secret_value(objects, ref):
+    doc = objects.get(("Secret", (ref or {}).get("name")), {})
+    return {**doc.get("data", {}), **doc.get("stringData", {})}.get((ref or {}).get("key"))
+
+
+def check_postgres_statefulset(statefulset, objects, problems):
+    """The PostgreSQL StatefulSet: pinned image, data on a claim, superuser password from a
+    Secret, pg_isready readiness, init scripts mounted. Returns {(role, database): env var of its
+    password} from the init scripts, and the container's env."""
+    name = statefulset["metadata"]["name"]
+    container = container_named(statefulset, "postgres")
+    env = {e["name"]: e for e in container.get("env", [])}
+    image = str(container.get("image", ""))
+    pinned = re.fullmatch(r"postgres:(\d+)\.\d+(-[a-z0-9.]+)?", image)
+    if not pinned:
+        problems.append(f"StatefulSet {name!r}: image {image!r} must be the official postgres image "
+                        "pinned to a major.minor tag (postgres:<major>.<minor>[-variant])")
+    claims = {t["metadata"]["name"] for t in statefulset["spec"].get("volumeClaimTemplates", [])}
+    mounts = container.get("volumeMounts", [])
+    data = [m["mountPath"].rstrip("/") for m in mounts if m.get("name") in claims]
+    # Where the image keeps its data: PGDATA, or the image's default (moved in 18).
+    if "PGDATA" in env:
+        pgdata = str(env["PGDATA"].get("value", ""))
+    elif pinned and int(pinned.group(1)) >= 18:
+        pgdata = f"/var/lib/postgresql/{pinned.group(1)}/docker"
+    else:
+        pgdata = "/var/lib/postgresql/data"
+    if not any(pgdata == path or pgdata.startswith(path + "/") for path in data):
+        problems.append(f"StatefulSet {name!r}: PGDATA {pgdata} is on no volumeClaimTemplate's "
+                        f"mount ({data or 'none'}): the data would die with the pod")
+    if "POSTGRES_PASSWORD" not in env or not from_secret(env["POSTGRES_PASSWORD"]):
+        problems.append(f"StatefulSet {name!r}: POSTGRES_PASSWORD must come from a Secret")
+    readiness = " ".join(container.get("readinessProbe", {}).get("exec", {}).get("command", []))
+    if "pg_isready" not in readiness:
+        problems.append(f"StatefulSet {name!r}: the readiness probe must run pg_isready")
+    volumes = {v["name"]: v for v in statefulset["spec"]["template"]["spec"].get("volumes", [])}
+    scripts = []
+    for mount in mounts:
+        if mount.get("mountPath", "").rstrip("/") == INITDB_DIR:
+            config_map = volumes.get(mount.get("name"), {}).get("configMap", {}).get("name")
+            scripts += list(objects.get(("ConfigMap", config_map), {}).get("data", {}).values())
+    if not scripts:
+        problems.append(f"StatefulSet {name!r}: no ConfigMap with init scripts at {INITDB_DIR}")
+    created = {}
+    for script in scripts:
+        for role, database, var in re.findall(
+                r'^\s*create_database\s+(\S+)\s+(\S+)\s+"\$\{?(\w+)\}?"', script, re.M):
+            created[(role, database)] = var
+        if "create_database" in script and "REVOKE ALL ON DATABASE" not in script:
+            problems.append(f"StatefulSet {name!r}: the init script does not revoke PUBLIC's "
+                            "access to the functions' databases")
+    return created, env
+
+
+def check_postgres(spin, objects, spinapp, problems):
+    """With sql_store = postgres: the SpinApp's PostgreSQL variables, postgres.yaml's Service and
+    StatefulSet, and the example Secret's connection strings agree (docs/adr/0009)."""
+    store = sql_store_of(spin, spinapp)
+    if store not in SQL_STORES:
+        problems.append(f"SpinApp sets sql_store {store!r}, not one of {list(SQL_STORES)}")
+        return
+    if store != "postgres":
+        return
+    given = spinapp_variables(spinapp)
+    urls = postgres_url_variables(spin)
+    if not urls:
+        problems.append("SpinApp sets sql_store = postgres, but no component of spin.toml reads "
+                        "a postgres_url")
+    for component, var in sorted(urls.items()):
+        if var not in given:
+            problems.append(f"SpinApp sets sql_store = postgres but not {var!r}, {component}'s "
+                            "connection string")
+        elif not from_secret(given[var]):
+            problems.append(f"{var!r} must come from a Secret: it carries a password")
+    origin = str(given.get("postgres_origin", {}).get("value", ""))
+    parts = urlsplit(origin)
+    try:
+        host, port = parts.hostname, parts.port or 5432
+    except ValueError:
+        host = None
+    if parts.scheme != "postgres" or not host or parts.path not in ("", "/"):
+        problems.append(f"SpinApp must set postgres_origin to postgres://host:port (the "
+                        f"components' allowed outbound host), not {origin!r}")
+        return
+    for component_id, component in spin.get("component", {}).items():
+        hosts = [h.replace(" ", "") for h in component.get("allowed_outbound_hosts", [])]
+        if component_id in urls and "{{postgres_origin}}" not in hosts:
+            problems.append(f"spin.toml: component {component_id!r} reads a postgres_url but its "
+                            "allowed_outbound_hosts lacks {{ postgres_origin }}")
+    service = objects.get(("Service", host))
+    if service is None:
+        problems.append(f"postgres_origin's host {host!r} is no Service under deploy/spinkube "
+                        "(postgres.yaml)")
+        return
+    if port not in [p.get("port") for p in service["spec"].get("ports", [])]:
+        problems.append(f"Service {host!r} has no port {port} (postgres_origin {origin!r})")
+    selector = service["spec"].get("selector") or {}
+    statefulset = next((doc for (kind, _), doc in sorted(objects.items(), key=str)
+                        if kind == "StatefulSet" and selector and selector.items()
+                        <= doc["spec"]["template"]["metadata"].get("labels", {}).items()), None)
+    if statefulset is None:
+        problems.append(f"Service {host!r} selects no StatefulSet under deploy/spinkube")
+        return
+    created, env = check_postgres_statefulset(statefulset, objects, problems)
+    owners = {}
+    for component, var in sorted(urls.items()):
+        ref = given.get(var, {}).get("valueFrom", {}).get("secretKeyRef")
+        text = secret_value(objects, ref)
+        if text is None:
+            continue  # not from a Secret (above), or check_secrets names the missing key
+        where = f"Secret {ref.get('name')!r} example, key {ref.get('key')!r} ({var})"
+        conn = parse_pg_connection(text)
+        if conn is None:
+            problems.append(f"{where}: not a PostgreSQL connection string")
+            continue
+        if (conn["host"], conn["port"]) != (host, port):
+            problems.append(f"{where}: points at {conn['host']}:{conn['port']}, but postgres_origin "
+                            f"lets through {host}:{port} only")
+        for field in ("user", "dbname"):
+            other = owners.setdefault((field, conn[field]), var)
+            if other != var:
+                problems.append(f"{where}: {field} {conn[field]!r} is {other}'s too: one database "
+                                "and one role per function, never shared")
+        var_of_password = created.get((conn["user"], conn["dbname"]))
+        if var_of_password is None:
+            problems.append(f"{where}: the PostgreSQL init script creates no role {conn['user']!r} "
+                            f"owning a database {conn['dbname']!r}")
+            continue
+        password_env = env.get(var_of_password)
+        if password_env is None or not from_secret(password_env):
+            problems.append(f"StatefulSet {statefulset['metadata']['name']!r}: {var_of_password} "
+                            "(a role's password for the init script) must come from a Secret")
+            continue
+        password_ref = password_env["valueFrom"]["secretKeyRef"]
+        password = secret_value(objects, password_ref)
+        if password is not None and password != conn["password"]:
+            problems.append(f"{where}: its password is not the example's "
+                            f"{password_ref.get('key')!r}, with which the init script creates "
+                            f"role {conn['user']!r}")
 
 
 def check_redis_address(spin, spinapp, problems):
@@ -261,7 +507,9 @@ def check_redis_address(spin, spinapp, problems):
 
 
 def cloud_expected(spin, manifest_dir):
-    """spin.toml as the Cloud manifest must read: HTTP delivery, no Redis, no builds."""
+    """spin.toml as the Cloud manifest must read: HTTP delivery, no Redis, no builds, and the SQL
+    functions on PostgreSQL outside Cloud (no SQLite label: Cloud allows one database per
+    account, the shop needs one per function), with the connection strings and origin required."""
     cloud = copy.deepcopy(spin)
     cloud.get("application", {}).get("trigger", {}).pop("redis", None)
     if not cloud.get("application", {}).get("trigger", True):
@@ -271,8 +519,13 @@ def cloud_expected(spin, manifest_dir):
     variables.pop("redis_address", None)
     variables["event_delivery"] = {"default": "http"}
     variables["delivery_token"] = {"required": True, "secret": True}
+    variables["sql_store"] = {"default": "postgres"}
+    for var in postgres_url_variables(spin).values():
+        variables[var] = {"required": True, "secret": True}
+    variables["postgres_origin"] = {"required": True}
     for component in cloud.get("component", {}).values():
         component.pop("build", None)
+        component.pop("sqlite_databases", None)
         component.get("variables", {}).pop("redis_address", None)
         if "allowed_outbound_hosts" in component:
             component["allowed_outbound_hosts"] = [
@@ -336,7 +589,7 @@ def section(text, heading):
     return "".join(lines)
 
 
-def check_readme(readme, problems):
+def check_readme(spin, readme, problems):
     """The README's plain-machine example and deploy order."""
     text = readme.read_text()
     render = load_renderer()
@@ -352,17 +605,34 @@ def check_readme(readme, problems):
             if name not in given:
                 problems.append(f"README plain-machine example does not set {name}: its store "
                                 "would point at the in-cluster host `redis`")
+        # The plain machine runs the SQL functions on PostgreSQL: the app's variables and the
+        # runtime config's SHOP_SQL_STORE must say so together.
+        wanted_vars = ["SPIN_VARIABLE_SQL_STORE=postgres", "SHOP_SQL_STORE=postgres",
+                       "SPIN_VARIABLE_POSTGRES_ORIGIN="]
+        wanted_vars += [f"SPIN_VARIABLE_{var.upper()}="
+                        for var in sorted(postgres_url_variables(spin).values())]
+        for name in wanted_vars:
+            if not re.search(r"\b" + re.escape(name), plain):
+                problems.append(f"README plain-machine example does not set {name.rstrip('=')}: "
+                                "it runs the SQL functions on PostgreSQL")
     deploy = section(text, "## 5. Deploy")
     if deploy is None:
         problems.append("README: no section '## 5. Deploy'")
         return
-    steps = ["kubectl apply -f deploy/spinkube/redis.yaml", "kubectl rollout status deployment/redis",
-             "kubectl apply -f deploy/spinkube/\n"]
-    at = [deploy.find(step) for step in steps]
-    if any(a < 0 for a in at) or at != sorted(at):
-        problems.append("README step 5 must apply redis.yaml and wait for `kubectl rollout status "
-                        "deployment/redis` before `kubectl apply -f deploy/spinkube/`: the app's "
-                        "Redis trigger exits while Redis is not ready")
+    for ready in ("kubectl rollout status deployment/redis",
+                  "kubectl rollout status statefulset/postgres"):
+        steps = [ready, "kubectl apply -f deploy/spinkube/\n"]
+        at = [deploy.find(step) for step in steps]
+        if any(a < 0 for a in at) or at != sorted(at):
+            problems.append(f"README step 5 must wait for `{ready}` before `kubectl apply -f "
+                            "deploy/spinkube/`: the app's Redis trigger exits while Redis is not "
+                            "ready, and its SQL requests fail while PostgreSQL is not")
+    for manifest in ("redis.yaml", "postgres.yaml"):
+        applied = re.search(r"kubectl apply[^\n]* -f deploy/spinkube/" + re.escape(manifest), deploy)
+        waited = deploy.find("kubectl rollout status")
+        if not applied or (waited >= 0 and applied.start() > waited):
+            problems.append(f"README step 5 must apply deploy/spinkube/{manifest} before waiting "
+                            "for it")
 
 
 def cron_runs_per_hour(minute_field):
@@ -383,17 +653,20 @@ def check_cloud_limits(spin, cloud_manifest, readme, problems, notes):
     if len(kv) > CLOUD_LIMITS["key_value_stores"]:
         problems.append(f"cloud {name}: {len(kv)} key-value stores, Fermyon Cloud allows "
                         f"{CLOUD_LIMITS['key_value_stores']}")
-    sqlite = component_labels(cloud, "sqlite_databases")
+    sqlite = component_labels(cloud, "sqlite_databases") - {"default"}
     if len(sqlite) > CLOUD_LIMITS["sqlite_databases"]:
-        documented = "does not fit" in text and "known limitation" in text.lower()
-        if len(sqlite) > KNOWN_CLOUD_SQLITE_DATABASES or not documented:
-            problems.append(f"cloud {name}: {len(sqlite)} SQLite databases {sorted(sqlite)}, "
-                            f"Fermyon Cloud allows {CLOUD_LIMITS['sqlite_databases']} per account "
-                            f"(known and documented up to {KNOWN_CLOUD_SQLITE_DATABASES})")
-        else:
-            notes.append(f"known limitation: cloud {name} uses {len(sqlite)} SQLite databases, "
-                         f"Fermyon Cloud allows {CLOUD_LIMITS['sqlite_databases']} per account "
-                         "(deploy/README.md, 'Each platform within its limits')")
+        problems.append(f"cloud {name}: {len(sqlite)} SQLite databases {sorted(sqlite)}, Fermyon "
+                        f"Cloud allows {CLOUD_LIMITS['sqlite_databases']} per account")
+    # The functions that keep SQL data (a SQLite label or a postgres_url) must each have one,
+    # and no two may share it: one database per function (ADR 0002, ADR 0009).
+    sql_functions = set(postgres_url_variables(cloud))
+    for component_id, component in cloud.get("component", {}).items():
+        labels = set(component.get("sqlite_databases", [])) - {"default"}
+        if labels:
+            sql_functions.add(component_id)
+        if component_id in postgres_url_variables(cloud) and labels:
+            problems.append(f"cloud {name}: component {component_id!r} has both a SQLite label "
+                            "and a postgres_url: pick one store")
 
     pairs, partitions = subscriptions()
     if not pairs or partitions is None:
@@ -401,6 +674,10 @@ def check_cloud_limits(spin, cloud_manifest, readme, problems, notes):
         return
     per_order = sum(1 for source in HAPPY_PATH_SOURCES for s, _ in pairs if s == source)
     per_order += PROVIDER_CALLS_PER_ORDER
+    # Requests per order that the SQL functions handle, each reading and writing its database.
+    sql_per_order = CLIENT_CALLS_PER_ORDER + sum(
+        1 for source in HAPPY_PATH_SOURCES for s, consumer in pairs
+        if s == source and consumer in sql_functions)
     per_sweep = len(pairs) * partitions
     addresses = {t.get("address") for t in spin.get("trigger", {}).get("redis", [])}
     limits = section(text, "## Each platform within its limits") or ""
@@ -415,15 +692,16 @@ def check_cloud_limits(spin, cloud_manifest, readme, problems, notes):
         problems.append(f"README: the Cloud sweep runs {runs} times an hour, {sweeps} outbound "
                         f"requests, over Fermyon Cloud's {CLOUD_LIMITS['outbound_per_hour']}")
     claims = [f"**{per_order} per order**", f"**{per_sweep} per sweep round**",
-              f"{len(addresses)} per replica"]
+              f"{len(addresses)} per replica", f"**{len(sqlite)} Cloud SQLite databases**",
+              f"**{sql_per_order} requests per order**"]
     if sweeps < CLOUD_LIMITS["outbound_per_hour"]:
         orders = (CLOUD_LIMITS["outbound_per_hour"] - sweeps) // per_order
         claims.append(f"**at most {orders} orders per hour**")
     for claim in claims:
         if claim not in limits:
             problems.append(f"README 'Each platform within its limits' should say {claim!r} "
-                            "(recomputed from subscriptions.rs, stream.rs, spin.toml and the "
-                            "Cloud crontab)")
+                            "(recomputed from subscriptions.rs, stream.rs, the manifests and "
+                            "the Cloud crontab)")
 
 
 def main() -> int:
@@ -444,13 +722,14 @@ def main() -> int:
     else:
         check_variables(spin, spinapp, problems)
         check_sweeps(spin, cronjob, problems)
-        check_secrets(objects, spinapp, cronjob, redis, problems)
+        check_secrets(objects, spinapp, problems)
         check_redis_address(spin, spinapp, problems)
         check_redis_auth(redis, spinapp, problems)
-        check_runtime_config_example(objects, spinapp, problems)
+        check_postgres(spin, objects, spinapp, problems)
+        check_runtime_config_example(spin, args.manifest, objects, spinapp, problems)
     check_runtime_config(spin, args.manifest, problems)
     check_cloud(spin, args.manifest, args.cloud_manifest, problems)
-    check_readme(args.readme, problems)
+    check_readme(spin, args.readme, problems)
     check_cloud_limits(spin, args.cloud_manifest, args.readme, problems, notes)
 
     for note in notes:

@@ -12,8 +12,14 @@ A default may itself hold `${OTHER}` placeholders (one level, no default of thei
 filled, and required, only when NAME is unset or empty, e.g.
 `${SHOP_KV_BILLING_URL:-redis://:${SHOP_REDIS_PASSWORD}@redis:6379/3}`.
 
-    python3 deploy/render-runtime-config.py [--template FILE] [--manifest spin.toml]
-        [--spin-version X.Y.Z] > out.toml
+SHOP_SQL_STORE picks the SQL store, as the app's variable `sql_store` does (set both to the same
+value): `sqlite` (the default) keeps the template's `# @if SHOP_SQL_STORE == sqlite` block (the
+labels on libSQL, SHOP_LIBSQL_* required), `postgres` its `# @if SHOP_SQL_STORE == postgres` block
+(the labels as local files that stay unused, which Spin still requires; no SHOP_LIBSQL_*). Lines
+outside any `# @if ... # @end` block are kept for both.
+
+    SHOP_SQL_STORE=postgres python3 deploy/render-runtime-config.py [--template FILE]
+        [--manifest spin.toml] [--spin-version X.Y.Z] > out.toml
 
 Fields are checked against the oldest Spin the file may meet (`--spin-version`, default the
 oldest one a supported target bundles; see SQLITE_FIELDS_SINCE).
@@ -32,6 +38,10 @@ PLACEHOLDER = re.compile(
     r"\$\{([A-Z][A-Z0-9_]*)(?::-((?:[^$}]|\$(?!\{)|\$\{[A-Z][A-Z0-9_]*\})*))?\}")
 INNER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 HERE = Path(__file__).resolve().parent
+# `# @if SHOP_SQL_STORE == <store>` ... `# @end`: lines kept only for that store.
+BLOCK_START = re.compile(r"^\s*#\s*@if\s+SHOP_SQL_STORE\s*==\s*([a-z]+)\s*$")
+BLOCK_END = re.compile(r"^\s*#\s*@end\s*$")
+DEFAULT_SQL_STORE = "sqlite"
 
 # Fields Spin's parsers accept per store type: they deny unknown fields, so a field one Spin
 # version knows makes an older one refuse the whole runtime config.
@@ -69,6 +79,37 @@ def sqlite_fields(spin_version: tuple = MIN_SPIN_VERSION) -> dict:
         if spin_version >= since:
             fields[kind].add(name)
     return fields
+
+
+def sql_stores(template: str) -> list:
+    """The stores the template has blocks for, in order."""
+    found = [m.group(1) for m in map(BLOCK_START.match, template.splitlines()) if m]
+    return list(dict.fromkeys(found))
+
+
+def select_store(template: str, store: str) -> str:
+    """The template with the blocks of `store` kept, the other stores' blocks and every marker
+    line dropped (a template without blocks is returned as it is). Raises ValueError for an
+    unknown store or a block without its `# @end`."""
+    known = sql_stores(template)
+    if not known:
+        return template
+    if store not in known:
+        raise ValueError(f"SHOP_SQL_STORE must be one of {known}, not {store!r}")
+    lines, inside = [], None
+    for number, line in enumerate(template.splitlines(keepends=True), 1):
+        start = BLOCK_START.match(line)
+        if start or BLOCK_END.match(line):
+            if bool(start) == (inside is not None):
+                raise ValueError(f"template line {number}: "
+                                 + ("nested @if" if start else "@end without @if"))
+            inside = start.group(1) if start else None
+            continue
+        if inside is None or inside == store:
+            lines.append(line)
+    if inside is not None:
+        raise ValueError(f"template: the @if SHOP_SQL_STORE == {inside} block has no @end")
+    return "".join(lines)
 
 
 def toml_escape(value: str) -> str:
@@ -168,6 +209,18 @@ def check_labels(config: dict, manifest: Path) -> list:
     return problems
 
 
+def check_unused_sqlite(config: dict) -> list:
+    """With sql_store = postgres the SQLite labels must not point anywhere shared: local files
+    (type "spin") at absolute paths, which Spin never opens while the functions use PostgreSQL.
+    Spin creates their directory at start-up and each file only on first use."""
+    problems = []
+    for label, table in config.get("sqlite_database", {}).items():
+        if table.get("type") != "spin" or not str(table.get("path", "")).startswith("/"):
+            problems.append(f"[sqlite_database.{label}]: with SHOP_SQL_STORE=postgres it must be "
+                            'type = "spin" with an absolute path (an unused local file)')
+    return problems
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--template", type=Path, default=HERE / "runtime-config.production.toml")
@@ -178,7 +231,13 @@ def main() -> int:
                              "target accepts)")
     args = parser.parse_args()
 
-    text, missing = render(args.template.read_text(), dict(os.environ))
+    store = os.environ.get("SHOP_SQL_STORE") or DEFAULT_SQL_STORE
+    try:
+        template = select_store(args.template.read_text(), store)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 1
+    text, missing = render(template, dict(os.environ))
     if missing:
         print("missing environment variables: " + ", ".join(sorted(set(missing))), file=sys.stderr)
         return 1
@@ -191,6 +250,8 @@ def main() -> int:
     problems += check_tables(config, "sqlite_database", sqlite_fields(args.spin_version))
     if args.manifest:
         problems += check_labels(config, args.manifest)
+    if store == "postgres":
+        problems += check_unused_sqlite(config)
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return 1
