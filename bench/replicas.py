@@ -9,17 +9,20 @@
       already created comes back as a replay instead of a second order. Every
       DECLINE_EVERY-th order pays with tok_decline (0: none). Writes the accepted count to
       PROGRESS as it goes and the orders (id, quantity, token, attempts) to OUT as JSON.
-  check BASE ORDERS_JSON SKU INITIAL TOKEN SETTLE_S HOOK KILLED_AT
+  check BASE ORDERS_JSON SKU INITIAL TOKEN PROVIDER_KEY SETTLE_S HOOK KILLED_AT
       Waits (at most SETTLE_S) until every order is final (the caller sweeps meanwhile), then
       checks the invariants until they hold or the limit passes; prints a JSON report on
-      stdout, progress on stderr. HOOK: the webhook receiver's counts URL, or "" when no
-      webhook is configured; KILLED_AT: when the replica was killed (unix time), or "".
+      stdout, progress on stderr. TOKEN: the admin token (dead letters); PROVIDER_KEY: the
+      payment_provider_key, which payment-sim asks of every call (its charges); HOOK: the
+      webhook receiver's counts URL, or "" when no webhook is configured; KILLED_AT: when the
+      replica was killed (unix time), or "".
   webhook PORT
       A notification webhook receiver on 127.0.0.1:PORT: answers every POST with 200 and
       records each delivery (time, trace id of its traceparent) per notification id; GET (any
       path) returns them as JSON.
-  events BASE
-      Counts the events of each source's feed (paging with next_after); prints JSON.
+  events BASE TOKEN
+      Counts the events of each source's feed (paging with next_after; the feeds answer a
+      consumer's feed token or the admin token TOKEN); prints JSON.
   report METRICS_JSON EVENTS_JSON
       The per-replica work-per-event table from scraped /metrics texts.
   subscribed MANIFEST
@@ -191,7 +194,7 @@ def pmap(fn, items, workers=16):
         return list(pool.map(fn, items))
 
 
-def order_violations(base, order_id, expected_token):
+def order_violations(base, order_id, expected_token, provider_key):
     """Broken invariants of one order (as text) and the order itself."""
     out = []
     status, order = get_json(base, f"/orders/{order_id}")
@@ -202,7 +205,9 @@ def order_violations(base, order_id, expected_token):
         return [f"{order_id}: status {state}, not final"], order
     total = order.get("total_cents")
     _, payment = get_json(base, f"/billing/payments/{order_id}")
-    _, charge = get_json(base, f"/payment-sim/charges/{order_id}")
+    charge_status, charge = get_json(base, f"/payment-sim/charges/{order_id}", provider_key)
+    if charge_status in (401, 403):
+        return [f"{order_id}: GET /payment-sim/charges -> {charge_status} (payment_provider_key?)"], order
     if payment is not None and "error" in payment:
         payment = None
     if charge is not None and "error" in charge:
@@ -311,7 +316,7 @@ def webhook_violations(hook, orders, killed_at):
 KILL_WINDOW_S = 6.0
 
 
-def check(base, orders_path, sku, initial, token, settle_s, hook, killed_at):
+def check(base, orders_path, sku, initial, token, provider_key, settle_s, hook, killed_at):
     with open(orders_path) as f:
         placed = json.load(f)["orders"]
     tokens = {o["id"]: o["token"] for o in placed}
@@ -346,7 +351,7 @@ def check(base, orders_path, sku, initial, token, settle_s, hook, killed_at):
     to_check = ids
     dead_letters = {}
     while True:
-        results = pmap(lambda i: (i, order_violations(base, i, tokens[i])), to_check)
+        results = pmap(lambda i: (i, order_violations(base, i, tokens[i], provider_key)), to_check)
         for order_id, (errs, _) in results:
             if errs:
                 violations[order_id] = errs
@@ -403,12 +408,14 @@ def check(base, orders_path, sku, initial, token, settle_s, hook, killed_at):
 # --- events / report -----------------------------------------------------------------------
 
 
-def events(base):
+def events(base, token):
     counts = {}
     for source in SOURCES:
         after, n = 0, 0
         for _ in range(100000):
-            _, page = get_json(base, f"/{source}/events?after={after}&limit=500")
+            status, page = get_json(base, f"/{source}/events?after={after}&limit=500", token)
+            if status != 200:
+                sys.exit(f"GET /{source}/events: {status} {page}")
             batch = page["events"]
             n += len(batch)
             if not batch:
@@ -556,13 +563,13 @@ def main():
         base, total, rate, conc, sku, decline, run_id, progress, out = args
         place(base, int(total), float(rate), int(conc), sku, int(decline), run_id, progress, out)
     elif cmd == "check":
-        base, orders_path, sku, initial, token, settle, hook, killed_at = args
-        check(base, orders_path, sku, int(initial), token, float(settle), hook,
+        base, orders_path, sku, initial, token, provider_key, settle, hook, killed_at = args
+        check(base, orders_path, sku, int(initial), token, provider_key, float(settle), hook,
               float(killed_at) if killed_at else None)
     elif cmd == "webhook":
         webhook(int(args[0]))
     elif cmd == "events":
-        events(args[0])
+        events(args[0], args[1])
     elif cmd == "report":
         report(args[0], args[1])
     elif cmd == "subscribed":

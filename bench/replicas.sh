@@ -8,6 +8,15 @@
 #   whose stores (SQLite and key-value files) all live in $WORK/stores, so the replicas share
 #   every database as SpinKube replicas share their libSQL/Redis stores; each has its own
 #   --state-dir (logs) with one shared compile cache, and its own --metrics-listen.
+#   With REPLICA_SQL_STORE=postgres, orders, inventory and billing keep their SQL stores in
+#   PostgreSQL instead (sql_store=postgres): three fresh, uniquely named databases, one per
+#   function, made before the replicas start on the PostgreSQL that answers on 127.0.0.1:5432
+#   (user postgres, trust), or when none does on a private one started from
+#   /usr/lib/postgresql/*/bin on a free port (as testkit's PostgresServer does), and dropped at
+#   exit (the private server stopped); every replica gets the same <fn>_postgres_url, so the
+#   three share the three databases as SpinKube replicas share one PostgreSQL server. The
+#   key-value stores stay in $WORK/stores. The checks read everything through the app's HTTP
+#   API either way.
 #   haproxy (apt, run in the foreground as a child, not the system service): one frontend,
 #   round-robin to the 3 replicas, health-checked on /.well-known/spin/health so that a killed
 #   replica is taken out and a restarted one put back. app_base_url, payment_provider_url and
@@ -57,7 +66,9 @@
 # (10; 0 for none), REPLICA_SETTLE_SECS (600: the limit for every order to be final and the
 # invariants to hold), BENCH_PROFILE (release; dev runs target/debug/shop-host),
 # BENCH_SKIP_BUILD=1 (use the host and components already built), REPLICA_KEEP=1 (keep the temp
-# dir and its logs).
+# dir and its logs), REPLICA_SQL_STORE (sqlite; postgres: the SQL stores in PostgreSQL, above;
+# on a failure their contents are dumped with pg_dump next to the kept logs;
+# REPLICA_POSTGRES_PRIVATE=1 starts the private PostgreSQL even where one answers on 5432).
 set -euo pipefail
 
 source "$(dirname "$0")/../scripts/lib.sh"
@@ -71,8 +82,11 @@ VICTIM=${REPLICA_KILL:-2}
 DECLINE_EVERY=${REPLICA_DECLINE_EVERY:-10}
 SETTLE_SECS=${REPLICA_SETTLE_SECS:-600}
 WEBHOOK=${REPLICA_WEBHOOK:-1}
+SQL_STORE=${REPLICA_SQL_STORE:-sqlite}
+SQL_FUNCTIONS=(orders inventory billing)
 SWEEP_EVERY=10
 ADMIN_TOKEN=replicas-admin-token
+PROVIDER_KEY=bench-provider-key
 SKU=replica-sku
 PRICE=1250
 INITIAL=$(( ORDERS * 3 + 100 )) # at most 3 units an order, and retried orders stay the same
@@ -83,6 +97,8 @@ case "$PROFILE" in
     *) echo "BENCH_PROFILE must be release or dev" >&2; exit 1 ;;
 esac
 (( VICTIM >= 1 && VICTIM <= REPLICAS )) || { echo "REPLICA_KILL must be 1..$REPLICAS" >&2; exit 1; }
+[[ $SQL_STORE == sqlite || $SQL_STORE == postgres ]] ||
+    { echo "REPLICA_SQL_STORE must be sqlite or postgres" >&2; exit 1; }
 
 log() { printf '[replicas %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -94,6 +110,7 @@ ensure_apt_package haproxy haproxy
 ensure_apt_package curl curl
 ensure_apt_package jq jq
 ensure_apt_package python3 python3
+[[ $SQL_STORE == postgres ]] && ensure_postgres_installed
 
 if [[ -z ${BENCH_SKIP_BUILD:-} ]]; then
     log "building shop-host ($PROFILE) and the components (release)"
@@ -104,8 +121,9 @@ fi
 [[ -x $BIN/shop-host ]] || { log "$BIN/shop-host is missing (unset BENCH_SKIP_BUILD)"; exit 1; }
 
 WORK=$(mktemp -d -t shop-replicas.XXXXXX)
-declare -A REPLICA_PID=()
+declare -A REPLICA_PID=() PG_DB=()
 PIDS=()
+PG_PORT= PG_PRIVATE= PG_BIN=
 cleanup() {
     local status=$?
     touch "$WORK/stop"
@@ -119,6 +137,25 @@ cleanup() {
     done
     for pid in "${REPLICA_PID[@]}" "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    # The PostgreSQL databases (WITH (FORCE): sessions a replica's pool still holds end too), then
+    # the private server, if one was started. After a failure their contents are dumped first,
+    # next to the logs that are kept (now that the replicas no longer hold the connections).
+    local db fn kept=
+    if [[ -n ${REPLICA_KEEP:-} ]]; then kept=$WORK; elif [[ -d ${WORK}-failed ]]; then kept=${WORK}-failed; fi
+    if (( status != 0 )) && [[ -n $kept ]]; then
+        for fn in "${!PG_DB[@]}"; do
+            pg_dump -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "${PG_DB[$fn]}" -f "$kept/stores/$fn.postgres.sql" ||
+                log "pg_dump of ${PG_DB[$fn]} failed"
+        done
+    fi
+    for db in "${PG_DB[@]}"; do
+        pg_sql postgres "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null ||
+            log "could not drop PostgreSQL database $db"
+    done
+    if [[ -n $PG_PRIVATE ]]; then
+        pg_run "$PG_BIN/pg_ctl" -D "$PG_PRIVATE/data" -m immediate -w stop >/dev/null 2>&1 || true
+        rm -rf "$PG_PRIVATE"
+    fi
     if [[ -n ${REPLICA_KEEP:-} ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
     exit "$status"
 }
@@ -127,6 +164,20 @@ trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_s() { date +%s; }
+
+# psql on database DB of the PostgreSQL in use (PG_PORT), stopping at the first error; SQL...
+# as -c arguments, unaligned tuples-only output.
+pg_sql() {
+    local db=$1
+    shift
+    local args=() sql
+    for sql in "$@"; do args+=(-c "$sql"); done
+    psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$db" "${args[@]}" </dev/null
+}
+# Runs a PostgreSQL server program as the postgres user when run as root (it refuses root).
+pg_run() {
+    if (( $(id -u) == 0 )); then runuser -u postgres -- "$@" </dev/null; else "$@" </dev/null; fi
+}
 
 # Polls until CMD succeeds, at most LIMIT seconds (every 0.2 s); fails with MESSAGE.
 wait_for() {
@@ -147,6 +198,35 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --d
 PIDS+=($!)
 REDIS=(redis-cli -h 127.0.0.1 -p "$REDIS_PORT")
 wait_for 20 "redis-server on $REDIS_PORT" redis_answers 127.0.0.1 "$REDIS_PORT"
+
+# --- PostgreSQL (REPLICA_SQL_STORE=postgres): one fresh database per SQL function ---
+SQL_VARIABLES=()
+PG_VERSION=
+if [[ $SQL_STORE == postgres ]]; then
+    PG_PORT=5432
+    if [[ ${REPLICA_POSTGRES_PRIVATE:-} == 1 ]] || ! pg_sql postgres 'SELECT 1' >/dev/null 2>&1; then
+        PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+        PG_PORT=$(free_port)
+        PG_PRIVATE=$(mktemp -d -t shop-replicas-pg.XXXXXX)
+        (( $(id -u) == 0 )) && chown -R postgres:postgres "$PG_PRIVATE"
+        log "starting a private PostgreSQL ($PG_BIN) on $PG_PORT"
+        pg_run "$PG_BIN/initdb" -D "$PG_PRIVATE/data" -U postgres --auth=trust --no-sync >/dev/null
+        pg_run "$PG_BIN/pg_ctl" -D "$PG_PRIVATE/data" -l "$PG_PRIVATE/log" -w start \
+            -o "-p $PG_PORT -k $PG_PRIVATE -c listen_addresses=127.0.0.1 -c fsync=off" >/dev/null
+        wait_for 30 "the private PostgreSQL on $PG_PORT" pg_sql postgres 'SELECT 1'
+    fi
+    PG_VERSION=$(pg_sql postgres 'SHOW server_version' | awk '{ print $1 }')
+    SQL_VARIABLES=(--variable sql_store=postgres --variable "postgres_origin=postgres://127.0.0.1:$PG_PORT")
+    password=${PGPASSWORD:+ password=$PGPASSWORD}
+    stamp=$(now_s)
+    for fn in "${SQL_FUNCTIONS[@]}"; do
+        db="shop_replicas_$$_${stamp}_$fn"
+        pg_sql postgres "CREATE DATABASE $db" >/dev/null
+        PG_DB[$fn]=$db
+        SQL_VARIABLES+=(--variable "${fn}_postgres_url=host=127.0.0.1 port=$PG_PORT user=postgres dbname=$db sslmode=disable$password")
+    done
+    log "PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT${PG_PRIVATE:+ (private)}: databases ${PG_DB[*]}"
+fi
 
 # --- one runtime config for every replica: every store (and the default ones) in $WORK/stores ---
 mkdir -p "$WORK/stores" "$WORK/cache"
@@ -226,7 +306,7 @@ start_replica() {
     mkdir -p "$WORK/state/r$r"
     [[ -e $WORK/state/r$r/cache ]] || ln -s "$WORK/cache" "$WORK/state/r$r/cache"
     SPIN_VARIABLE_ADMIN_TOKEN=$ADMIN_TOKEN SPIN_VARIABLE_INTERNAL_KEY=bench-internal-key \
-    SPIN_VARIABLE_PAYMENT_PROVIDER_KEY=bench-provider-key RUST_LOG=${REPLICA_RUST_LOG:-warn} "$BIN/shop-host" up \
+    SPIN_VARIABLE_PAYMENT_PROVIDER_KEY=$PROVIDER_KEY RUST_LOG=${REPLICA_RUST_LOG:-warn} "$BIN/shop-host" up \
         -f spin.toml --listen "127.0.0.1:${PORT[$r]}" --state-dir "$WORK/state/r$r" \
         --runtime-config-file "$WORK/runtime-config.toml" \
         --metrics-listen "127.0.0.1:${METRICS[$r]}" \
@@ -235,7 +315,7 @@ start_replica() {
         --variable "payment_provider_url=$LB/payment-sim" \
         --variable "payment_provider_origin=$LB" \
         --variable "notification_webhook_origin=$LB" \
-        "${HOOK_VARIABLE[@]}" \
+        "${HOOK_VARIABLE[@]}" "${SQL_VARIABLES[@]}" \
         2>>"$WORK/replica-$r.log" &
     REPLICA_PID[$r]=$!
     log "replica r$r: pid ${REPLICA_PID[$r]}, 127.0.0.1:${PORT[$r]}, metrics 127.0.0.1:${METRICS[$r]}"
@@ -331,7 +411,7 @@ log "placed: $(cat "$WORK/place.json")"
 # --- settle and check ---
 log "waiting for every order to be final and the invariants to hold (at most ${SETTLE_SECS}s)"
 T1=$(now_s)
-python3 bench/replicas.py check "$LB" "$WORK/orders.json" "$SKU" "$INITIAL" "$ADMIN_TOKEN" "$SETTLE_SECS" \
+python3 bench/replicas.py check "$LB" "$WORK/orders.json" "$SKU" "$INITIAL" "$ADMIN_TOKEN" "$PROVIDER_KEY" "$SETTLE_SECS" \
     "$HOOK_COUNTS" "$KILL_EPOCH" >"$WORK/check.json"
 CHECK_S=$(( $(now_s) - T1 ))
 
@@ -349,7 +429,7 @@ while (( $(now_s) < quiet_deadline )); do
     [[ $after == "$before" ]] && break
     before=$after
 done
-python3 bench/replicas.py events "$LB" >"$WORK/events.json"
+python3 bench/replicas.py events "$LB" "$ADMIN_TOKEN" >"$WORK/events.json"
 for r in $(seq "$REPLICAS"); do metrics_of "$r" >"$WORK/metrics-r$r-final.txt"; done
 python3 - "$WORK" "$REPLICAS" "$VICTIM" >"$WORK/metrics.json" <<'PY'
 import json, os, sys
@@ -372,11 +452,16 @@ NOTES_BAD=$(jq '.notification_violations | length' "$WORK/check.json")
 HOOK_DOUBLED=$(jq '.webhook_doubled | length' "$WORK/check.json")
 LETTERS=$(jq '[.dead_letters[] | length] | add // 0' "$WORK/check.json")
 jqp() { jq -r "$1" "$WORK/place.json"; }
+if [[ $SQL_STORE == postgres ]]; then
+    STORES="SQL stores in PostgreSQL $PG_VERSION (a database per function, shared), key-value stores shared in one directory"
+else
+    STORES="stores shared in one directory"
+fi
 cat <<TABLE
 
 | measurement | value |
 | --- | --- |
-| replicas | $REPLICAS shop-host ($PROFILE) behind haproxy $(haproxy -v | sed -n '1s/^HAProxy version \([^ ]*\).*/\1/p'), one Redis, stores shared in one directory |
+| replicas | $REPLICAS shop-host ($PROFILE) behind haproxy $(haproxy -v | sed -n '1s/^HAProxy version \([^ ]*\).*/\1/p'), one Redis, $STORES |
 | orders sent / accepted (201) / distinct ids | $ORDERS / $(jqp .accepted) / $(jqp .distinct_ids) |
 | client retries (connection errors, 5xx) / replayed by Idempotency-Key / refused / gave up | $(jqp .retries) ($(jqp .conn_errors), $(jqp .http_5xx)) / $(jqp .replayed) / $(jqp .refused) / $(jqp .gave_up) |
 | kill | $KILL_NOTE |
