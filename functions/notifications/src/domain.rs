@@ -40,6 +40,13 @@ impl Delivery {
     }
 }
 
+/// How long a `Pending` notification is left to the instance that saved it before the sweep
+/// delivers it instead: longer than that first delivery lasts (its attempts of at most
+/// `webhook_timeout_ms` each, 5 s by default), so that a sweep on another replica does not call
+/// the webhook while it is still being called; after that, the first delivery was cut (its
+/// instance died) and the sweep's is the one owed.
+pub const REDELIVERY_GRACE_MS: i64 = 60_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     pub id: String,
@@ -53,6 +60,17 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// Whether the sweep delivers it now: a failed delivery at once, a pending one only once
+    /// its first delivery is surely over ([`REDELIVERY_GRACE_MS`]).
+    pub fn due_for_redelivery(&self, now_ms: i64) -> bool {
+        match self.status {
+            Delivery::Failed => true,
+            Delivery::Pending => shop_kit::time::millis_of(&self.created_at)
+                .is_none_or(|created| now_ms - created >= REDELIVERY_GRACE_MS),
+            Delivery::Sent | Delivery::Delivered => false,
+        }
+    }
+
     /// The id of the notification of `kind` for an order.
     pub fn id_for(order_id: &str, kind: Kind) -> String {
         format!("{order_id}:{}", kind.as_str())
@@ -82,6 +100,31 @@ impl Notification {
 mod tests {
     use super::*;
     use shop_events::{CancelReason, OrderCancelled, OrderCreated};
+
+    #[test]
+    fn the_sweep_leaves_a_pending_delivery_to_its_instance_for_the_grace() {
+        let event = ShopEvent::OrderCancelled(OrderCancelled {
+            order_id: "o1".into(),
+            customer_id: "c1".into(),
+            reason: CancelReason::OutOfStock,
+        });
+        let saved = "2026-12-07T09:00:00.000Z";
+        let at = shop_kit::time::millis_of(saved).unwrap();
+        let mut n = Notification::for_event(&event, saved).unwrap();
+        assert_eq!(n.status, Delivery::Pending);
+        assert!(!n.due_for_redelivery(at + REDELIVERY_GRACE_MS - 1));
+        assert!(n.due_for_redelivery(at + REDELIVERY_GRACE_MS));
+        n.status = Delivery::Failed;
+        assert!(n.due_for_redelivery(at));
+        n.status = Delivery::Delivered;
+        assert!(!n.due_for_redelivery(at + REDELIVERY_GRACE_MS));
+        n.status = Delivery::Pending;
+        n.created_at = "not a time".into();
+        assert!(
+            n.due_for_redelivery(at),
+            "an unreadable time must not strand it"
+        );
+    }
 
     #[test]
     fn only_final_states_notify_with_a_stable_id() {

@@ -105,10 +105,16 @@ impl<S: NotificationStore, W: Webhook> Notifications<S, W> {
         Ok(n)
     }
 
-    /// Retries undelivered notifications (part of the sweep); returns how many got through.
+    /// Retries undelivered notifications that are due (part of the sweep; a pending one is
+    /// left to the instance delivering it for a grace, see `due_for_redelivery`); returns how
+    /// many got through.
     pub async fn redeliver(&self) -> anyhow::Result<usize> {
         let mut delivered = 0;
+        let now = shop_kit::time::now_millis();
         for n in self.store.undelivered()? {
+            if !n.due_for_redelivery(now) {
+                continue;
+            }
             if self.deliver(n).await?.status != Delivery::Failed {
                 delivered += 1;
             }
@@ -340,6 +346,17 @@ mod tests {
             s.list(Some("o1"), None).unwrap()[0].status,
             Delivery::Delivered
         );
+    }
+
+    #[test]
+    fn the_sweep_does_not_call_the_webhook_for_a_delivery_still_under_way() {
+        let s = service(true);
+        // Saved just now by another replica, whose webhook call has not returned yet.
+        let event = in_stream_0("orders", 1, &confirmed("o1")).event().unwrap();
+        let n = Notification::for_event(&event, &shop_kit::time::now_rfc3339()).unwrap();
+        assert!(s.store.claim(&n).unwrap());
+        assert_eq!(block_on(s.redeliver()).unwrap(), 0);
+        assert_eq!(*s.webhook.calls.borrow(), 0);
     }
 
     #[test]
