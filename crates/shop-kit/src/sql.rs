@@ -131,22 +131,28 @@ impl Db {
     /// Opens the store the deployment chose (SQLite under `label`, or PostgreSQL) and applies
     /// its pending migrations.
     pub fn open(label: &str, schema: &Schema) -> anyhow::Result<Self> {
-        let opened = Store::from_variables().and_then(|store| {
-            Ok::<(Box<dyn Adapter>, _), anyhow::Error>(match store {
-                Store::Sqlite => (Box::new(sqlite::Sqlite::open(label)?), schema.sqlite),
-                Store::Postgres { url } => (
-                    Box::new(postgres::Postgres::open(label, &url)?),
-                    schema.postgres,
-                ),
-            })
-        });
-        let (conn, migrations) = opened.map_err(|e| anyhow::Error::new(StoreUnavailable(e)))?;
+        let (conn, migrations) =
+            Self::connect(label, schema).map_err(|e| anyhow::Error::new(StoreUnavailable(e)))?;
         let db = Db {
             conn,
             redo: RedoMark::default(),
         };
         migrate(&mut Versions(&db), migrations)?;
         Ok(db)
+    }
+
+    /// The chosen store's connection and the migrations for its dialect.
+    fn connect(
+        label: &str,
+        schema: &Schema,
+    ) -> anyhow::Result<(Box<dyn Adapter>, &'static [Migration])> {
+        Ok(match Store::from_variables()? {
+            Store::Sqlite => (Box::new(sqlite::Sqlite::open(label)?), schema.sqlite),
+            Store::Postgres { url } => (
+                Box::new(postgres::Postgres::open(label, &url)?),
+                schema.postgres,
+            ),
+        })
     }
 
     pub fn exec(&self, sql: &str, params: &[Value]) -> anyhow::Result<Rows> {

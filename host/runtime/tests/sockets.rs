@@ -108,8 +108,8 @@ fn received(receiver: &UdpSocket) -> Option<String> {
     Some(String::from_utf8_lossy(&buffer[..n]).into_owned())
 }
 
-#[test]
-fn udp_datagrams_reach_granted_destinations() {
+/// A UDP receiver, the host with `sockets.toml` granting sends to it, and its address.
+fn udp_fixture() -> (UdpSocket, Host, String) {
     let receiver = udp_receiver();
     let port = receiver.local_addr().unwrap().port();
     let host = Host::start(
@@ -117,7 +117,12 @@ fn udp_datagrams_reach_granted_destinations() {
             .variable("echo_port", "1")
             .variable("udp_port", &port.to_string()),
     );
-    let to = format!("127.0.0.1:{port}");
+    (receiver, host, format!("127.0.0.1:{port}"))
+}
+
+#[test]
+fn udp_datagrams_reach_granted_destinations() {
+    let (receiver, host, to) = udp_fixture();
     for prefix in ["/udp", "/udp-any-scheme", "/everything"] {
         let message = format!("beware the Jubjub bird {prefix}");
         let reply = datagram(&host, prefix, &to, None, &message);
@@ -132,19 +137,17 @@ fn udp_datagrams_reach_granted_destinations() {
 
 #[test]
 fn udp_is_refused_without_a_udp_grant_for_bind_and_destination() {
-    let receiver = udp_receiver();
-    let port = receiver.local_addr().unwrap().port();
-    let host = Host::start(
-        support::options("sockets.toml")
-            .variable("echo_port", "1")
-            .variable("udp_port", &port.to_string()),
-    );
-    let to = format!("127.0.0.1:{port}");
+    let (receiver, host, to) = udp_fixture();
     let refused = [
         // A tcp:// grant is no udp:// grant.
         ("/udp-tcp-only", to.as_str(), None, "send"),
         ("/udp-other-port", to.as_str(), None, "send"),
-        ("/udp", &format!("127.0.0.2:{port}"), None, "send"),
+        (
+            "/udp",
+            &to.replacen("127.0.0.1", "127.0.0.2", 1),
+            None,
+            "send",
+        ),
         // Spin checks the bind address too: `0.0.0.0:0` must be granted, and only it is here.
         ("/udp-no-bind-grant", to.as_str(), None, "bind"),
         ("/udp", to.as_str(), Some("127.0.0.1:0"), "bind"),
