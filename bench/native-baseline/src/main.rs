@@ -6,7 +6,7 @@
 //! the busy timeout set, answer the same JSON. Two ways to get that connection:
 //! - `kept` (the default): one connection per thread, its statement prepared once. The host
 //!   hands instances connections that earlier instances opened, with their prepared statements
-//!   (`shop-host`'s `sqlite_pool`), so this is the like-for-like baseline: the comparison is
+//!   (`shop-host`'s `sqlite::pool`), so this is the like-for-like baseline: the comparison is
 //!   about Wasm, not about connection reuse.
 //! - `per-request`: opened and prepared anew for every request, as the component's own code
 //!   reads (Spin gives it no state across requests), the way a naive server would run it.

@@ -77,9 +77,9 @@ impl SqliteStore {
                     std::fs::create_dir_all(dir)?;
                 }
                 let connection = Connection::open(path)?;
-                connection.busy_timeout(crate::sqlite::BUSY_TIMEOUT)?;
-                crate::sqlite::enable_wal(&connection)?;
-                crate::sqlite::relaxed_sync(&connection)?;
+                connection.busy_timeout(crate::sqlite::settings::BUSY_TIMEOUT)?;
+                crate::sqlite::settings::enable_wal(&connection)?;
+                crate::sqlite::settings::relaxed_sync(&connection)?;
                 connection
             }
             StoreLocation::InMemory => Connection::open_in_memory()?,
@@ -111,8 +111,8 @@ impl SqliteStore {
         let failed = |e: rusqlite::Error| Failure(e.to_string());
         {
             let connection = self.connection.lock().map_err(|_| poisoned())?;
-            match crate::sqlite::without_waiting(&connection, |c| op(c, &self.name)) {
-                Err(e) if crate::sqlite::is_busy(&e) => {}
+            match crate::sqlite::settings::without_waiting(&connection, |c| op(c, &self.name)) {
+                Err(e) if crate::sqlite::settings::is_busy(&e) => {}
                 done => return done.map_err(failed),
             }
         }

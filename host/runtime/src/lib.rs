@@ -24,8 +24,6 @@ mod postgres_types;
 pub mod redis_outbound;
 pub mod sockets;
 pub mod sqlite;
-mod sqlite_checkpoint;
-mod sqlite_pool;
 pub mod state;
 pub mod stdio;
 pub mod telemetry;

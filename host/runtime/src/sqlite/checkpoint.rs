@@ -57,7 +57,7 @@ fn checkpoint(file: &Path, connection: &mut Option<Connection>) -> rusqlite::Res
         Some(connection) => connection,
         None => {
             let opened = Connection::open(file)?;
-            crate::sqlite::relaxed_sync(&opened)?;
+            crate::sqlite::settings::relaxed_sync(&opened)?;
             connection.insert(opened)
         }
     };
@@ -78,7 +78,7 @@ mod tests {
         let dir = testkit::tempfile::tempdir().unwrap();
         let file = dir.path().join("busy.db");
         let writer = Connection::open(&file).unwrap();
-        crate::sqlite::enable_wal(&writer).unwrap();
+        crate::sqlite::settings::enable_wal(&writer).unwrap();
         writer.execute_batch("CREATE TABLE t (x BLOB)").unwrap();
         // 2 MiB, short of auto-checkpoint's 1000 pages: every page stays in the WAL.
         for _ in 0..8 {

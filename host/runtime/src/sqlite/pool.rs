@@ -194,7 +194,7 @@ fn refused(action: &AuthAction<'_>, allow_attach_file: bool) -> bool {
 /// Whether a statement changes what belongs to its connection rather than to the database file:
 /// settings, TEMP objects, attached databases. Reads of a PRAGMA, and the PRAGMAs that act on
 /// the file or only report, change nothing of the kind. `busy_timeout` is harmless too: this
-/// host never lets SQLite's busy handler wait (see `sqlite::DbConnection::attempt`).
+/// host never lets SQLite's busy handler wait (see `connection::DbConnection::attempt`).
 fn changes_connection_state(context: &AuthContext<'_>) -> bool {
     let in_temp = context
         .database_name
