@@ -354,14 +354,7 @@ fn is_implemented(name: &str) -> bool {
 /// The linker every component shares: WASI, wasi:http and Spin's interfaces.
 pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    crate::key_value::add_to_linker(&mut linker)?;
-    crate::sqlite::add_to_linker(&mut linker)?;
-    crate::redis_outbound::add_to_linker(&mut linker)?;
-    crate::postgres_outbound::add_to_linker(&mut linker)?;
-    crate::mqtt_outbound::add_to_linker(&mut linker)?;
-    crate::variables::add_to_linker(&mut linker)?;
+    crate::state::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -17,7 +17,6 @@ use spin_host_config::runtime_config::StoreLocation;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
 use crate::bindings::imports::fermyon::spin2_0_0::key_value::{self, Error};
-use crate::state::InstanceState;
 
 /// Every key-value store the app can open, by label (`default` included).
 pub struct KeyValueStores {
@@ -348,9 +347,14 @@ impl KeyValueState {
     }
 }
 
-pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
-    key_value::add_to_linker::<_, HasSelf<KeyValueState>>(linker, |state| &mut state.key_value)?;
-    crate::wasi_keyvalue::add_to_linker(linker)
+/// Links `fermyon:spin/key-value@2.0.0` and `wasi:keyvalue` to the [`KeyValueState`] that `get`
+/// finds in the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut KeyValueState,
+) -> Result<()> {
+    key_value::add_to_linker::<_, HasSelf<KeyValueState>>(linker, get)?;
+    crate::wasi_keyvalue::add_to_linker(linker, get)
 }
 
 impl key_value::Host for KeyValueState {}

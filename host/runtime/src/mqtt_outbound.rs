@@ -33,7 +33,6 @@ use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
 use crate::bindings::imports::fermyon::spin2_0_0::mqtt::{self as spin_mqtt, Error, Qos};
 use crate::outbound_http::OutboundRules;
-use crate::state::InstanceState;
 
 /// Requests queued on a connection's event loop before `publish` waits (Spin's
 /// `MQTT_CHANNEL_CAP`).
@@ -124,8 +123,12 @@ impl MqttState {
     }
 }
 
-pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
-    spin_mqtt::add_to_linker::<_, HasSelf<MqttState>>(linker, |state| &mut state.mqtt)?;
+/// Links `fermyon:spin/mqtt@2.0.0` to the [`MqttState`] that `get` finds in the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut MqttState,
+) -> Result<()> {
+    spin_mqtt::add_to_linker::<_, HasSelf<MqttState>>(linker, get)?;
     Ok(())
 }
 

@@ -39,7 +39,6 @@ use crate::postgres_types::{
     convert_data_type, convert_entry, memory_size, to_sql_parameter, v2_error, v2_param,
     v2_row_set, v3_error, v3_param, v3_row_set,
 };
-use crate::state::InstanceState;
 
 /// Connections per address, as Spin's `CONNECTION_POOL_SIZE`.
 const CONNECTION_POOL_SIZE: usize = 64;
@@ -142,11 +141,16 @@ pub struct PostgresState {
     table: ResourceTable,
 }
 
-pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
-    v4::add_to_linker::<_, HasSelf<PostgresState>>(linker, |state| &mut state.postgres)?;
-    v3::add_to_linker::<_, HasSelf<PostgresState>>(linker, |state| &mut state.postgres)?;
-    v2::add_to_linker::<_, HasSelf<PostgresState>>(linker, |state| &mut state.postgres)?;
-    spin_pg2::add_to_linker::<_, HasSelf<PostgresState>>(linker, |state| &mut state.postgres)?;
+/// Links `spin:postgres/postgres@4.0.0`, `@3.0.0` and `fermyon:spin/postgres@2.0.0` to the
+/// [`PostgresState`] that `get` finds in the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut PostgresState,
+) -> anyhow::Result<()> {
+    v4::add_to_linker::<_, HasSelf<PostgresState>>(linker, get)?;
+    v3::add_to_linker::<_, HasSelf<PostgresState>>(linker, get)?;
+    v2::add_to_linker::<_, HasSelf<PostgresState>>(linker, get)?;
+    spin_pg2::add_to_linker::<_, HasSelf<PostgresState>>(linker, get)?;
     Ok(())
 }
 

@@ -25,7 +25,6 @@ use crate::bindings::imports::fermyon::spin2_0_0::redis::{
     self as spin_redis, Error, RedisParameter, RedisResult,
 };
 use crate::outbound_http::OutboundRules;
-use crate::state::InstanceState;
 
 /// The connections every instance's typed operations share, one per address.
 #[derive(Default)]
@@ -140,8 +139,12 @@ fn leaves_no_state(command: &str) -> bool {
     .any(|name| command.eq_ignore_ascii_case(name))
 }
 
-pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
-    spin_redis::add_to_linker::<_, HasSelf<RedisState>>(linker, |state| &mut state.redis)?;
+/// Links `fermyon:spin/redis@2.0.0` to the [`RedisState`] that `get` finds in the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut RedisState,
+) -> Result<()> {
+    spin_redis::add_to_linker::<_, HasSelf<RedisState>>(linker, get)?;
     Ok(())
 }
 

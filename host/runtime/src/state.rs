@@ -1,19 +1,21 @@
 //! The data of one `Store`: a fresh value per request or message, holding each capability's
-//! per-instance state (as Spin's per-factor `InstanceState`).
+//! per-instance state (as Spin's per-factor `InstanceState`). The only place that knows the
+//! whole: it links every capability's interfaces to its own part of it.
 
 use std::time::Instant;
 
-use wasmtime::component::ResourceTable;
+use anyhow::Result;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::key_value::KeyValueState;
-use crate::mqtt_outbound::MqttState;
+use crate::key_value::{self, KeyValueState};
+use crate::mqtt_outbound::{self, MqttState};
 use crate::outbound_http::OutboundHttp;
-use crate::postgres_outbound::PostgresState;
-use crate::redis_outbound::RedisState;
-use crate::sqlite::SqliteState;
-use crate::variables::VariablesState;
+use crate::postgres_outbound::{self, PostgresState};
+use crate::redis_outbound::{self, RedisState};
+use crate::sqlite::{self, SqliteState};
+use crate::variables::{self, VariablesState};
 
 pub struct InstanceState {
     /// WASI and wasi:http resources.
@@ -52,4 +54,17 @@ impl WasiHttpView for InstanceState {
             hooks: &mut self.outbound_http,
         }
     }
+}
+
+/// Links WASI, wasi:http and Spin's interfaces, each capability's to its state in the store.
+pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    key_value::add_to_linker(linker, |state| &mut state.key_value)?;
+    sqlite::add_to_linker(linker, |state| &mut state.sqlite)?;
+    redis_outbound::add_to_linker(linker, |state| &mut state.redis)?;
+    postgres_outbound::add_to_linker(linker, |state| &mut state.postgres)?;
+    mqtt_outbound::add_to_linker(linker, |state| &mut state.mqtt)?;
+    variables::add_to_linker(linker, |state| &mut state.variables)?;
+    Ok(())
 }

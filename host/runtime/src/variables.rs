@@ -9,7 +9,6 @@ use spin_host_config::variables::{check_name, Variables};
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::imports::fermyon::spin2_0_0::variables::{self, Error};
-use crate::state::InstanceState;
 
 /// Per-instance state.
 pub struct VariablesState {
@@ -39,8 +38,13 @@ impl VariablesState {
     }
 }
 
-pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
-    variables::add_to_linker::<_, HasSelf<VariablesState>>(linker, |state| &mut state.variables)?;
+/// Links `fermyon:spin/variables@2.0.0` to the [`VariablesState`] that `get` finds in the store's
+/// data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut VariablesState,
+) -> Result<()> {
+    variables::add_to_linker::<_, HasSelf<VariablesState>>(linker, get)?;
     Ok(())
 }
 

@@ -26,7 +26,6 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 
 use crate::bindings::imports::wasi::keyvalue::{atomics, batch, store};
 use crate::key_value::{Failure, KeyValueState, NotACounter, OpenStore, Refusal, SqliteStore};
-use crate::state::InstanceState;
 use atomics::CasError;
 use store::{Error, KeyResponse};
 
@@ -52,10 +51,15 @@ impl From<Refusal> for Error {
     }
 }
 
-pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
-    store::add_to_linker::<_, HasSelf<KeyValueState>>(linker, |state| &mut state.key_value)?;
-    atomics::add_to_linker::<_, HasSelf<KeyValueState>>(linker, |state| &mut state.key_value)?;
-    batch::add_to_linker::<_, HasSelf<KeyValueState>>(linker, |state| &mut state.key_value)?;
+/// Links `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft2` to the [`KeyValueState`] that `get`
+/// finds in the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut KeyValueState,
+) -> Result<()> {
+    store::add_to_linker::<_, HasSelf<KeyValueState>>(linker, get)?;
+    atomics::add_to_linker::<_, HasSelf<KeyValueState>>(linker, get)?;
+    batch::add_to_linker::<_, HasSelf<KeyValueState>>(linker, get)?;
     Ok(())
 }
 

@@ -8,11 +8,15 @@ use super::connection::{execute, with_connection, DbConnection, Rows, SqlValue};
 use super::{OpenDatabase, OpenError, SqliteState};
 use crate::bindings::imports::fermyon::spin2_0_0::sqlite as v2;
 use crate::bindings::imports::spin::sqlite::sqlite as v3;
-use crate::state::InstanceState;
 
-pub fn add_to_linker(linker: &mut Linker<InstanceState>) -> Result<()> {
-    v2::add_to_linker::<_, HasSelf<SqliteState>>(linker, |state| &mut state.sqlite)?;
-    v3::add_to_linker::<_, HasSelf<SqliteState>>(linker, |state| &mut state.sqlite)?;
+/// Links `fermyon:spin/sqlite@2.0.0` and `spin:sqlite/sqlite@3.0.0` to the [`SqliteState`] that
+/// `get` finds in the store's data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut SqliteState,
+) -> Result<()> {
+    v2::add_to_linker::<_, HasSelf<SqliteState>>(linker, get)?;
+    v3::add_to_linker::<_, HasSelf<SqliteState>>(linker, get)?;
     Ok(())
 }
 
