@@ -13,7 +13,7 @@ use spin_host_config::manifest::Manifest;
 use spin_host_config::runtime_config::{RuntimeConfig, RuntimeConfigOptions, StoreLocation};
 use spin_host_config::variables::Variables;
 use wasmtime::component::InstancePre;
-use wasmtime::{Engine, Store};
+use wasmtime::Store;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -48,8 +48,6 @@ pub struct AppOptions {
 
 pub struct App {
     pub manifest: Manifest,
-    pub app_dir: PathBuf,
-    pub engine: Engine,
     /// Application and component variables after providers.
     pub variables: Arc<Variables>,
     pub components: HashMap<String, Arc<AppComponent>>,
@@ -199,8 +197,6 @@ impl App {
         let ticker = engine::start_epoch_ticker(&engine);
         Ok(App {
             manifest,
-            app_dir,
-            engine,
             variables,
             components,
             _ticker: ticker,

@@ -22,11 +22,11 @@ use crate::trigger::redis::RedisTrigger;
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+enum Command {
     /// Start the application, as `spin up`.
     Up(UpArgs),
     /// Build every component with its `[component.<id>.build]` command, as `spin build`.
@@ -34,46 +34,46 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
-pub struct UpArgs {
+struct UpArgs {
     /// The application manifest.
     #[arg(short = 'f', long = "from", default_value = "spin.toml")]
-    pub manifest: PathBuf,
+    manifest: PathBuf,
     /// Address the HTTP trigger listens on.
     #[arg(long, default_value = "127.0.0.1:3000")]
-    pub listen: SocketAddr,
+    listen: SocketAddr,
     /// Spin runtime-config file (`[key_value_store.*]`, `[sqlite_database.*]`).
     #[arg(long)]
-    pub runtime_config_file: Option<PathBuf>,
+    runtime_config_file: Option<PathBuf>,
     /// State directory (default: `.spin` next to the manifest).
     #[arg(long)]
-    pub state_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
     /// Environment variable for every component (`KEY=VALUE`, repeatable).
     #[arg(short = 'e', long = "env", value_parser = parse_key_value)]
-    pub env: Vec<(String, String)>,
+    env: Vec<(String, String)>,
     /// Application variable value (`name=value`, repeatable); beats `SPIN_VARIABLE_<NAME>`.
     #[arg(long = "variable", value_parser = parse_variable)]
-    pub variables: Vec<(String, String)>,
+    variables: Vec<(String, String)>,
     /// Serve Prometheus metrics on this address.
     #[arg(long)]
-    pub metrics_listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
     /// Largest request body accepted; larger bodies get 413.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
-    pub max_request_body: usize,
+    max_request_body: usize,
     /// Longest one request or message may run before its instance is stopped (seconds).
     #[arg(long, default_value_t = 60)]
-    pub instance_timeout_secs: u64,
+    instance_timeout_secs: u64,
     /// Most bytes a linear memory of an instance may grow to, as `spin up
     /// --max-instance-memory`; beats the runtime config's `max_instance_memory` (default and
     /// ceiling: 1 GiB).
     #[arg(long, env = "SPIN_MAX_INSTANCE_MEMORY")]
-    pub max_instance_memory: Option<usize>,
+    max_instance_memory: Option<usize>,
 }
 
 #[derive(Args, Debug)]
-pub struct BuildArgs {
+struct BuildArgs {
     /// The application manifest.
     #[arg(short = 'f', long = "from", default_value = "spin.toml")]
-    pub manifest: PathBuf,
+    manifest: PathBuf,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -175,7 +175,7 @@ async fn shutdown_signal() {
 }
 
 /// Runs each component's build commands in its workdir with `sh -c`, as `spin build`.
-pub fn build(manifest_path: &Path) -> Result<()> {
+fn build(manifest_path: &Path) -> Result<()> {
     let manifest = Manifest::load(manifest_path)?;
     let app_dir = manifest_path
         .parent()

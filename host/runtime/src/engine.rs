@@ -17,7 +17,7 @@ use wasmtime::{
 use crate::state::InstanceState;
 
 /// How often the epoch advances; also how often a running guest yields to other tasks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Concurrent instances, as Spin's `SPIN_MAX_INSTANCE_COUNT` default.
 const MAX_INSTANCES: u32 = 1000;
@@ -27,7 +27,7 @@ const KEEP_RESIDENT: usize = 4 << 20;
 
 /// The most a linear memory may grow to: the pooling allocator's slot, and the default
 /// `max_instance_memory` (see [`MemoryLimit`]).
-pub const MAX_MEMORY: usize = 1 << 30;
+const MAX_MEMORY: usize = 1 << 30;
 
 /// Builds the engine (`build_engine`) and compiles the app's components with it.
 ///
@@ -36,7 +36,10 @@ pub const MAX_MEMORY: usize = 1 << 30;
 /// records a host task, about a tenth of the host's CPU time per request (BENCHMARKS.md). A set of
 /// components that does not compile without it is compiled again on an engine that has it, so a
 /// component importing WASI 0.3 interfaces still loads (their functions trap when called).
-pub fn compile(state_dir: Option<&Path>, paths: &[PathBuf]) -> Result<(Engine, Vec<Component>)> {
+pub(crate) fn compile(
+    state_dir: Option<&Path>,
+    paths: &[PathBuf],
+) -> Result<(Engine, Vec<Component>)> {
     let compile_with = |concurrency| -> Result<(Engine, Vec<Component>)> {
         let engine = build_engine(state_dir, concurrency)?;
         let components = paths
@@ -108,13 +111,13 @@ fn pooling_config() -> PoolingAllocationConfig {
 /// `max_instance_memory` does, and its pooling slots stop a memory at 4 GiB; this host's slots
 /// stop one at [`MAX_MEMORY`] (1 GiB), which is therefore the default here, enforced by this
 /// limiter as well so that the engine without pooling allows no more.
-pub struct MemoryLimit {
+pub(crate) struct MemoryLimit {
     max: usize,
 }
 
 impl MemoryLimit {
     /// A limit of `max` bytes per linear memory (at most [`MAX_MEMORY`]), or the default.
-    pub fn new(max: Option<usize>) -> Self {
+    pub(crate) fn new(max: Option<usize>) -> Self {
         Self {
             max: max.unwrap_or(MAX_MEMORY).min(MAX_MEMORY),
         }
@@ -153,7 +156,7 @@ impl wasmtime::ResourceLimiter for MemoryLimit {
 }
 
 /// Advances the engine's epoch on a thread until the returned guard is dropped.
-pub fn start_epoch_ticker(engine: &Engine) -> EpochTicker {
+pub(crate) fn start_epoch_ticker(engine: &Engine) -> EpochTicker {
     let stop = Arc::new(AtomicBool::new(false));
     let engine = engine.clone();
     let flag = stop.clone();
@@ -170,7 +173,7 @@ pub fn start_epoch_ticker(engine: &Engine) -> EpochTicker {
 }
 
 /// Stops the epoch thread on drop.
-pub struct EpochTicker {
+pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
 }
 
@@ -183,7 +186,7 @@ impl Drop for EpochTicker {
 /// Makes a store's guest yield at epoch ticks (see `on_tick`) and trap once `deadline` has
 /// passed. Epochs only reach running Wasm: a guest waiting in a host call (a sleep, an outbound
 /// request) is stopped by [`until_deadline`] instead.
-pub fn set_deadline(store: &mut wasmtime::Store<InstanceState>, deadline: Instant) {
+pub(crate) fn set_deadline(store: &mut wasmtime::Store<InstanceState>, deadline: Instant) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |store| {
         Ok(on_tick(
@@ -196,7 +199,7 @@ pub fn set_deadline(store: &mut wasmtime::Store<InstanceState>, deadline: Instan
 /// A guest call (instantiation and export, host calls included) that was still running at its
 /// instance's deadline, and was dropped there.
 #[derive(Debug)]
-pub struct DeadlinePassed;
+pub(crate) struct DeadlinePassed;
 
 impl std::fmt::Display for DeadlinePassed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -210,7 +213,7 @@ impl std::error::Error for DeadlinePassed {}
 /// clock. The epoch deadline cannot stop a guest that waits in a host call; dropping the call's
 /// future here ends it wherever it is (Wasmtime unwinds the guest's stack), and the store with
 /// it: its connections, outbound requests and open SQLite transaction (rolled back) go too.
-pub async fn until_deadline<F: std::future::Future>(
+pub(crate) async fn until_deadline<F: std::future::Future>(
     deadline: Instant,
     call: F,
 ) -> Result<F::Output, DeadlinePassed> {
@@ -287,7 +290,7 @@ pub fn componentize(bytes: Vec<u8>) -> Result<Vec<u8>> {
 ///
 /// (Wasmtime's `define_unknown_imports_as_traps` can't be used: it also shadows WASI imports of
 /// older patch versions, such as `wasi:http/types@0.2.0`, that the linker serves by semver.)
-pub fn stub_unsupported_imports(
+pub(crate) fn stub_unsupported_imports(
     linker: &mut Linker<InstanceState>,
     engine: &Engine,
     component: &Component,
@@ -352,7 +355,7 @@ fn is_implemented(name: &str) -> bool {
 }
 
 /// The linker every component shares: WASI, wasi:http and Spin's interfaces.
-pub fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
+pub(crate) fn build_linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     let mut linker = Linker::new(engine);
     crate::state::add_to_linker(&mut linker)?;
     Ok(linker)

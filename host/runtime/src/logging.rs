@@ -1,5 +1,5 @@
 //! Host logs: JSON lines on stderr via `tracing` (level from `RUST_LOG`, default `info`), and
-//! the same `tracing` spans as OpenTelemetry traces ([`crate::telemetry`]).
+//! the same `tracing` spans as OpenTelemetry traces (`crate::telemetry`).
 //!
 //! Host and component lines reach stderr through one background writer thread
 //! (`tracing-appender`): a request never waits on a slow terminal or pipe, each line stays whole,
@@ -67,7 +67,7 @@ pub fn init() -> anyhow::Result<Logging> {
 
 /// Writes one whole line (ending in `\n`) to stderr, after the host's lines queued before it;
 /// straight to stderr when [`init`] has not run (tests, library use).
-pub fn write_stderr(line: &[u8]) {
+pub(crate) fn write_stderr(line: &[u8]) {
     let _ = match STDERR.get() {
         Some(writer) => writer.make_writer().write_all(line),
         None => std::io::stderr().lock().write_all(line),
