@@ -199,104 +199,18 @@ impl RuntimeConfig {
         Self::resolve(table, options)
     }
 
+    /// Reads each section of `table`, removing it; what is left over is an error.
     fn resolve(mut table: toml::Table, options: &RuntimeConfigOptions) -> Result<RuntimeConfig> {
         let mut warnings = Vec::new();
-        let state_dir = match (&options.state_dir, take_string(&mut table, "state_dir")?) {
-            (Some(cli), _) => Some(options.cwd.join(cli)),
-            (None, Some(s)) if s.is_empty() => None,
-            (None, Some(s)) => Some(options.cwd.join(s)),
-            (None, None) => Some(options.cwd.join(&options.app_dir).join(DEFAULT_STATE_DIR)),
-        };
-        let log_dir = match take_string(&mut table, "log_dir")? {
-            Some(s) if s.is_empty() => None,
-            Some(s) => Some(options.cwd.join(s)),
-            None => state_dir.as_ref().map(|d| d.join("logs")),
-        };
-        let max_instance_memory = match table.remove("max_instance_memory") {
-            None => None,
-            Some(toml::Value::Integer(n)) if n >= 0 => Some(n as u64),
-            Some(other) => bail!("max_instance_memory: expected a byte count, found {other}"),
-        };
-
-        // Spin: relative key-value paths are relative to the runtime config file's directory.
-        let kv_base = options
-            .file
-            .as_deref()
-            .and_then(Path::parent)
-            .map(|dir| options.cwd.join(dir));
-        let mut key_value_stores = IndexMap::new();
-        for (label, config) in take_tables(&mut table, "key_value_store")? {
-            let what = format!("[key_value_store.{label}]");
-            let config: SpinKeyValue = spin_typed(&what, config)?;
-            let location = match (config.path, &kv_base) {
-                (None, _) => StoreLocation::InMemory,
-                (Some(p), Some(base)) => StoreLocation::File(base.join(p)),
-                (Some(p), None) => StoreLocation::File(p),
-            };
-            key_value_stores.insert(label, location);
-        }
-        if !key_value_stores.contains_key(DEFAULT_LABEL) {
-            let location = in_state_dir(&state_dir, DEFAULT_KEY_VALUE_FILE);
-            key_value_stores.insert(DEFAULT_LABEL.to_string(), location);
-        }
-
-        // Spin: relative SQLite paths are relative to the working directory.
-        let mut sqlite_databases = IndexMap::new();
-        for (label, config) in take_tables(&mut table, "sqlite_database")? {
-            let what = format!("[sqlite_database.{label}]");
-            let config: SpinSqlite = spin_typed(&what, config)?;
-            let location = match config.path {
-                None => StoreLocation::InMemory,
-                Some(p) => StoreLocation::File(options.cwd.join(p)),
-            };
-            let database = SqliteDatabase {
-                location,
-                allow_attach_file: config.allow_attach_file,
-            };
-            sqlite_databases.insert(label, database);
-        }
-        if !sqlite_databases.contains_key(DEFAULT_LABEL) {
-            let database = SqliteDatabase {
-                location: in_state_dir(&state_dir, DEFAULT_SQLITE_FILE),
-                allow_attach_file: false,
-            };
-            sqlite_databases.insert(DEFAULT_LABEL.to_string(), database);
-        }
-
-        let outbound_http = match table.remove("outbound_http") {
-            None => OutboundHttpConfig::default(),
-            Some(section) => {
-                let config: OutboundHttpConfig = section
-                    .try_into()
-                    .map_err(|e: toml::de::Error| anyhow!("[outbound_http]: {}", e.message()))?;
-                if config.max_connections.is_some() && config.max_concurrent_requests.is_some() {
-                    bail!("[outbound_http]: cannot set both `max_connections` and `max_concurrent_requests`; use `max_connections` only");
-                }
-                if config.max_concurrent_requests.is_some() {
-                    warnings.push(
-                        "runtime config [outbound_http] max_concurrent_requests is deprecated; use max_connections (max_connections = 0 blocks every connection, max_concurrent_requests = 0 allowed one)".to_string(),
-                    );
-                }
-                config
-            }
-        };
-
-        for (key, what) in UNSUPPORTED_SECTIONS {
-            if table.contains_key(*key) {
-                bail!("{key}: not supported by this host ({what})");
-            }
-        }
-        for key in IGNORED_SECTIONS {
-            if table.remove(*key).is_some() {
-                warnings.push(format!(
-                    "runtime config [{key}] is accepted but has no effect in this host"
-                ));
-            }
-        }
-        if !table.is_empty() {
-            let keys: Vec<&str> = table.keys().map(String::as_str).collect();
-            bail!("unused runtime config key(s): {}", keys.join(", "));
-        }
+        let state_dir = take_state_dir(&mut table, options)?;
+        let log_dir = take_log_dir(&mut table, options, &state_dir)?;
+        let max_instance_memory = take_max_instance_memory(&mut table)?;
+        let key_value_stores = take_key_value_stores(&mut table, options, &state_dir)?;
+        let sqlite_databases = take_sqlite_databases(&mut table, options, &state_dir)?;
+        let outbound_http = take_outbound_http(&mut table, &mut warnings)?;
+        refuse_unsupported_sections(&table)?;
+        take_ignored_sections(&mut table, &mut warnings);
+        refuse_unused_keys(&table)?;
         Ok(RuntimeConfig {
             state_dir,
             log_dir,
@@ -353,6 +267,156 @@ impl RuntimeConfig {
         }
         Ok(())
     }
+}
+
+/// `state_dir`: the CLI's `--state-dir`, else the file's (`""`: none), else `.spin` next to the
+/// manifest.
+fn take_state_dir(
+    table: &mut toml::Table,
+    options: &RuntimeConfigOptions,
+) -> Result<Option<PathBuf>> {
+    Ok(
+        match (&options.state_dir, take_string(table, "state_dir")?) {
+            (Some(cli), _) => Some(options.cwd.join(cli)),
+            (None, Some(s)) if s.is_empty() => None,
+            (None, Some(s)) => Some(options.cwd.join(s)),
+            (None, None) => Some(options.cwd.join(&options.app_dir).join(DEFAULT_STATE_DIR)),
+        },
+    )
+}
+
+/// `log_dir` (`""`: none), else `logs` in the state directory.
+fn take_log_dir(
+    table: &mut toml::Table,
+    options: &RuntimeConfigOptions,
+    state_dir: &Option<PathBuf>,
+) -> Result<Option<PathBuf>> {
+    Ok(match take_string(table, "log_dir")? {
+        Some(s) if s.is_empty() => None,
+        Some(s) => Some(options.cwd.join(s)),
+        None => state_dir.as_ref().map(|d| d.join("logs")),
+    })
+}
+
+fn take_max_instance_memory(table: &mut toml::Table) -> Result<Option<u64>> {
+    Ok(match table.remove("max_instance_memory") {
+        None => None,
+        Some(toml::Value::Integer(n)) if n >= 0 => Some(n as u64),
+        Some(other) => bail!("max_instance_memory: expected a byte count, found {other}"),
+    })
+}
+
+/// `[key_value_store.<label>]`, and the `default` store unless the file configures one.
+fn take_key_value_stores(
+    table: &mut toml::Table,
+    options: &RuntimeConfigOptions,
+    state_dir: &Option<PathBuf>,
+) -> Result<IndexMap<String, StoreLocation>> {
+    // Spin: relative key-value paths are relative to the runtime config file's directory.
+    let kv_base = options
+        .file
+        .as_deref()
+        .and_then(Path::parent)
+        .map(|dir| options.cwd.join(dir));
+    let mut key_value_stores = IndexMap::new();
+    for (label, config) in take_tables(table, "key_value_store")? {
+        let what = format!("[key_value_store.{label}]");
+        let config: SpinKeyValue = spin_typed(&what, config)?;
+        let location = match (config.path, &kv_base) {
+            (None, _) => StoreLocation::InMemory,
+            (Some(p), Some(base)) => StoreLocation::File(base.join(p)),
+            (Some(p), None) => StoreLocation::File(p),
+        };
+        key_value_stores.insert(label, location);
+    }
+    if !key_value_stores.contains_key(DEFAULT_LABEL) {
+        let location = in_state_dir(state_dir, DEFAULT_KEY_VALUE_FILE);
+        key_value_stores.insert(DEFAULT_LABEL.to_string(), location);
+    }
+    Ok(key_value_stores)
+}
+
+/// `[sqlite_database.<label>]`, and the `default` database unless the file configures one.
+fn take_sqlite_databases(
+    table: &mut toml::Table,
+    options: &RuntimeConfigOptions,
+    state_dir: &Option<PathBuf>,
+) -> Result<IndexMap<String, SqliteDatabase>> {
+    // Spin: relative SQLite paths are relative to the working directory.
+    let mut sqlite_databases = IndexMap::new();
+    for (label, config) in take_tables(table, "sqlite_database")? {
+        let what = format!("[sqlite_database.{label}]");
+        let config: SpinSqlite = spin_typed(&what, config)?;
+        let location = match config.path {
+            None => StoreLocation::InMemory,
+            Some(p) => StoreLocation::File(options.cwd.join(p)),
+        };
+        let database = SqliteDatabase {
+            location,
+            allow_attach_file: config.allow_attach_file,
+        };
+        sqlite_databases.insert(label, database);
+    }
+    if !sqlite_databases.contains_key(DEFAULT_LABEL) {
+        let database = SqliteDatabase {
+            location: in_state_dir(state_dir, DEFAULT_SQLITE_FILE),
+            allow_attach_file: false,
+        };
+        sqlite_databases.insert(DEFAULT_LABEL.to_string(), database);
+    }
+    Ok(sqlite_databases)
+}
+
+/// `[outbound_http]`; its deprecated `max_concurrent_requests` adds a warning.
+fn take_outbound_http(
+    table: &mut toml::Table,
+    warnings: &mut Vec<String>,
+) -> Result<OutboundHttpConfig> {
+    Ok(match table.remove("outbound_http") {
+        None => OutboundHttpConfig::default(),
+        Some(section) => {
+            let config: OutboundHttpConfig = section
+                .try_into()
+                .map_err(|e: toml::de::Error| anyhow!("[outbound_http]: {}", e.message()))?;
+            if config.max_connections.is_some() && config.max_concurrent_requests.is_some() {
+                bail!("[outbound_http]: cannot set both `max_connections` and `max_concurrent_requests`; use `max_connections` only");
+            }
+            if config.max_concurrent_requests.is_some() {
+                warnings.push(
+                    "runtime config [outbound_http] max_concurrent_requests is deprecated; use max_connections (max_connections = 0 blocks every connection, max_concurrent_requests = 0 allowed one)".to_string(),
+                );
+            }
+            config
+        }
+    })
+}
+
+fn refuse_unsupported_sections(table: &toml::Table) -> Result<()> {
+    for (key, what) in UNSUPPORTED_SECTIONS {
+        if table.contains_key(*key) {
+            bail!("{key}: not supported by this host ({what})");
+        }
+    }
+    Ok(())
+}
+
+fn take_ignored_sections(table: &mut toml::Table, warnings: &mut Vec<String>) {
+    for key in IGNORED_SECTIONS {
+        if table.remove(*key).is_some() {
+            warnings.push(format!(
+                "runtime config [{key}] is accepted but has no effect in this host"
+            ));
+        }
+    }
+}
+
+/// Spin refuses a runtime config with keys it did not read.
+fn refuse_unused_keys(table: &toml::Table) -> Result<()> {
+    if !table.is_empty() {
+        let keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        bail!("unused runtime config key(s): {}", keys.join(", "));
+    }
+    Ok(())
 }
 
 fn in_state_dir(state_dir: &Option<PathBuf>, file: &str) -> StoreLocation {
