@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use spin_host_config::allowed_hosts::{check_service_chaining, AllowedHosts};
-use spin_host_config::manifest::Manifest;
+use spin_host_config::manifest::{Manifest, StoreLabel};
 use spin_host_config::runtime_config::{RuntimeConfig, RuntimeConfigOptions, StoreLocation};
 use spin_host_config::variables::Variables;
-use wasmtime::component::InstancePre;
-use wasmtime::Store;
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -62,138 +62,48 @@ pub struct AppComponent {
     pub pre: InstancePre<InstanceState>,
     env: Vec<(String, String)>,
     rules: Arc<OutboundRules>,
-    variables: Arc<Variables>,
-    key_value: Arc<KeyValueStores>,
     kv_granted: Arc<HashSet<String>>,
-    databases: Arc<Databases>,
     sqlite_granted: Arc<HashSet<String>>,
-    redis_connections: Arc<SharedConnections>,
     /// Outbound PostgreSQL pools of this component (Spin keeps them per component).
     postgres_pools: Arc<PostgresPools>,
+    /// stdout and stderr files in the runtime config's `log_dir`.
+    log_files: Option<[Arc<Mutex<File>>; 2]>,
+    shared: Arc<Shared>,
+}
+
+/// What the instances of every component share: the app's variables, stores, connections and
+/// limits.
+struct Shared {
+    variables: Arc<Variables>,
+    key_value: Arc<KeyValueStores>,
+    databases: Arc<Databases>,
+    redis_connections: Arc<SharedConnections>,
     network: Arc<NetworkClient>,
     max_memory: Option<usize>,
     timeout: Duration,
-    /// stdout and stderr files in the runtime config's `log_dir`.
-    log_files: Option<[Arc<Mutex<File>>; 2]>,
 }
 
 impl App {
     /// Loads, validates and compiles everything; every error names what is wrong.
     pub fn load(options: &AppOptions) -> Result<App> {
         let manifest = Manifest::load(&options.manifest)?;
-        let app_dir = options
-            .manifest
-            .parent()
-            .map(Path::to_path_buf)
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| PathBuf::from("."));
-
+        let app_dir = app_dir(&options.manifest);
         let variables = Arc::new(Variables::from_env(&manifest, &options.variables)?);
         check_service_chaining(&manifest)?;
-
-        let mut rc_options = RuntimeConfigOptions::new(&app_dir)?;
-        rc_options.file = options.runtime_config_file.clone();
-        rc_options.state_dir = options.state_dir.clone();
-        let runtime_config = RuntimeConfig::load(&rc_options)?;
-        runtime_config.check_manifest_labels(&manifest)?;
-        for warning in &runtime_config.warnings {
-            tracing::warn!("{warning}");
-        }
-        if let Some(dir) = &runtime_config.state_dir {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create state directory {}", dir.display()))?;
-        }
-        let key_value = Arc::new(KeyValueStores::open(&runtime_config.key_value_stores)?);
-        let databases = Arc::new(Databases::new(&runtime_config.sqlite_databases)?);
-        let files = runtime_config
-            .key_value_stores
-            .values()
-            .chain(
-                runtime_config
-                    .sqlite_databases
-                    .values()
-                    .map(|d| &d.location),
-            )
-            .filter_map(|location| match location {
-                StoreLocation::File(path) => Some(path.clone()),
-                StoreLocation::InMemory => None,
-            })
-            .collect();
-        let checkpointer = Checkpointer::start(files)?;
-        let redis_connections = Arc::new(SharedConnections::default());
-        let network = Arc::new(NetworkClient::new(
-            runtime_config.outbound_http.connection_pooling,
-            runtime_config.outbound_http.max_connections(),
-        ));
-        let max_memory = options.max_instance_memory.or(runtime_config
-            .max_instance_memory
-            .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX)));
-
-        let mut paths = Vec::new();
-        for (id, component) in &manifest.components {
-            let path = component.source_path(&app_dir);
-            if !path.is_file() {
-                bail!(
-                    "component `{id}`: {} does not exist; run `shop-host build -f {}` (or cargo build --release --target wasm32-wasip2) first",
-                    path.display(),
-                    options.manifest.display()
-                );
-            }
-            paths.push(path);
-        }
+        let runtime_config = load_runtime_config(options, &app_dir, &manifest)?;
+        let shared = Arc::new(Shared::open(options, &runtime_config, variables.clone())?);
+        let checkpointer = Checkpointer::start(store_files(&runtime_config))?;
+        let paths = component_paths(&manifest, &app_dir, &options.manifest)?;
         let (engine, compiled) = engine::compile(runtime_config.state_dir.as_deref(), &paths)?;
-        let linker = engine::build_linker(&engine)?;
-        let mut components = HashMap::new();
-        for (((id, component), path), wasm) in manifest.components.iter().zip(&paths).zip(compiled)
-        {
-            let id = id.as_str();
-            let rules = Arc::new(OutboundRules::new(AllowedHosts::for_component(
-                &manifest, &variables, id,
-            )?));
-            let mut linker = linker.clone();
-            engine::stub_unsupported_imports(&mut linker, &engine, &wasm)?;
-            let pre = linker
-                .instantiate_pre(&wasm)
-                .map_err(anyhow::Error::from)
-                .with_context(|| {
-                    format!("component `{id}` ({}) cannot be linked", path.display())
-                })?;
-            let mut env: Vec<(String, String)> = component
-                .environment
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            env.extend(options.env.iter().cloned());
-            let log_files = match &runtime_config.log_dir {
-                Some(dir) => Some(stdio::open_log_files(dir, id).with_context(|| {
-                    format!("cannot open log files of `{id}` in {}", dir.display())
-                })?),
-                None => None,
-            };
-            let labels = |labels: &[spin_host_config::manifest::StoreLabel]| {
-                Arc::new(labels.iter().map(|l| l.to_string()).collect::<HashSet<_>>())
-            };
-            components.insert(
-                id.to_string(),
-                Arc::new(AppComponent {
-                    id: id.into(),
-                    pre,
-                    env,
-                    rules,
-                    variables: variables.clone(),
-                    key_value: key_value.clone(),
-                    kv_granted: labels(&component.key_value_stores),
-                    databases: databases.clone(),
-                    sqlite_granted: labels(&component.sqlite_databases),
-                    redis_connections: redis_connections.clone(),
-                    postgres_pools: Arc::default(),
-                    network: network.clone(),
-                    max_memory,
-                    timeout: options.instance_timeout,
-                    log_files,
-                }),
-            );
-        }
+        let components = link_components(
+            &manifest,
+            &engine,
+            &paths,
+            compiled,
+            &options.env,
+            runtime_config.log_dir.as_deref(),
+            &shared,
+        )?;
         let ticker = engine::start_epoch_ticker(&engine);
         Ok(App {
             manifest,
@@ -216,6 +126,184 @@ impl App {
     }
 }
 
+/// The manifest's directory, against which component sources resolve.
+fn app_dir(manifest: &Path) -> PathBuf {
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The runtime config, checked against the manifest's labels; logs its warnings and creates its
+/// state directory.
+fn load_runtime_config(
+    options: &AppOptions,
+    app_dir: &Path,
+    manifest: &Manifest,
+) -> Result<RuntimeConfig> {
+    let mut rc_options = RuntimeConfigOptions::new(app_dir)?;
+    rc_options.file = options.runtime_config_file.clone();
+    rc_options.state_dir = options.state_dir.clone();
+    let runtime_config = RuntimeConfig::load(&rc_options)?;
+    runtime_config.check_manifest_labels(manifest)?;
+    for warning in &runtime_config.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(dir) = &runtime_config.state_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+    }
+    Ok(runtime_config)
+}
+
+impl Shared {
+    /// Opens the runtime config's stores, and the client for requests that leave the host.
+    fn open(
+        options: &AppOptions,
+        runtime_config: &RuntimeConfig,
+        variables: Arc<Variables>,
+    ) -> Result<Self> {
+        Ok(Self {
+            variables,
+            key_value: Arc::new(KeyValueStores::open(&runtime_config.key_value_stores)?),
+            databases: Arc::new(Databases::new(&runtime_config.sqlite_databases)?),
+            redis_connections: Arc::default(),
+            network: Arc::new(NetworkClient::new(
+                runtime_config.outbound_http.connection_pooling,
+                runtime_config.outbound_http.max_connections(),
+            )),
+            max_memory: options.max_instance_memory.or(runtime_config
+                .max_instance_memory
+                .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX))),
+            timeout: options.instance_timeout,
+        })
+    }
+}
+
+/// The files of the app's key-value stores and databases, for the checkpointer.
+fn store_files(runtime_config: &RuntimeConfig) -> Vec<PathBuf> {
+    runtime_config
+        .key_value_stores
+        .values()
+        .chain(
+            runtime_config
+                .sqlite_databases
+                .values()
+                .map(|d| &d.location),
+        )
+        .filter_map(|location| match location {
+            StoreLocation::File(path) => Some(path.clone()),
+            StoreLocation::InMemory => None,
+        })
+        .collect()
+}
+
+/// Each component's Wasm file, which must exist.
+fn component_paths(
+    manifest: &Manifest,
+    app_dir: &Path,
+    manifest_path: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for (id, component) in &manifest.components {
+        let path = component.source_path(app_dir);
+        if !path.is_file() {
+            bail!(
+                "component `{id}`: {} does not exist; run `shop-host build -f {}` (or cargo build --release --target wasm32-wasip2) first",
+                path.display(),
+                manifest_path.display()
+            );
+        }
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+/// Links each compiled component (from `paths`) and gathers what its instances get.
+fn link_components(
+    manifest: &Manifest,
+    engine: &Engine,
+    paths: &[PathBuf],
+    compiled: Vec<Component>,
+    env: &[(String, String)],
+    log_dir: Option<&Path>,
+    shared: &Arc<Shared>,
+) -> Result<HashMap<String, Arc<AppComponent>>> {
+    let linker = engine::build_linker(engine)?;
+    let mut components = HashMap::new();
+    for (((id, component), path), wasm) in manifest.components.iter().zip(paths).zip(compiled) {
+        let id = id.as_str();
+        let rules = Arc::new(OutboundRules::new(AllowedHosts::for_component(
+            manifest,
+            &shared.variables,
+            id,
+        )?));
+        let pre = instantiate_pre(&linker, engine, &wasm, id, path)?;
+        let log_files = log_files(log_dir, id)?;
+        components.insert(
+            id.to_string(),
+            Arc::new(AppComponent {
+                id: id.into(),
+                pre,
+                env: environment(component, env),
+                rules,
+                kv_granted: granted(&component.key_value_stores),
+                sqlite_granted: granted(&component.sqlite_databases),
+                postgres_pools: Arc::default(),
+                log_files,
+                shared: shared.clone(),
+            }),
+        );
+    }
+    Ok(components)
+}
+
+/// The component linked with the shared linker, its imports this host does not serve stubbed.
+fn instantiate_pre(
+    linker: &Linker<InstanceState>,
+    engine: &Engine,
+    wasm: &Component,
+    id: &str,
+    path: &Path,
+) -> Result<InstancePre<InstanceState>> {
+    let mut linker = linker.clone();
+    engine::stub_unsupported_imports(&mut linker, engine, wasm)?;
+    linker
+        .instantiate_pre(wasm)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("component `{id}` ({}) cannot be linked", path.display()))
+}
+
+/// The component's `environment`, then `--env`.
+fn environment(
+    component: &spin_host_config::manifest::Component,
+    env: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut environment: Vec<(String, String)> = component
+        .environment
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    environment.extend(env.iter().cloned());
+    environment
+}
+
+/// The component's stdout and stderr files in `log_dir`, if the app has one.
+fn log_files(log_dir: Option<&Path>, id: &str) -> Result<Option<[Arc<Mutex<File>>; 2]>> {
+    log_dir
+        .map(|dir| {
+            stdio::open_log_files(dir, id)
+                .with_context(|| format!("cannot open log files of `{id}` in {}", dir.display()))
+        })
+        .transpose()
+}
+
+/// The store labels a component may open.
+fn granted(labels: &[StoreLabel]) -> Arc<HashSet<String>> {
+    Arc::new(labels.iter().map(|l| l.to_string()).collect())
+}
+
 impl AppComponent {
     /// A fresh store for one request or message. `chaining` is given only to HTTP-triggered
     /// instances, the only ones Spin lets reach `*.spin.internal`.
@@ -224,7 +312,7 @@ impl AppComponent {
         log: LogContext,
         chaining: Option<Arc<dyn ServiceChaining>>,
     ) -> Store<InstanceState> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.shared.timeout;
         let mut wasi = WasiCtxBuilder::new();
         let [stdout, stderr] = self.log_files.clone().map_or([None, None], |f| f.map(Some));
         wasi.envs(&self.env);
@@ -244,19 +332,19 @@ impl AppComponent {
                 self.id.clone(),
                 self.rules.clone(),
                 chaining,
-                self.network.clone(),
+                self.shared.network.clone(),
             ),
-            key_value: KeyValueState::new(self.key_value.clone(), self.kv_granted.clone()),
+            key_value: KeyValueState::new(self.shared.key_value.clone(), self.kv_granted.clone()),
             sqlite: SqliteState::new(
-                self.databases.clone(),
+                self.shared.databases.clone(),
                 self.sqlite_granted.clone(),
                 deadline,
             ),
-            redis: RedisState::new(self.rules.clone(), self.redis_connections.clone()),
+            redis: RedisState::new(self.rules.clone(), self.shared.redis_connections.clone()),
             postgres: PostgresState::new(self.rules.clone(), self.postgres_pools.clone()),
             mqtt: MqttState::new(self.rules.clone()),
-            variables: VariablesState::new(self.id.clone(), self.variables.clone()),
-            limits: engine::MemoryLimit::new(self.max_memory),
+            variables: VariablesState::new(self.id.clone(), self.shared.variables.clone()),
+            limits: engine::MemoryLimit::new(self.shared.max_memory),
             deadline,
         };
         let mut store = Store::new(self.pre.engine(), state);
