@@ -16,10 +16,12 @@ and the saga's drain rate, for bench/saga.sh.
                                            read at that moment, before the orders are counted
 
 In saga mode orders are placed on schedule from a thread pool, so a slow answer does not delay
-the next one (open loop).
+the next one (open loop). Reads of orders carry the admin token from BENCH_ADMIN_TOKEN (orders
+are readable by their customer's cancel token or the admin only, docs/adr/0007).
 """
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -44,6 +46,8 @@ def request(base, method, path, body=None):
         conn = connection(base)
         try:
             headers = {"content-type": "application/json"} if body is not None else {}
+            if method == "GET" and os.environ.get("BENCH_ADMIN_TOKEN"):
+                headers["authorization"] = "Bearer " + os.environ["BENCH_ADMIN_TOKEN"]
             conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
             return response.status, response.read()

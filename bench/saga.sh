@@ -46,6 +46,7 @@ WARMUP=${BENCH_SAGA_WARMUP:-20}
 WAIT_LOAD=${BENCH_WAIT_LOAD:-}
 WAIT_LOAD_SECS=${BENCH_WAIT_LOAD_SECS:-600}
 ADMIN_TOKEN=bench-admin-token
+export BENCH_ADMIN_TOKEN=$ADMIN_TOKEN
 SKU=bench-saga
 HOST_BIN=$BENCH_ROOT/target/release/shop-host
 MANIFEST=$BENCH_ROOT/spin.toml
@@ -157,7 +158,7 @@ wait_quiet() {
 none_open() {
     local s
     for s in pending reserved; do
-        [[ $(curl -sf "$BASE/orders?status=$s&limit=1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["orders"]))') == 0 ]] || return 1
+        [[ $(curl -sf -H "authorization: Bearer $ADMIN_TOKEN" "$BASE/orders?status=$s&limit=1" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["orders"]))') == 0 ]] || return 1
     done
 }
 
