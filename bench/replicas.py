@@ -50,8 +50,8 @@ def subscriptions():
         manifest = tomllib.load(f)
     pairs = []
     for t in manifest["trigger"]["redis"]:
-        parts = t["channel"].split(".")
-        if parts[1] != "wake" and parts[2] == "0":
+        parts = t["channel"].split(".")  # shop.<source>.<consumer>.<partition>
+        if parts[1] != "wake" and parts[3] == "0":
             pairs.append((parts[1], t["component"]))
     return pairs
 
@@ -408,20 +408,28 @@ def check(base, orders_path, sku, initial, token, provider_key, settle_s, hook, 
 # --- events / report -----------------------------------------------------------------------
 
 
+def feed_length(base, token, source, query=""):
+    """How many events a feed of `source` holds (`query`: empty, or `name=value&` pairs)."""
+    after, n = 0, 0
+    for _ in range(100000):
+        status, page = get_json(base, f"/{source}/events?{query}after={after}&limit=500", token)
+        if status != 200:
+            sys.exit(f"GET /{source}/events: {status} {page}")
+        batch = page["events"]
+        n += len(batch)
+        if not batch:
+            break
+        after = page["next_after"]
+    return n
+
+
 def events(base, token):
-    counts = {}
-    for source in SOURCES:
-        after, n = 0, 0
-        for _ in range(100000):
-            status, page = get_json(base, f"/{source}/events?after={after}&limit=500", token)
-            if status != 200:
-                sys.exit(f"GET /{source}/events: {status} {page}")
-            batch = page["events"]
-            n += len(batch)
-            if not batch:
-                break
-            after = page["next_after"]
-        counts[source] = n
+    """Events per source, and the copies each consumer was sent ("<source>><consumer>")."""
+    counts = {source: feed_length(base, token, source) for source in SOURCES}
+    for source, consumer in SUBSCRIPTIONS:
+        counts[f"{source}>{consumer}"] = sum(
+            feed_length(base, token, source, f"consumer={consumer}&partition={p}&")
+            for p in range(4))
     print(json.dumps(counts))
 
 
@@ -458,8 +466,8 @@ def report(metrics_path, events_path):
                     http[r][component] = http[r].get(component, 0) + value
                 if component not in upstream:
                     continue
-                parts = channel.split(".")
-                if len(parts) != 3 or parts[0] != "shop" or parts[1] not in upstream[component]:
+                parts = channel.split(".")  # shop.<source>.<consumer>.<partition>
+                if len(parts) != 4 or parts[1] not in upstream[component] or parts[2] != component:
                     continue  # the wake, or a channel the consumer does not read
                 key = (r, component)
                 slot = per.setdefault(key, {"handled": 0, "failed": 0, "dups": 0, "deferred": 0})
@@ -470,11 +478,11 @@ def report(metrics_path, events_path):
                 elif name == "shop_host_events_deferred_total":
                     slot["deferred"] += value
     lines = []
-    lines.append("| consumer | events | replica | messages handled / event | duplicates / event | deferred / event | failed |")
+    lines.append("| consumer | events sent to it | replica | messages handled / event | duplicates / event | deferred / event | failed |")
     lines.append("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
     totals = {}
     for c in CONSUMERS:
-        n = sum(counts.get(s, 0) for s in upstream[c])
+        n = sum(counts.get(f"{s}>{c}", 0) for s in upstream[c])
         sums = {"handled": 0, "failed": 0, "dups": 0, "deferred": 0}
         for r in replicas:
             slot = per.get((r, c), {"handled": 0, "failed": 0, "dups": 0, "deferred": 0})

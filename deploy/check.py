@@ -74,9 +74,10 @@ ROOT = HERE.parent
 CLOUD_LIMITS = {"sqlite_databases": 1, "key_value_stores": 5, "outbound_per_hour": 500}
 # The Cloud manifest keeps the functions' SQL data in PostgreSQL outside Cloud (ADR 0009), so it
 # needs no Cloud SQLite database; one more label than CLOUD_LIMITS allows fails the check.
-# Sources of the events of an order that goes through, in order: order-created, stock-reserved,
-# payment-captured, order-confirmed (functions/*/src). Each is POSTed once per subscriber.
-HAPPY_PATH_SOURCES = ("orders", "inventory", "billing", "orders")
+# The events of an order that goes through, in order, with their sources (functions/*/src). Each
+# is POSTed once to each consumer that takes its type (subscriptions.rs, docs/adr/0010).
+HAPPY_PATH = (("orders", "order-created"), ("inventory", "stock-reserved"),
+              ("billing", "payment-captured"), ("orders", "order-confirmed"))
 # Outbound requests per order besides the deliveries: billing's charge to payment-sim.
 PROVIDER_CALLS_PER_ORDER = 1
 # Inbound requests per order besides the deliveries: the client's POST /orders.
@@ -564,10 +565,11 @@ def component_labels(manifest, key):
 
 
 def subscriptions():
-    """(source, consumer) pairs of crates/shop-kit/src/subscriptions.rs, and PARTITIONS."""
+    """(source, consumer, types) of crates/shop-kit/src/subscriptions.rs, and PARTITIONS."""
     text = (ROOT / "crates/shop-kit/src/subscriptions.rs").read_text()
-    table = text.split("SUBSCRIPTIONS", 1)[1].split("];", 1)[0]
-    pairs = re.findall(r'\(\s*"([a-z_-]+)"\s*,\s*"([a-z_-]+)"\s*\)', table)
+    table = text.split("pub const SUBSCRIPTIONS", 1)[1].split("];", 1)[0]
+    pairs = [(source, consumer, re.findall(r'"([a-z-]+)"', types)) for source, consumer, types in
+             re.findall(r'sub\(\s*"([a-z_-]+)",\s*"([a-z_-]+)",\s*&\[([^\]]*)\]', table)]
     found = re.search(r"pub const PARTITIONS: i64 = (\d+);",
                       (ROOT / "crates/shop-kit/src/stream.rs").read_text())
     return pairs, int(found.group(1)) if found else None
@@ -672,12 +674,11 @@ def check_cloud_limits(spin, cloud_manifest, readme, problems, notes):
     if not pairs or partitions is None:
         problems.append("could not read SUBSCRIPTIONS or PARTITIONS from crates/shop-kit/src")
         return
-    per_order = sum(1 for source in HAPPY_PATH_SOURCES for s, _ in pairs if s == source)
-    per_order += PROVIDER_CALLS_PER_ORDER
+    deliveries = [consumer for source, kind in HAPPY_PATH
+                  for s, consumer, types in pairs if s == source and kind in types]
+    per_order = len(deliveries) + PROVIDER_CALLS_PER_ORDER
     # Requests per order that the SQL functions handle, each reading and writing its database.
-    sql_per_order = CLIENT_CALLS_PER_ORDER + sum(
-        1 for source in HAPPY_PATH_SOURCES for s, consumer in pairs
-        if s == source and consumer in sql_functions)
+    sql_per_order = CLIENT_CALLS_PER_ORDER + sum(1 for c in deliveries if c in sql_functions)
     per_sweep = len(pairs) * partitions
     addresses = {t.get("address") for t in spin.get("trigger", {}).get("redis", [])}
     limits = section(text, "## Each platform within its limits") or ""

@@ -682,10 +682,29 @@ impl Shop {
     /// Every event in `function`'s feed, in outbox order (paged through `next_after`; read
     /// with the admin token).
     pub fn events(&self, function: &str) -> Vec<Value> {
+        self.feed(function, "")
+    }
+
+    /// The copies `source` sent `consumer` in stream `partition`, in seq order: the envelopes
+    /// that consumer receives.
+    pub fn stream(&self, source: &str, consumer: &str, partition: i64) -> Vec<Value> {
+        self.feed(
+            source,
+            &format!("consumer={consumer}&partition={partition}&"),
+        )
+    }
+
+    /// The seq the next copy `source` sends `consumer` in stream `partition` will carry.
+    pub fn next_seq(&self, source: &str, consumer: &str, partition: i64) -> i64 {
+        self.stream(source, consumer, partition).len() as i64 + 1
+    }
+
+    /// A feed of `function` selected by `query` (empty, or `name=value&` pairs), every page.
+    fn feed(&self, function: &str, query: &str) -> Vec<Value> {
         let mut events = Vec::new();
         let mut after = 0;
         loop {
-            let path = format!("/{function}/events?after={after}&limit=100");
+            let path = format!("/{function}/events?{query}after={after}&limit=100");
             let response = self.admin("GET", &path, &Value::Null);
             assert_eq!(response.status, 200, "GET {path}: {}", response.body);
             let page = response.json();

@@ -8,6 +8,7 @@ use shop_e2e::{
     assert_error, order_body, public_state, unique_key, unique_sku, Shop, ADMIN_TOKEN,
     DELIVERY_TOKEN,
 };
+use shop_kit::stream::partition_of;
 use testkit::HttpResponse;
 
 /// Asserts a 400 `INVALID_ARGUMENT` whose message starts with the offending `field`.
@@ -102,8 +103,9 @@ fn deliveries_need_the_delivery_token_and_a_well_formed_envelope_and_repeats_cha
     assert_eq!(shop.wait_final(&id)["status"], "confirmed");
     shop.check_invariants(std::slice::from_ref(&id));
 
-    // The first event orders published (this order's order-created), as a replay attempt.
-    let created = shop.events("orders")[0].clone();
+    // The copy of this order's order-created orders sent inventory, as a replay attempt.
+    let partition = partition_of(&id);
+    let created = shop.stream("orders", "inventory", partition)[0].clone();
     let before = public_state(&shop, "cloud-dave");
     let deliver = |function: &str, token: Option<&str>, body: &Value| {
         let bearer = token.map(|t| format!("Bearer {t}"));
@@ -163,11 +165,25 @@ fn deliveries_need_the_delivery_token_and_a_well_formed_envelope_and_repeats_cha
         400,
         "INVALID_ARGUMENT",
     );
-    // At-least-once: an event delivered again is accepted and ignored.
-    for function in ["inventory", "billing", "notifications"] {
-        let again = deliver(function, Some(DELIVERY_TOKEN), &created);
+    // A genuine copy is refused by every consumer but the one it is addressed to, whose
+    // stream its seq numbers.
+    for function in ["billing", "notifications"] {
+        refused_naming(
+            &deliver(function, Some(DELIVERY_TOKEN), &created),
+            "consumer",
+        );
+    }
+    // At-least-once: a copy delivered again is accepted and ignored.
+    for (source, function) in [
+        ("orders", "inventory"),
+        ("inventory", "billing"),
+        ("orders", "notifications"),
+        ("billing", "orders"),
+    ] {
+        let copy = shop.stream(source, function, partition)[0].clone();
+        let again = deliver(function, Some(DELIVERY_TOKEN), &copy);
         assert_eq!(again.status, 200, "{function}: {}", again.body);
-        assert_eq!(again.json()["delivered"]["seq"], created["seq"]);
+        assert_eq!(again.json()["delivered"]["seq"], copy["seq"]);
     }
 
     // The wake (a consumer's message to itself) takes the delivery token and its one field;

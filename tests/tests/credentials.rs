@@ -248,35 +248,41 @@ fn an_event_not_signed_by_the_shop_is_refused_counted_and_changes_nothing() {
     // MAC made with another key: were it applied, the order would be confirmed unpaid and the
     // real event dropped as a duplicate.
     let partition = partition_of(&id);
-    let next_seq = shop
-        .events("billing")
-        .iter()
-        .filter(|e| e["partition"] == partition)
-        .count() as i64
-        + 1;
+    let next_seq = shop.next_seq("billing", "orders", partition);
     let forged = json!({
         "id": unique_key(), "type": "payment-captured", "source": "billing",
-        "partition": partition, "seq": next_seq,
+        "consumer": "orders", "partition": partition, "seq": next_seq,
         "occurred_at": "2026-01-01T00:00:00.000Z", "traceparent": "",
         "data": {"order_id": id, "amount_cents": 700, "provider_ref": "ch_forged"}
     });
     let mut env: shop_kit::Envelope = serde_json::from_value(forged.clone()).unwrap();
     Keys::new("not-the-shops-key").unwrap().sign(&mut env);
-    let channel = format!("shop.billing.{partition}");
+    let channel = shop_kit::stream::channel("billing", "orders", partition);
     assert!(shop.redis.publish(&channel, &forged.to_string()) > 0);
     assert!(
         shop.redis
             .publish(&channel, &serde_json::to_string(&env).unwrap())
             > 0
     );
+    // A genuine copy addressed to another consumer: orders' order-created as sent to
+    // inventory, replayed on billing's stream, where its seq would take a real event's place.
+    let for_inventory = shop.stream("orders", "inventory", partition);
+    let copy = for_inventory
+        .last()
+        .expect("inventory's copy of order-created");
+    let to_billing = shop_kit::stream::channel("orders", "billing", partition);
+    assert!(shop.redis.publish(&to_billing, &copy.to_string()) > 0);
 
-    let counted = |reason: &str| {
+    let counted = |component: &str, reason: &str| {
         shop.metric_total(&format!(
-            "shop_host_events_forged_total{{component=\"orders\",reason=\"{reason}\"}}"
+            "shop_host_events_forged_total{{component=\"{component}\",reason=\"{reason}\"}}"
         ))
     };
     let refused = eventually(shop_e2e::SETTLE, || {
-        (counted("unsigned") >= 1.0 && counted("bad_mac") >= 1.0).then_some(())
+        (counted("orders", "unsigned") >= 1.0
+            && counted("orders", "bad_mac") >= 1.0
+            && counted("billing", "misaddressed") >= 1.0)
+            .then_some(())
     });
     assert!(refused.is_some(), "{}", shop.metrics());
     let order = shop.order(&id);

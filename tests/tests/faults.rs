@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use shop_e2e::{is_final, unique_sku, RaiseOnDrop, Shop, SqlStore, WebhookReceiver, SETTLE};
-use shop_kit::stream::partition_of;
+use shop_kit::stream::{channel, partition_of, partitions};
 use shop_kit::subscriptions::subscribers;
 use testkit::eventually;
 
@@ -73,22 +73,35 @@ fn redis_stopped_and_restarted_mid_saga_loses_nothing() {
     shop.check_recovered(&ids);
 }
 
-/// Republishes, on its stream's channel, every event of the producers' feeds that it has not
-/// republished yet (`seen`: how many of each feed were, the feed being in outbox order).
-fn duplicate_new_events(shop: &Shop, seen: &mut BTreeMap<&'static str, usize>) -> usize {
+/// Every stream of the producers: (producer, consumer, partition).
+fn streams() -> Vec<(&'static str, &'static str, i64)> {
+    PRODUCERS
+        .iter()
+        .flat_map(|&p| subscribers(p).flat_map(move |c| partitions().map(move |n| (p, c, n))))
+        .collect()
+}
+
+/// Republishes, on its stream's channel, every copy of the producers' streams that it has not
+/// republished yet (`seen`: how many of each stream were, a stream being in seq order).
+fn duplicate_new_events(shop: &Shop, seen: &mut BTreeMap<Stream, usize>) -> usize {
     let mut copied = 0;
-    for producer in PRODUCERS {
-        let done = seen.entry(producer).or_insert(0);
-        for event in shop.events(producer).iter().skip(*done) {
-            let partition = event["partition"].as_i64().expect("event partition");
+    for stream @ (producer, consumer, partition) in streams() {
+        let done = seen.entry(stream).or_insert(0);
+        for event in shop
+            .stream(producer, consumer, partition)
+            .iter()
+            .skip(*done)
+        {
             shop.redis
-                .publish(&format!("shop.{producer}.{partition}"), &event.to_string());
+                .publish(&channel(producer, consumer, partition), &event.to_string());
             *done += 1;
             copied += 1;
         }
     }
     copied
 }
+
+type Stream = (&'static str, &'static str, i64);
 
 #[test]
 fn every_event_delivered_twice_is_applied_once() {
@@ -131,13 +144,13 @@ fn every_event_delivered_twice_is_applied_once() {
     let before = outcomes(&shop, &ids);
     let stock_before = shop.product(&sku);
     let feeds_before = feed_sizes(&shop);
-    // And everything once more, long after the sagas ended: each copy reaches every consumer
-    // of its source, which counts it a duplicate.
+    // And everything once more, long after the sagas ended: each copy reaches its consumer,
+    // which counts it a duplicate.
     let duplicates = "shop_host_events_duplicated_total";
     let counted_before = shop.metric_total(duplicates);
-    let expected: usize = PRODUCERS
-        .iter()
-        .map(|producer| shop.events(producer).len() * subscribers(producer).count())
+    let expected: usize = streams()
+        .into_iter()
+        .map(|(producer, consumer, partition)| shop.stream(producer, consumer, partition).len())
         .sum();
     let mut replay = BTreeMap::new();
     let replayed = duplicate_new_events(&shop, &mut replay);
@@ -168,26 +181,22 @@ fn every_event_delivered_twice_is_applied_once() {
     shop.check_invariants(&ids);
 }
 
-/// Each producer's number of events, asserting each of its streams is gap-free (seq 1..=n).
+/// The length of every stream, asserting each is gap-free (seq 1..=n).
 fn feed_sizes(shop: &Shop) -> Vec<usize> {
-    PRODUCERS
-        .iter()
-        .map(|producer| {
-            let mut streams: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-            let events = shop.events(producer);
-            for event in &events {
-                let partition = event["partition"].as_i64().expect("event partition");
-                let seq = event["seq"].as_i64().expect("event seq");
-                streams.entry(partition).or_default().push(seq);
-            }
-            for (partition, seqs) in &streams {
-                let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
-                assert_eq!(
-                    seqs, &expected,
-                    "{producer}'s stream {partition} is not gap-free"
-                );
-            }
-            events.len()
+    streams()
+        .into_iter()
+        .map(|(producer, consumer, partition)| {
+            let seqs: Vec<i64> = shop
+                .stream(producer, consumer, partition)
+                .iter()
+                .map(|e| e["seq"].as_i64().expect("event seq"))
+                .collect();
+            let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+            assert_eq!(
+                seqs, expected,
+                "{producer}'s stream {partition} for {consumer} is not gap-free"
+            );
+            seqs.len()
         })
         .collect()
 }
@@ -348,7 +357,7 @@ fn a_consumer_failing_for_a_while_catches_up() {
     let lock = shop.lock_store("inventory");
     let received = || {
         shop.metric_total(
-            "shop_host_redis_messages_total{component=\"inventory\",channel=\"shop.orders.",
+            "shop_host_redis_messages_total{component=\"inventory\",channel=\"shop.orders.inventory.",
         )
     };
     let before = received();

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use shop_e2e::{unique_sku, Shop, SETTLE};
 use shop_kit::stream::partition_of;
+use shop_kit::subscriptions::takers;
 use testkit::eventually;
 
 /// Billing's deferred events, over every channel.
@@ -16,24 +17,30 @@ const BILLING_DEFERRED: &str = "shop_host_events_deferred_total{component=\"bill
 /// How long 50 orders may take to end confirmed once placed, poison or not.
 const FIFTY_ORDERS: Duration = Duration::from_secs(10);
 
-/// Appends an event to `producer`'s outbox as the producer itself would (next seq of its
-/// order's stream, unpublished), so that its next publish sends it: a well-formed envelope
-/// whose data no consumer can apply.
+/// Appends an event to `producer`'s outbox as the producer itself would (unpublished, next in
+/// the order's stream of each consumer that takes `kind`), so that its next publish sends it: a
+/// well-formed envelope whose data no consumer can apply.
 fn inject(shop: &Shop, producer: &str, id: &str, kind: &str, data: &Value) {
     let order_id = data["order_id"].as_str().expect("order_id");
     let partition = partition_of(order_id);
     // Reading the feed opens (and so creates and migrates) the producer's database.
     shop.events(producer);
     let data = data.to_string().replace('\'', "''");
-    shop.sql(
-        producer,
-        &format!(
-            "INSERT INTO outbox (id, type, occurred_at, traceparent, data, partition, pseq) \
-             VALUES ('{id}', '{kind}', '2026-01-01T00:00:00.000Z', \
-               '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', '{data}', {partition}, \
-               (SELECT coalesce(max(pseq), 0) + 1 FROM outbox WHERE partition = {partition}));"
-        ),
+    let mut sql = format!(
+        "BEGIN; INSERT INTO outbox (id, type, occurred_at, traceparent, data, partition) \
+         VALUES ('{id}', '{kind}', '2026-01-01T00:00:00.000Z', \
+           '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', '{data}', {partition});"
     );
+    for consumer in takers(producer, kind) {
+        sql.push_str(&format!(
+            " INSERT INTO outbox_streams (consumer, partition, pseq, position) \
+             SELECT '{consumer}', {partition}, \
+               (SELECT coalesce(max(pseq), 0) + 1 FROM outbox_streams \
+                WHERE consumer = '{consumer}' AND partition = {partition}), \
+               seq FROM outbox WHERE id = '{id}';"
+        ));
+    }
+    shop.sql(producer, &format!("{sql} COMMIT;"));
 }
 
 fn parked_ids(shop: &Shop, function: &str) -> Vec<String> {
@@ -50,13 +57,13 @@ fn poison_of_every_consumer_is_parked_while_fifty_orders_confirm() {
     let sku = unique_sku("ISOLATED");
     shop.put_product(&sku, 250, 60);
 
-    // inventory, billing and notifications consume orders' events; orders and billing
-    // consume inventory's. Neither payload decodes.
+    // inventory, billing and notifications take orders' order-cancelled; orders and billing
+    // take inventory's stock-reserved. Neither payload decodes.
     inject(
         &shop,
         "orders",
         "poison-from-orders",
-        "order-confirmed",
+        "order-cancelled",
         &json!({"order_id": "poison-a"}),
     );
     inject(

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 use shop_e2e::{order_body, unique_key, unique_sku, Shop, SETTLE};
-use shop_kit::stream::partition_of;
+use shop_kit::stream::{channel, partition_of};
 use testkit::eventually;
 
 /// The trace id the test's client starts; every step of the saga must continue it.
@@ -177,9 +177,9 @@ fn metrics_move_as_the_traffic_sent_says() {
     // Its events travel on its stream of each source.
     let stream = partition_of(&id);
     let consumers = [
-        ("inventory", format!("shop.orders.{stream}")),
-        ("billing", format!("shop.inventory.{stream}")),
-        ("orders", format!("shop.billing.{stream}")),
+        ("inventory", channel("orders", "inventory", stream)),
+        ("billing", channel("inventory", "billing", stream)),
+        ("orders", channel("billing", "orders", stream)),
     ];
     let moved = eventually(SETTLE, || {
         let now = shop.metrics();
@@ -244,7 +244,7 @@ fn log_derived_metrics_count_duplicates_breaker_transitions_and_dead_letters() {
     shop.put_product(&sku, 300, 10);
     let on_stream = |metric: &str, order_id: &str| {
         format!(
-            r#"shop_host_{metric}_total{{component="inventory",channel="shop.orders.{}"}}"#,
+            r#"shop_host_{metric}_total{{component="inventory",channel="shop.orders.inventory.{}"}}"#,
             partition_of(order_id)
         )
     };
@@ -259,13 +259,13 @@ fn log_derived_metrics_count_duplicates_breaker_transitions_and_dead_letters() {
     assert_eq!(shop.wait_final(&id)["status"], "confirmed");
     let duplicated = on_stream("events_duplicated", &id);
     let created = shop
-        .events("orders")
+        .stream("orders", "inventory", partition_of(&id))
         .into_iter()
         .find(|e| e["data"]["order_id"] == id.as_str())
         .expect("the order's order-created event");
     let before = shop.metrics();
-    let channel = format!("shop.orders.{}", partition_of(&id));
-    assert!(shop.redis.publish(&channel, &created.to_string()) > 0);
+    let to_inventory = channel("orders", "inventory", partition_of(&id));
+    assert!(shop.redis.publish(&to_inventory, &created.to_string()) > 0);
     let after = grown(&shop, &duplicated, sample(&before, &duplicated), 1.0);
     assert_eq!(
         sample(&after, &duplicated) - sample(&before, &duplicated),
@@ -289,15 +289,10 @@ fn log_derived_metrics_count_duplicates_breaker_transitions_and_dead_letters() {
     // then parked after dead_letter_after attempts with nothing calling the sweep.
     let poison_order = "poison-order";
     let stream = partition_of(poison_order);
-    let next_seq = shop
-        .events("orders")
-        .iter()
-        .filter(|e| e["partition"] == stream)
-        .count()
-        + 1;
+    let next_seq = shop.next_seq("orders", "inventory", stream);
     let poison = Shop::sign(&json!({
         "id": "poison-1", "type": "order-created", "source": "orders",
-        "partition": stream, "seq": next_seq,
+        "consumer": "inventory", "partition": stream, "seq": next_seq,
         "occurred_at": "2026-01-01T00:00:00Z", "traceparent": "",
         "data": {"order_id": poison_order}
     }));
@@ -305,8 +300,8 @@ fn log_derived_metrics_count_duplicates_breaker_transitions_and_dead_letters() {
     let dead_lettered = on_stream("events_dead_lettered", poison_order);
     let before = shop.metrics();
     assert_eq!(sample(&before, &dead_lettered), 0.0, "{before}");
-    let channel = format!("shop.orders.{stream}");
-    assert!(shop.redis.publish(&channel, &poison.to_string()) > 0);
+    let to_inventory = channel("orders", "inventory", stream);
+    assert!(shop.redis.publish(&to_inventory, &poison.to_string()) > 0);
     let parked = grown(&shop, &dead_lettered, 0.0, 1.0);
     assert_eq!(sample(&parked, &dead_lettered), 1.0, "{parked}");
     assert_eq!(sample(&parked, &deferred), 1.0, "{parked}");

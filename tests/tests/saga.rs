@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use shop_e2e::{assert_error, order_body, unique_key, unique_sku, RaiseOnDrop, Shop, SETTLE};
+use shop_kit::stream::{channel, partitions};
+use shop_kit::subscriptions::subscribers;
 use testkit::eventually;
 
 fn statuses(order: &Value) -> Vec<String> {
@@ -501,10 +503,10 @@ fn cancels_racing_the_saga_end_either_cancelled_and_refunded_or_confirmed() {
     shop.check_invariants(&ids);
 }
 
-/// Orders placed from several clients at once publish their events concurrently: each event of
-/// a source reaches its stream's channel once, and in seq order within the stream (one relay at
-/// a time holds the outbox's lease and publishes what the others committed, a page per round
-/// trip).
+/// Orders placed from several clients at once publish their events concurrently: each copy of
+/// an event reaches its consumer's stream channel once, only consumers that take its type get
+/// one, and copies arrive in seq order within each stream (one relay at a time holds the
+/// outbox's lease and publishes what the others committed, a page per round trip).
 #[test]
 fn events_published_at_once_reach_their_channel_once_each_in_seq_order() {
     let shop = Shop::start();
@@ -531,29 +533,39 @@ fn events_published_at_once_reach_their_channel_once_each_in_seq_order() {
             .collect()
     });
     shop.wait_final_all(&ids);
-    let total = shop.events("orders").len();
-    assert!(total >= 80, "each order published its creation and its end");
+    assert!(
+        shop.events("orders").len() >= 80,
+        "each order published its creation and its end"
+    );
+    // One copy per consumer that takes the event: order-created to inventory, order-confirmed
+    // to notifications.
+    let copies: usize = subscribers("orders")
+        .flat_map(|c| partitions().map(move |p| (c, p)))
+        .map(|(c, p)| shop.stream("orders", c, p).len())
+        .sum();
+    assert_eq!(copies, 2 * ids.len(), "each order's events, once each");
 
     pubsub.set_read_timeout(Some(SETTLE)).expect("read timeout");
-    let mut streams: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for _ in 0..total {
-        let message = pubsub.get_message().expect("every event, published");
+    let mut streams: BTreeMap<(String, i64), Vec<i64>> = BTreeMap::new();
+    for _ in 0..copies {
+        let message = pubsub.get_message().expect("every copy, published");
         let payload: Value =
             serde_json::from_slice(message.get_payload_bytes()).expect("an event envelope");
         let partition = payload["partition"].as_i64().expect("partition");
+        let consumer = payload["consumer"].as_str().expect("consumer").to_string();
         assert_eq!(
             message.get_channel_name(),
-            format!("shop.orders.{partition}")
+            channel("orders", &consumer, partition)
         );
         streams
-            .entry(partition)
+            .entry((consumer, partition))
             .or_default()
             .push(payload["seq"].as_i64().expect("seq"));
     }
-    assert!(streams.len() > 1, "orders spread over streams: {streams:?}");
-    for (partition, seqs) in &streams {
+    assert!(streams.len() > 2, "orders spread over streams: {streams:?}");
+    for (stream, seqs) in &streams {
         let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
-        assert_eq!(seqs, &expected, "stream {partition}");
+        assert_eq!(seqs, &expected, "stream {stream:?}");
     }
     shop.check_invariants(&ids);
 }

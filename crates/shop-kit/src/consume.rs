@@ -94,7 +94,7 @@ fn log_outcome(env: &Envelope, outcome: Outcome, error: &str) {
         event,
         &format!("{} {what}", env.label()),
         Some(env.order_id()).filter(|o| !o.is_empty()),
-        serde_json::json!({"channel": channel(&env.source, env.partition),
+        serde_json::json!({"channel": channel(&env.source, &env.consumer, env.partition),
                            "source": env.source, "partition": env.partition, "seq": env.seq}),
     );
 }

@@ -1,13 +1,15 @@
-//! The event envelope `{id, type, source, partition, seq, occurred_at, traceparent, data, mac}`.
+//! The event envelope `{id, type, source, consumer, partition, seq, occurred_at, traceparent,
+//! data, mac}`.
 
 use serde::{Deserialize, Serialize};
 use shop_events::{DecodeError, ShopEvent};
 
 /// The envelope's fields as they appear in JSON.
-pub const FIELDS: [&str; 9] = [
+pub const FIELDS: [&str; 10] = [
     "id",
     "type",
     "source",
+    "consumer",
     "partition",
     "seq",
     "occurred_at",
@@ -16,7 +18,8 @@ pub const FIELDS: [&str; 9] = [
     "mac",
 ];
 
-/// One event as published on `shop.<source>.<partition>` and served by `GET /<source>/events`.
+/// One event as published on `shop.<source>.<consumer>.<partition>` and served by
+/// `GET /<source>/events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     pub id: String,
@@ -24,9 +27,15 @@ pub struct Envelope {
     pub type_name: String,
     /// The producing function (`orders`, `inventory`, `billing`).
     pub source: String,
+    /// The consumer this copy is addressed to: `seq` numbers the event in that consumer's
+    /// stream, so a copy is refused by any other consumer. Empty outside a stream (the
+    /// producer's own store, the whole-outbox feed).
+    #[serde(default)]
+    pub consumer: String,
     /// The stream of its source the event belongs to: `stream::partition_of` its order id.
     pub partition: i64,
-    /// Gap-free sequence number within `(source, partition)`, starting at 1.
+    /// Gap-free sequence number within `(source, consumer, partition)`, starting at 1; in the
+    /// whole-outbox feed, the event's position in its source's outbox.
     pub seq: i64,
     pub occurred_at: String,
     pub traceparent: String,
@@ -38,13 +47,14 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// Wraps an event as `source` would publish it as the `seq`-th event of the event's
-    /// partition, in a new trace.
-    pub fn wrap(source: &str, seq: i64, event: &ShopEvent) -> Self {
+    /// Wraps an event as `source` would send it to `consumer` as the `seq`-th event of that
+    /// consumer's stream of the event's partition, in a new trace.
+    pub fn wrap(source: &str, consumer: &str, seq: i64, event: &ShopEvent) -> Self {
         Self {
             id: uuid::Uuid::new_v4().to_string(),
             type_name: event.type_name().to_string(),
             source: source.to_string(),
+            consumer: consumer.to_string(),
             partition: crate::stream::partition_of(event.order_id()),
             seq,
             occurred_at: crate::time::now_rfc3339(),
@@ -68,11 +78,11 @@ impl Envelope {
             .unwrap_or_default()
     }
 
-    /// `source/partition#seq`, how logs and errors name the event.
+    /// `source>consumer/partition#seq`, how logs and errors name the event.
     pub fn label(&self) -> String {
         format!(
-            "{} {}/{}#{}",
-            self.type_name, self.source, self.partition, self.seq
+            "{} {}>{}/{}#{}",
+            self.type_name, self.source, self.consumer, self.partition, self.seq
         )
     }
 
@@ -98,6 +108,7 @@ mod tests {
             id: "e1".into(),
             type_name: event.type_name().into(),
             source: "inventory".into(),
+            consumer: "orders".into(),
             partition: 2,
             seq: 7,
             occurred_at: "2026-01-01T00:00:00.000Z".into(),

@@ -1,6 +1,6 @@
 //! Reading another function's event feed
-//! (`GET {app_base_url}/<source>/events?partition=P&after=N`). This is how a consumer fills a
-//! gap in a stream or catches up: an absolute URL rather than service chaining, because Spin
+//! (`GET {app_base_url}/<source>/events?consumer=C&partition=P&after=N`). This is how a
+//! consumer fills a gap in one of its streams or catches up: an absolute URL rather than service chaining, because Spin
 //! forbids chaining from Redis-triggered components. The reader presents the feed token of
 //! the source (`seal`), and verifies every event's MAC as if it had come on Redis.
 
@@ -9,7 +9,8 @@ use crate::Envelope;
 /// A source of past events, per stream.
 #[allow(async_fn_in_trait)] // components are single-threaded; no Send bound is wanted
 pub trait Feed {
-    /// Up to `limit` events of stream `source`/`partition` with `seq > after`, oldest first.
+    /// Up to `limit` events of this consumer's stream `source`/`partition` with `seq > after`,
+    /// oldest first.
     async fn page(
         &self,
         source: &str,
@@ -22,6 +23,8 @@ pub trait Feed {
 /// The feed served over HTTP by the app itself.
 pub struct HttpFeed {
     pub base_url: String,
+    /// Whose streams it reads: the consuming function.
+    pub consumer: &'static str,
     pub traceparent: String,
 }
 
@@ -39,8 +42,9 @@ impl Feed for HttpFeed {
         limit: i64,
     ) -> anyhow::Result<Vec<Envelope>> {
         let url = format!(
-            "{}/{source}/events?partition={partition}&after={after}&limit={limit}",
-            self.base_url.trim_end_matches('/')
+            "{}/{source}/events?consumer={}&partition={partition}&after={after}&limit={limit}",
+            self.base_url.trim_end_matches('/'),
+            self.consumer
         );
         let keys = crate::config::internal_keys();
         let token = keys
@@ -61,7 +65,7 @@ impl Feed for HttpFeed {
         );
         let page: Page = serde_json::from_slice(response.body())?;
         for env in &page.events {
-            crate::relay::authentic(keys.as_ref(), env)
+            crate::relay::authentic(keys.as_ref(), env, self.consumer)
                 .map_err(|reason| anyhow::anyhow!("GET {url}: {}: {reason}", env.label()))?;
         }
         Ok(page.events)

@@ -16,7 +16,7 @@ use crate::outbox::Row;
 
 /// How long a lease lasts without being renewed: the longest a killed holder delays events.
 const TTL_MS: i64 = 2_000;
-/// Events per page, one Redis round trip each.
+/// Events per page (each with a copy per consumer that takes it), one Redis round trip each.
 const PAGE: i64 = 200;
 /// Pages one holder sends before it lets go, so a relay always ends.
 const MAX_PAGES: usize = 1_000;
@@ -52,10 +52,12 @@ pub fn needed(port: &impl RelayPort, now_ms: i64) -> anyhow::Result<bool> {
     Ok(!port.pending(1)?.is_empty() && !port.lease_taken(now_ms)?)
 }
 
-/// Takes the lease and sends pages with `send` until none is left. Returns how many events
-/// went out; 0 at once when another relay holds the lease. `send` answers how many of the
-/// page, in order, reached every subscriber: those are marked published, and the rest (or the
-/// whole page, when it fails) are left for the next relay or the sweep, an error saying so.
+/// Takes the lease and sends pages with `send` until none is left. Returns how many copies
+/// went out; 0 at once when another relay holds the lease. A page holds the consumers' copies
+/// of the oldest unpublished events (`outbox::unpublished`); `send` answers how many of them,
+/// in order, reached their consumer: the events whose copies all did are marked published, and
+/// the rest (or the whole page, when it fails) are left for the next relay or the sweep, an
+/// error saying so.
 pub fn relay(
     port: &impl RelayPort,
     holder: &str,
@@ -78,12 +80,12 @@ pub fn relay(
             };
             sent += delivered;
             if delivered < page.len() {
-                if let Some(last) = delivered.checked_sub(1).map(|i| page[i].position) {
+                if let Some(last) = crate::outbox::sent_through(&page, delivered) {
                     port.settle(holder, last, now_ms())?;
                 }
                 let _ = port.release(holder);
                 anyhow::bail!(
-                    "{} events did not reach every subscriber; left for a retry",
+                    "{} copies of events did not reach their consumer; left for a retry",
                     page.len() - delivered
                 );
             }
@@ -143,7 +145,7 @@ pub mod sql {
         fn settle(&self, holder: &str, position: i64, now_ms: i64) -> anyhow::Result<Settled> {
             self.db.transaction(|| {
                 outbox::mark_published(self.db, position)?;
-                if outbox::unpublished(self.db, self.source, 1)?.is_empty() {
+                if !outbox::any_unpublished(self.db)? {
                     self.release(holder)?;
                     return Ok(Settled::Done);
                 }
@@ -174,6 +176,8 @@ mod tests {
     struct Mem {
         /// (seq, published)
         rows: RefCell<Vec<(i64, bool)>>,
+        /// Copies of each event a page holds (consumers that take it); 0 is taken as 1.
+        copies: usize,
         lease: RefCell<Option<(String, i64)>>,
     }
 
@@ -198,9 +202,12 @@ mod tests {
                 .unpublished()
                 .into_iter()
                 .take(limit as usize)
-                .map(|seq| Row {
-                    position: seq,
-                    env: env(seq),
+                .flat_map(|seq| {
+                    let copy = Row {
+                        position: seq,
+                        env: env(seq),
+                    };
+                    std::iter::repeat_n(copy, self.copies.max(1))
                 })
                 .collect())
         }
@@ -346,9 +353,22 @@ mod tests {
         let m = Mem::default();
         m.append(3);
         let err = relay(&m, "a", || 0, |_| Ok(1)).unwrap_err();
-        assert!(err.to_string().contains("2 events"), "{err}");
+        assert!(err.to_string().contains("2 copies"), "{err}");
         assert_eq!(m.unpublished(), vec![2, 3]);
         assert!(needed(&m, 0).unwrap(), "the lease is free for the retry");
+    }
+
+    #[test]
+    fn an_event_is_marked_only_when_every_copy_arrived() {
+        let m = Mem {
+            copies: 2,
+            ..Mem::default()
+        };
+        m.append(2);
+        // Copies 1a, 1b, 2a reach their consumers; 2b does not.
+        let err = relay(&m, "a", || 0, |p| Ok(p.len() - 1)).unwrap_err();
+        assert!(err.to_string().contains("1 copies"), "{err}");
+        assert_eq!(m.unpublished(), vec![2]);
     }
 
     #[test]

@@ -3,53 +3,67 @@
 //! source's feed.
 //!
 //! Table `outbox`: `seq INTEGER PRIMARY KEY` is the row's position in the whole outbox (what
-//! the relay marks published, and the cursor of the unpartitioned feed); `partition` and
-//! `pseq` place the event in its stream, `pseq` being gap-free per partition because it is
-//! assigned inside the writing transaction. The envelope's `seq` is `pseq`.
+//! the relay marks published, and the cursor of the whole-outbox feed), `partition` its
+//! order's partition. Table `outbox_streams` numbers the event in the stream of each consumer
+//! that takes its type (`subscriptions::takers`): `(consumer, partition, pseq)`, `pseq` being
+//! gap-free per stream because it is assigned inside the writing transaction. The copy sent to
+//! a consumer carries that consumer's `pseq` as its `seq`.
 
 use serde_json::json;
 use shop_events::ShopEvent;
 
-use crate::sql::{i, int, t, text, Db};
+use crate::sql::{i, int, t, text, Db, Value};
 use crate::stream::{partition_of, PARTITIONS};
 use crate::{ApiError, Envelope};
 
 /// Largest page the feed serves.
 pub const MAX_PAGE: i64 = 500;
 
-/// Appends `event` to its order's stream; call inside the transaction of the state change.
-pub fn append(db: &Db, event: &ShopEvent, traceparent: &str) -> anyhow::Result<()> {
-    db.exec(
-        "INSERT INTO outbox (id, type, occurred_at, traceparent, data, partition, pseq) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, \
-           (SELECT coalesce(max(pseq), 0) + 1 FROM outbox WHERE partition = ?6))",
+/// Appends `event` to the outbox of `source` and to the stream of each consumer that takes it;
+/// call inside the transaction of the state change.
+pub fn append(db: &Db, source: &str, event: &ShopEvent, traceparent: &str) -> anyhow::Result<()> {
+    let partition = partition_of(event.order_id());
+    let inserted = db.exec(
+        "INSERT INTO outbox (id, type, occurred_at, traceparent, data, partition) \
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
         &[
             t(uuid::Uuid::new_v4().to_string()),
             t(event.type_name()),
             t(crate::time::now_rfc3339()),
             t(traceparent),
             t(event.data().to_string()),
-            i(partition_of(event.order_id())),
+            i(partition),
         ],
     )?;
+    let position = inserted
+        .rows
+        .first()
+        .map(|r| int(r, 0))
+        .ok_or_else(|| anyhow::anyhow!("the outbox insert returned no position"))?;
+    for consumer in crate::subscriptions::takers(source, event.type_name()) {
+        db.exec(STREAM_APPEND, &[t(consumer), i(partition), i(position)])?;
+    }
     Ok(())
 }
 
-/// One outbox row: where it stands in the whole outbox, and the event.
+/// Numbers the event at outbox position `?3` next in stream (consumer `?1`, partition `?2`).
+pub const STREAM_APPEND: &str = "INSERT INTO outbox_streams (consumer, partition, pseq, position) \
+    VALUES (?1, ?2, (SELECT coalesce(max(pseq), 0) + 1 FROM outbox_streams \
+      WHERE consumer = ?1 AND partition = ?2), ?3)";
+
+/// One outbox row, or one consumer's copy of it: where it stands in the whole outbox, and the
+/// event (`env.consumer` empty for the row itself).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub position: i64,
     pub env: Envelope,
 }
 
-const COLUMNS: &str = "seq, partition, pseq, id, type, occurred_at, traceparent, data";
+/// Columns every query below selects, in this order: position, partition, seq, consumer, then
+/// the event.
+const EVENT: &str = "o.id, o.type, o.occurred_at, o.traceparent, o.data";
 
-fn rows(
-    db: &Db,
-    source: &str,
-    sql: &str,
-    params: &[crate::sql::Value],
-) -> anyhow::Result<Vec<Row>> {
+fn rows(db: &Db, source: &str, sql: &str, params: &[Value]) -> anyhow::Result<Vec<Row>> {
     db.exec(sql, params)?
         .rows
         .iter()
@@ -59,12 +73,13 @@ fn rows(
                 env: Envelope {
                     partition: int(row, 1),
                     seq: int(row, 2),
-                    id: text(row, 3),
-                    type_name: text(row, 4),
+                    consumer: text(row, 3),
+                    id: text(row, 4),
+                    type_name: text(row, 5),
                     source: source.to_string(),
-                    occurred_at: text(row, 5),
-                    traceparent: text(row, 6),
-                    data: serde_json::from_str(&text(row, 7))?,
+                    occurred_at: text(row, 6),
+                    traceparent: text(row, 7),
+                    data: serde_json::from_str(&text(row, 8))?,
                     mac: String::new(),
                 },
             })
@@ -73,44 +88,76 @@ fn rows(
 }
 
 /// Which events a feed page shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedQuery {
-    /// One stream, its events after `pseq` `after`; `None`: every event after outbox
-    /// position `after`.
-    pub partition: Option<i64>,
+    /// One consumer's stream `(consumer, partition)`, its events after `pseq` `after`;
+    /// `None`: every event after outbox position `after`.
+    pub stream: Option<(String, i64)>,
     pub after: i64,
     pub limit: i64,
 }
 
 /// A feed page, oldest first.
-pub fn page(db: &Db, source: &str, q: FeedQuery) -> anyhow::Result<Vec<Row>> {
-    match q.partition {
-        Some(p) => rows(
+pub fn page(db: &Db, source: &str, q: &FeedQuery) -> anyhow::Result<Vec<Row>> {
+    match &q.stream {
+        Some((consumer, p)) => rows(
             db,
             source,
             &format!(
-                "SELECT {COLUMNS} FROM outbox WHERE partition = ? AND pseq > ? \
-                 ORDER BY pseq LIMIT ?"
+                "SELECT o.seq, o.partition, s.pseq, s.consumer, {EVENT} \
+                 FROM outbox_streams s JOIN outbox o ON o.seq = s.position \
+                 WHERE s.consumer = ? AND s.partition = ? AND s.pseq > ? \
+                 ORDER BY s.pseq LIMIT ?"
             ),
-            &[i(p), i(q.after), i(q.limit)],
+            &[t(consumer), i(*p), i(q.after), i(q.limit)],
         ),
         None => rows(
             db,
             source,
-            &format!("SELECT {COLUMNS} FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?"),
+            &format!(
+                "SELECT o.seq, o.partition, o.seq, '', {EVENT} FROM outbox o \
+                 WHERE o.seq > ? ORDER BY o.seq LIMIT ?"
+            ),
             &[i(q.after), i(q.limit)],
         ),
     }
 }
 
-/// Up to `limit` unpublished events, oldest first.
+/// The consumers' copies of the first `limit` unpublished events, oldest first; an event no
+/// consumer takes appears once, with no consumer (it needs no sending).
 pub fn unpublished(db: &Db, source: &str, limit: i64) -> anyhow::Result<Vec<Row>> {
     rows(
         db,
         source,
-        &format!("SELECT {COLUMNS} FROM outbox WHERE published = 0 ORDER BY seq LIMIT ?"),
+        &format!(
+            "SELECT o.seq, o.partition, coalesce(s.pseq, 0), coalesce(s.consumer, ''), {EVENT} \
+             FROM outbox o LEFT JOIN outbox_streams s ON s.position = o.seq \
+             WHERE o.seq IN (SELECT seq FROM outbox WHERE published = 0 ORDER BY seq LIMIT ?) \
+             ORDER BY o.seq, s.consumer"
+        ),
         &[i(limit)],
     )
+}
+
+/// Whether any event waits to be published.
+pub fn any_unpublished(db: &Db) -> anyhow::Result<bool> {
+    Ok(!db
+        .exec("SELECT 1 FROM outbox WHERE published = 0 LIMIT 1", &[])?
+        .rows
+        .is_empty())
+}
+
+/// The outbox position up to which every event is sent, when the first `sent` of `copies`
+/// (oldest first, as `unpublished` lists them) reached their consumers: an event counts only
+/// when all its copies did.
+pub fn sent_through(copies: &[Row], sent: usize) -> Option<i64> {
+    let sent = sent.min(copies.len());
+    let cut = copies.get(sent).map(|next| next.position);
+    copies[..sent]
+        .iter()
+        .rev()
+        .map(|r| r.position)
+        .find(|p| Some(*p) != cut)
 }
 
 /// Marks every event up to outbox position `position` published.
@@ -122,17 +169,22 @@ pub fn mark_published(db: &Db, position: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses `partition`, `after` and `limit` of `GET /<fn>/events`.
-pub fn feed_params(query: &[(String, String)]) -> Result<FeedQuery, ApiError> {
-    let mut q = FeedQuery {
-        partition: None,
-        after: 0,
-        limit: 100,
-    };
+/// Parses `consumer`, `partition`, `after` and `limit` of `GET /<source>/events`: a consumer's
+/// stream takes both of the first two, the whole outbox neither.
+pub fn feed_params(query: &[(String, String)], source: &str) -> Result<FeedQuery, ApiError> {
+    let (mut consumer, mut partition) = (None, None);
+    let (mut after, mut limit) = (0, 100);
     for (k, v) in query {
         match k.as_str() {
+            "consumer" => {
+                let known = crate::subscriptions::subscribers(source).find(|c| c == v);
+                consumer = Some(known.ok_or_else(|| {
+                    let all: Vec<_> = crate::subscriptions::subscribers(source).collect();
+                    ApiError::invalid("consumer", format!("must be one of {}", all.join(", ")))
+                })?);
+            }
             "partition" => {
-                q.partition = Some(
+                partition = Some(
                     v.parse::<i64>()
                         .ok()
                         .filter(|n| (0..PARTITIONS).contains(n))
@@ -145,13 +197,13 @@ pub fn feed_params(query: &[(String, String)]) -> Result<FeedQuery, ApiError> {
                 )
             }
             "after" => {
-                q.after =
+                after =
                     v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
                         ApiError::invalid("after", "must be a non-negative integer")
                     })?
             }
             "limit" => {
-                q.limit = v
+                limit = v
                     .parse::<i64>()
                     .ok()
                     .filter(|n| (1..=MAX_PAGE).contains(n))
@@ -162,16 +214,23 @@ pub fn feed_params(query: &[(String, String)]) -> Result<FeedQuery, ApiError> {
             other => return Err(ApiError::invalid(other, "unknown query parameter")),
         }
     }
-    Ok(q)
+    let stream = match (consumer, partition) {
+        (Some(c), Some(p)) => Some((c.to_string(), p)),
+        (None, None) => None,
+        (Some(_), None) => return Err(ApiError::invalid("partition", "required with consumer")),
+        (None, Some(_)) => return Err(ApiError::invalid("consumer", "required with partition")),
+    };
+    Ok(FeedQuery {
+        stream,
+        after,
+        limit,
+    })
 }
 
 /// The feed page as JSON: `{"events": [...], "next_after": N}`, `next_after` being the cursor
-/// of the next page (the last event's `seq` for one stream, its outbox position otherwise).
-pub fn feed_json(rows: &[Row], q: FeedQuery) -> serde_json::Value {
-    let next_after = rows.last().map_or(q.after, |r| match q.partition {
-        Some(_) => r.env.seq,
-        None => r.position,
-    });
+/// of the next page (the last event's `seq`: in its stream, or its outbox position).
+pub fn feed_json(rows: &[Row], q: &FeedQuery) -> serde_json::Value {
+    let next_after = rows.last().map_or(q.after, |r| r.env.seq);
     let events: Vec<&Envelope> = rows.iter().map(|r| &r.env).collect();
     json!({"events": events, "next_after": next_after})
 }
@@ -190,49 +249,73 @@ mod tests {
     #[test]
     fn feed_params_are_validated() {
         let all = FeedQuery {
-            partition: None,
+            stream: None,
             after: 0,
             limit: 100,
         };
-        assert_eq!(feed_params(&q(&[])).unwrap(), all);
+        assert_eq!(feed_params(&q(&[]), "orders").unwrap(), all);
+        let pairs = [
+            ("after", "7"),
+            ("limit", "5"),
+            ("partition", "3"),
+            ("consumer", "billing"),
+        ];
         assert_eq!(
-            feed_params(&q(&[("after", "7"), ("limit", "5"), ("partition", "3")])).unwrap(),
+            feed_params(&q(&pairs), "orders").unwrap(),
             FeedQuery {
-                partition: Some(3),
+                stream: Some(("billing".into(), 3)),
                 after: 7,
                 limit: 5
             }
         );
-        for bad in [
-            ("after", "-1"),
-            ("limit", "0"),
-            ("limit", "x"),
-            ("bogus", "1"),
-            ("partition", "4"),
-            ("partition", "-1"),
+        for (bad, field) in [
+            (&[("after", "-1")][..], "after"),
+            (&[("limit", "0")], "limit"),
+            (&[("limit", "x")], "limit"),
+            (&[("bogus", "1")], "bogus"),
+            (&[("partition", "4")], "partition"),
+            (&[("partition", "-1")], "partition"),
+            // orders is not a consumer of its own events.
+            (&[("consumer", "orders"), ("partition", "0")], "consumer"),
+            // A stream needs both halves.
+            (&[("consumer", "inventory")], "partition"),
+            (&[("partition", "1")], "consumer"),
         ] {
-            let err = feed_params(&q(&[bad])).unwrap_err();
-            assert!(err.message.starts_with(bad.0), "{bad:?}: {}", err.message);
+            let err = feed_params(&q(bad), "orders").unwrap_err();
+            assert!(err.message.starts_with(field), "{bad:?}: {}", err.message);
         }
     }
 
     #[test]
-    fn next_after_follows_the_stream_or_the_outbox() {
-        let q = |partition| FeedQuery {
-            partition,
+    fn next_after_is_the_last_seq_shown() {
+        let q = FeedQuery {
+            stream: None,
             after: 4,
             limit: 10,
         };
-        assert_eq!(feed_json(&[], q(None))["next_after"], 4);
+        assert_eq!(feed_json(&[], &q)["next_after"], 4);
         let row = Row {
             position: 40,
-            env: Envelope {
-                partition: 1,
-                ..crate::testing::envelope(9)
-            },
+            env: crate::testing::envelope(9),
         };
-        let rows = [row];
-        assert_eq!(feed_json(&rows, q(Some(1)))["next_after"], 9);
-        assert_eq!(feed_json(&rows, q(None))["next_after"], 40);
+        assert_eq!(feed_json(&[row], &q)["next_after"], 9);
+    }
+
+    #[test]
+    fn an_event_is_sent_when_all_its_copies_are() {
+        let copies: Vec<Row> = [5, 5, 6, 7, 7, 7]
+            .iter()
+            .map(|&position| Row {
+                position,
+                env: crate::testing::envelope(1),
+            })
+            .collect();
+        assert_eq!(sent_through(&copies, 0), None);
+        assert_eq!(sent_through(&copies, 1), None);
+        assert_eq!(sent_through(&copies, 2), Some(5));
+        assert_eq!(sent_through(&copies, 3), Some(6));
+        assert_eq!(sent_through(&copies, 5), Some(6));
+        assert_eq!(sent_through(&copies, 6), Some(7));
+        assert_eq!(sent_through(&copies, 9), Some(7));
     }
 }

@@ -1,8 +1,8 @@
 //! Event delivery over HTTP (`event_delivery = "http"`), for platforms without Spin's Redis
-//! trigger: the relay POSTs each outbox event to every subscriber's
+//! trigger: the relay POSTs each consumer's copy of each outbox event to that consumer's
 //! `POST /<consumer>/events/deliveries` on `app_base_url`, with the delivery bearer token, and
-//! marks it published once every subscriber accepted it. The route (`component`) runs what a
-//! Redis message runs. Delivery is at-least-once; the consumers' inbox ignores repeats. A
+//! marks the event published once every consumer that takes it accepted its copy. The route
+//! (`component`) runs what a Redis message runs. Delivery is at-least-once; the consumers' inbox ignores repeats. A
 //! consumer accepts an event it cannot apply yet (it keeps it pending), so one order's
 //! trouble never holds back the others. See docs/adr/0004 and 0006.
 
@@ -14,7 +14,6 @@ use spin_sdk::http::Request;
 
 use crate::log::Logger;
 use crate::sql::Db;
-use crate::subscriptions::subscribers;
 use crate::{config, outbound, outbox, ApiError, Envelope};
 
 /// Events pushed per publish; the rest go with the next publish or sweep.
@@ -22,44 +21,39 @@ const BATCH: i64 = 200;
 /// How long one delivery may take: the consumer answers after applying the event, which for
 /// billing includes the payment provider's calls and their retries.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pushes `source`'s unpublished events, oldest first, to every subscriber, and marks them
-/// published up to the last one all subscribers accepted. A subscriber that refuses (it is
-/// down, or cannot record the event) is not sent later events in this round; it fills the gap
-/// from the feed when it gets them again. Fails when any subscriber refused, so that the
-/// publish is retried.
+/// Pushes each consumer's copy of `source`'s unpublished events, oldest first, and marks the
+/// events published up to the last one whose consumers all accepted it. A consumer that
+/// refuses (it is down, or cannot record the event) ends the round after the other copies of
+/// that event; it fills the gap from the feed when it gets later copies. Fails when any consumer refused, so
+/// that the publish is retried.
 pub async fn publish(db: &Db, source: &str, log: &Logger) -> anyhow::Result<usize> {
-    let pending = outbox::unpublished(db, source, BATCH)?;
+    let copies = outbox::unpublished(db, source, BATCH)?;
     let keys = config::internal_keys();
-    let mut refused: BTreeMap<&str, String> = BTreeMap::new();
-    let mut delivered = 0;
-    for row in &pending {
-        // Signed once, sent to every subscriber.
-        let mut env = row.env.clone();
-        if let Some(keys) = &keys {
-            keys.sign(&mut env);
-        }
-        let body = serde_json::to_vec(&env)?;
-        for consumer in subscribers(source) {
-            if refused.contains_key(consumer) {
-                continue;
-            }
-            let sent = send(
-                consumer,
-                "events/deliveries",
-                body.clone(),
-                &env.traceparent,
-            );
-            if let Err(e) = sent.await {
-                refused.insert(consumer, format!("{e:#}"));
-            }
-        }
-        if !refused.is_empty() {
+    let mut refused: BTreeMap<String, String> = BTreeMap::new();
+    let mut done = 0;
+    for (n, row) in copies.iter().enumerate() {
+        // The first event with a refused copy ends the round, once all its copies were tried.
+        if !refused.is_empty() && copies[done].position != row.position {
             break;
         }
-        delivered += 1;
+        if !row.env.consumer.is_empty() {
+            let mut env = row.env.clone();
+            if let Some(keys) = &keys {
+                keys.sign(&mut env);
+            }
+            let body = serde_json::to_vec(&env)?;
+            let sent = send(&env.consumer, "events/deliveries", body, &env.traceparent);
+            if let Err(e) = sent.await {
+                refused.insert(env.consumer.clone(), format!("{e:#}"));
+            }
+        }
+        if refused.is_empty() {
+            done = n + 1;
+        }
     }
-    if let Some(last) = pending[..delivered].last() {
-        outbox::mark_published(db, last.position)?;
+    let delivered = outbox::sent_through(&copies, done);
+    if let Some(last) = delivered {
+        outbox::mark_published(db, last)?;
     }
     for (consumer, error) in &refused {
         log.info(
@@ -69,11 +63,10 @@ pub async fn publish(db: &Db, source: &str, log: &Logger) -> anyhow::Result<usiz
     }
     anyhow::ensure!(
         refused.is_empty(),
-        "{} of {} events delivered",
-        delivered,
-        pending.len()
+        "{done} of {} copies of events delivered",
+        copies.len()
     );
-    Ok(delivered)
+    Ok(done)
 }
 
 /// Sends the wake (see `wake`) to `consumer`'s `POST /<consumer>/events/wake`.
@@ -156,7 +149,7 @@ mod tests {
         });
         let env = Envelope {
             seq,
-            ..Envelope::wrap(source, 1, &event)
+            ..Envelope::wrap(source, "orders", 1, &event)
         };
         match serde_json::to_value(env).unwrap() {
             Value::Object(map) => map,

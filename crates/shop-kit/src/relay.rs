@@ -15,9 +15,10 @@ use crate::{publish as redis_publish, push, Envelope, TraceContext};
 /// response, or after its message), before they are left to the next publish or the sweep.
 const PUBLISH_PATIENCE_MS: i64 = 30_000;
 
-fn feed(trace: &TraceContext) -> HttpFeed {
+fn feed(consumer: &'static str, trace: &TraceContext) -> HttpFeed {
     HttpFeed {
         base_url: config::app_base_url(),
+        consumer,
         traceparent: trace.child().header(),
     }
 }
@@ -97,7 +98,7 @@ pub async fn deliver(
 ) -> anyhow::Result<consume::Delivered> {
     let trace = TraceContext::from_header(Some(&env.traceparent));
     let log = Logger::new(service, &trace.trace_id);
-    let done = consume::deliver_logged(service, consumer, &feed(&trace), env).await;
+    let done = consume::deliver_logged(service, consumer, &feed(service, &trace), env).await;
     if let Some(db) = consumer.store().outbox().filter(|_| publish_now) {
         publish(service, db, &log).await;
     }
@@ -118,20 +119,26 @@ pub async fn on_message(
         return run_wake(service, &arm, consumer).await;
     }
     let env = Envelope::from_bytes(payload)?;
-    if authentic(config::internal_keys().as_ref(), &env).is_ok() {
+    if authentic(config::internal_keys().as_ref(), &env, service).is_ok() {
         let _ = deliver(service, &env, consumer, true).await;
     }
     Ok(())
 }
 
 /// Checks that a received envelope comes from a function of the shop (its MAC verifies with
-/// `keys`, from `internal_key`). A refusal is logged as a `forged` event, which the host
-/// counts: whoever can publish on Redis or reach a delivery route still cannot make an event.
+/// `keys`, from `internal_key`) and is the copy addressed to `consumer`. A refusal is logged as
+/// a `forged` event, which the host counts: whoever can publish on Redis or reach a delivery
+/// route still cannot make an event, nor move one consumer's copy into another's stream.
 pub fn authentic(
     keys: Option<&crate::seal::Keys>,
     env: &Envelope,
+    consumer: &str,
 ) -> Result<(), crate::seal::Forged> {
-    let verdict = crate::seal::verify(keys, env);
+    let verdict = crate::seal::verify(keys, env).and_then(|()| {
+        (env.consumer == consumer)
+            .then_some(())
+            .ok_or(crate::seal::Forged::Misaddressed)
+    });
     if let Err(reason) = verdict {
         let log = Logger::shared(&TraceContext::from_header(Some(&env.traceparent)));
         log.event(
@@ -185,7 +192,7 @@ pub async fn run_wake(
 /// wake for what is not. Answers `{"consumed": {<source>: ...}, "retried": ...}`.
 pub async fn catch_up(ctx: &Ctx, consumer: &impl Consumer) -> serde_json::Value {
     let upstream = crate::subscriptions::upstream(ctx.service);
-    let consumed = catch_up_all(consumer, &feed(&ctx.trace), &upstream).await;
+    let consumed = catch_up_all(consumer, &feed(ctx.service, &ctx.trace), &upstream).await;
     let retried = match consume::retry_due(consumer, crate::time::now_millis).await {
         Ok(r) => serde_json::json!(r),
         Err(e) => serde_json::json!({"error": format!("{e:#}")}),

@@ -97,6 +97,8 @@ pub enum Forged {
     BadMac,
     /// The receiving function has no `internal_key`, so it can trust nothing.
     NoKey,
+    /// A genuine copy addressed to another consumer: its `seq` numbers another stream.
+    Misaddressed,
 }
 
 impl Forged {
@@ -106,6 +108,7 @@ impl Forged {
             Forged::Unsigned => "unsigned",
             Forged::BadMac => "bad_mac",
             Forged::NoKey => "no_key",
+            Forged::Misaddressed => "misaddressed",
         }
     }
 }
@@ -116,6 +119,7 @@ impl std::fmt::Display for Forged {
             Forged::Unsigned => "the envelope carries no mac",
             Forged::BadMac => "the envelope's mac does not match its content",
             Forged::NoKey => "internal_key is not configured, so no envelope can be verified",
+            Forged::Misaddressed => "the envelope is addressed to another consumer",
         })
     }
 }
@@ -170,7 +174,7 @@ mod tests {
             amount_cents: 500,
             provider_ref: "ch_1".into(),
         });
-        Envelope::wrap("billing", 3, &event)
+        Envelope::wrap("billing", "orders", 3, &event)
     }
 
     #[test]
@@ -192,6 +196,9 @@ mod tests {
         let mut later = env.clone();
         later.seq += 1;
         assert_eq!(keys.verify(&later), Err(Forged::BadMac));
+        let mut elsewhere = env.clone();
+        elsewhere.consumer = "inventory".into();
+        assert_eq!(keys.verify(&elsewhere), Err(Forged::BadMac));
         let mut data = env.clone();
         data.data["amount_cents"] = 1.into();
         assert_eq!(keys.verify(&data), Err(Forged::BadMac));

@@ -46,9 +46,10 @@ pub struct Schema {
 }
 
 /// The PostgreSQL migrations of a SQL function: version 1 the event-delivery tables every such
-/// function keeps (shop-kit's outbox, inbox, pending events, dead letters, lease and wake), then
-/// version 2 the function's `own` tables.
-pub const fn postgres_migrations(own: &'static str) -> [Migration; 2] {
+/// function keeps (shop-kit's outbox, inbox, pending events, dead letters, lease and wake),
+/// version 2 the function's `own` tables, version 3 its consumers' `streams` (the outbox's
+/// stream table, whose backfill names the function's consumers).
+pub const fn postgres_migrations(own: &'static str, streams: &'static str) -> [Migration; 3] {
     [
         Migration {
             version: 1,
@@ -59,6 +60,11 @@ pub const fn postgres_migrations(own: &'static str) -> [Migration; 2] {
             version: 2,
             name: "postgres/0002_own",
             sql: own,
+        },
+        Migration {
+            version: 3,
+            name: "postgres/0003_consumer_streams",
+            sql: streams,
         },
     ]
 }

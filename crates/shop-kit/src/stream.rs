@@ -1,8 +1,9 @@
-//! Streams: each source's events are split into [`PARTITIONS`] streams by order id, so that
-//! one order's events stay in order while different orders' events are delivered and applied
-//! side by side. Each stream has its own gap-free sequence, its own Redis channel and, on the
-//! consumer side, its own Redis subscription (Spin handles one message at a time per
-//! subscription). See docs/adr/0006.
+//! Streams: each source's events are split, for each consumer, into [`PARTITIONS`] streams by
+//! order id, so that one order's events stay in order while different orders' events are
+//! delivered and applied side by side. A stream holds only the event types its consumer takes
+//! (`subscriptions`). Each stream has its own gap-free sequence, its own Redis channel and, on
+//! the consumer side, its own Redis subscription (Spin handles one message at a time per
+//! subscription). See docs/adr/0006 and 0010.
 
 /// Streams per source. spin.toml binds each consumer to every partition's channel, one
 /// subscription address per partition; a unit test holds the two together.
@@ -18,9 +19,9 @@ pub fn partition_of(order_id: &str) -> i64 {
     i64::from(hash) % PARTITIONS
 }
 
-/// The Redis channel of one stream: `shop.<source>.<partition>`.
-pub fn channel(source: &str, partition: i64) -> String {
-    format!("shop.{source}.{partition}")
+/// The Redis channel of one stream: `shop.<source>.<consumer>.<partition>`.
+pub fn channel(source: &str, consumer: &str, partition: i64) -> String {
+    format!("shop.{source}.{consumer}.{partition}")
 }
 
 /// Every partition, in order.
@@ -46,7 +47,7 @@ mod tests {
 
     #[test]
     fn each_stream_has_its_channel() {
-        assert_eq!(channel("orders", 3), "shop.orders.3");
+        assert_eq!(channel("orders", "billing", 3), "shop.orders.billing.3");
         assert_eq!(partitions().count() as i64, PARTITIONS);
     }
 }

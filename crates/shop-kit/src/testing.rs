@@ -11,13 +11,14 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
-/// Event number `seq` of stream `orders`/0, with no payload: for tests of delivery and
-/// ordering, where only the stream and seq matter.
+/// Event number `seq` of stream `orders`>`inventory`/0, with no payload: for tests of delivery
+/// and ordering, where only the stream and seq matter.
 pub fn envelope(seq: i64) -> crate::Envelope {
     crate::Envelope {
         id: format!("e{seq}"),
         type_name: "x".into(),
         source: "orders".into(),
+        consumer: "inventory".into(),
         partition: 0,
         seq,
         occurred_at: String::new(),
@@ -32,7 +33,7 @@ pub fn envelope(seq: i64) -> crate::Envelope {
 pub fn in_stream_0(source: &str, seq: i64, event: &shop_events::ShopEvent) -> crate::Envelope {
     crate::Envelope {
         partition: 0,
-        ..crate::Envelope::wrap(source, seq, event)
+        ..crate::Envelope::wrap(source, "", seq, event)
     }
 }
 

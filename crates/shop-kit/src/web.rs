@@ -210,15 +210,15 @@ pub fn serve_feed(
         (crate::seal::Purpose::FeedToken, ctx.service),
         "a consumer's feed token or the admin bearer token",
     )?;
-    let q = crate::outbox::feed_params(&query(req))?;
+    let q = crate::outbox::feed_params(&query(req), ctx.service)?;
     let mut rows = match db {
-        Some(db) => crate::outbox::page(db, ctx.service, q)?,
+        Some(db) => crate::outbox::page(db, ctx.service, &q)?,
         None => Vec::new(),
     };
     if let Some(keys) = &keys {
         rows.iter_mut().for_each(|row| keys.sign(&mut row.env));
     }
-    Ok(json(200, &crate::outbox::feed_json(&rows, q)))
+    Ok(json(200, &crate::outbox::feed_json(&rows, &q)))
 }
 
 #[cfg(test)]

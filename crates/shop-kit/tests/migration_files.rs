@@ -80,6 +80,65 @@ fn the_relay_lease_statements_work_on_every_schema_with_an_outbox() {
     }
 }
 
+/// The migrations before the one named `*_<name>`.
+fn before<'a>(
+    all: &'a [shop_kit::migrate::Migration],
+    name: &str,
+) -> &'a [shop_kit::migrate::Migration] {
+    let at = all.iter().position(|m| m.name.ends_with(name));
+    &all[..at.unwrap_or_else(|| panic!("no migration {name}"))]
+}
+
+#[test]
+fn each_consumer_keeps_its_position_in_the_streams_of_older_events() {
+    use shop_kit::outbox::STREAM_APPEND;
+    use shop_kit::subscriptions::subscribers;
+    for function in ["orders", "inventory", "billing"] {
+        let all = files(function);
+        let mut db = Sqlite(Connection::open_in_memory().unwrap());
+        migrate(&mut db, before(&all, "consumer_streams")).unwrap();
+        // Two events of partition 2 and one of partition 0, numbered per partition.
+        db.0.execute_batch(
+            "INSERT INTO outbox (seq, id, type, occurred_at, traceparent, data, partition, pseq) \
+             VALUES (1, 'e1', 'x', 't', 'tp', '{}', 2, 1), (2, 'e2', 'x', 't', 'tp', '{}', 0, 1), \
+                    (3, 'e3', 'x', 't', 'tp', '{}', 2, 2);",
+        )
+        .unwrap();
+        migrate(&mut db, &all).unwrap();
+        let c = &db.0;
+        for consumer in subscribers(function) {
+            assert_eq!(
+                texts(
+                    c,
+                    "SELECT partition || ':' || pseq || '@' || position FROM outbox_streams \
+                     WHERE consumer = ? ORDER BY position",
+                    &[&consumer]
+                ),
+                ["2:1@1", "0:1@2", "2:2@3"],
+                "{function} -> {consumer}: every older event, at its old number"
+            );
+            // A new event of partition 2 follows in each consumer's stream.
+            c.execute(STREAM_APPEND, rusqlite::params![consumer, 2, 4])
+                .unwrap();
+            assert_eq!(
+                texts(
+                    c,
+                    "SELECT pseq FROM outbox_streams WHERE consumer = ? AND position = 4",
+                    &[&consumer]
+                ),
+                ["Integer(3)"],
+                "{function} -> {consumer}"
+            );
+        }
+        let consumers = subscribers(function).count();
+        assert_eq!(
+            texts(c, "SELECT count(*) FROM outbox_streams", &[]),
+            [format!("Integer({})", consumers * 4)],
+            "{function}: no stream of a consumer that is not one"
+        );
+    }
+}
+
 #[test]
 fn the_delivery_statements_work_on_every_schema_and_keep_older_positions() {
     use shop_kit::inbox::sql::STANDING;
@@ -88,7 +147,7 @@ fn the_delivery_statements_work_on_every_schema_and_keep_older_positions() {
         let all = files(function);
         // The schema before partitions, with a position, a parked event and an outbox row.
         let mut db = Sqlite(Connection::open_in_memory().unwrap());
-        migrate(&mut db, &all[..all.len() - 1]).unwrap();
+        migrate(&mut db, before(&all, "partitioned_delivery")).unwrap();
         let c = &db.0;
         c.execute_batch(
             "INSERT INTO inbox VALUES ('billing', 7); \
@@ -114,7 +173,10 @@ fn the_delivery_statements_work_on_every_schema_and_keep_older_positions() {
             ["e3 o3 0"],
             "{function}: a parked event keeps its id"
         );
-        assert_eq!(texts(c, "SELECT pseq FROM outbox", &[]), ["Integer(1)"]);
+        assert_eq!(
+            texts(c, "SELECT DISTINCT pseq FROM outbox_streams", &[]),
+            ["Integer(1)"]
+        );
         // Order o1 has a pending event at seq 2 and one behind it at seq 3; o2 one at seq 4.
         c.execute_batch(
             "INSERT INTO pending_events VALUES ('a', 'billing', 1, 3, 'o1', 'p3', 0, 0, ''); \

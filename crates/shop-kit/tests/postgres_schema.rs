@@ -1,5 +1,5 @@
 //! Each function's PostgreSQL schema (shop-kit's event-delivery tables, then
-//! `migrations/<function>/postgres/0002_<function>.sql`) builds on a real PostgreSQL the schema
+//! `migrations/<function>/postgres/0002_<function>.sql` and `0003_consumer_streams.sql`) builds on a real PostgreSQL the schema
 //! its SQLite migrations reach: the same tables, the same columns in
 //! the same order with the same NOT NULL, DEFAULT and CHECK, the same primary keys and UNIQUE
 //! constraints, and the same named indexes (columns, uniqueness, WHERE), every integer being a
@@ -210,12 +210,15 @@ fn rows(server: &PostgresServer, sql: &str) -> Vec<Vec<String>> {
 /// event-delivery tables, then the function's own file), run statement by statement as the
 /// app's splitter cuts them.
 fn postgres_schema(function: &str, server: &PostgresServer) -> Schema {
-    let path = migrations_dir()
-        .join(function)
-        .join(format!("postgres/0002_{function}.sql"));
-    let own = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{function}: {}: {e}", path.display()));
-    for migration in postgres_migrations(Box::leak(own.into_boxed_str())) {
+    let file = |name: String| -> &'static str {
+        let path = migrations_dir().join(function).join("postgres").join(name);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{function}: {}: {e}", path.display()));
+        Box::leak(text.into_boxed_str())
+    };
+    let own = file(format!("0002_{function}.sql"));
+    let streams = file("0003_consumer_streams.sql".into());
+    for migration in postgres_migrations(own, streams) {
         let statements = statements(migration.sql);
         assert!(
             !statements.is_empty(),

@@ -31,15 +31,21 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_partitioned_delivery",
         sql: include_str!("../../../migrations/inventory/0004_partitioned_delivery.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_consumer_streams",
+        sql: include_str!("../../../migrations/inventory/0005_consumer_streams.sql"),
+    },
 ];
 
 /// Both stores' schemas: the SQLite history above; on PostgreSQL, the shared event-delivery
 /// tables, then the function's own.
 pub const SCHEMA: Schema = Schema {
     sqlite: MIGRATIONS,
-    postgres: &shop_kit::sql::postgres_migrations(include_str!(
-        "../../../migrations/inventory/postgres/0002_inventory.sql"
-    )),
+    postgres: &shop_kit::sql::postgres_migrations(
+        include_str!("../../../migrations/inventory/postgres/0002_inventory.sql"),
+        include_str!("../../../migrations/inventory/postgres/0003_consumer_streams.sql"),
+    ),
 };
 
 pub struct SqlInventory {
@@ -143,6 +149,6 @@ impl InventoryStore for SqlInventory {
     }
 
     fn emit(&self, event: &ShopEvent, traceparent: &str) -> anyhow::Result<()> {
-        outbox::append(&self.db, event, traceparent)
+        outbox::append(&self.db, crate::SERVICE, event, traceparent)
     }
 }

@@ -35,15 +35,21 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_partitioned_delivery",
         sql: include_str!("../../../migrations/orders/0005_partitioned_delivery.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_consumer_streams",
+        sql: include_str!("../../../migrations/orders/0006_consumer_streams.sql"),
+    },
 ];
 
 /// Both stores' schemas: the SQLite history above; on PostgreSQL, the shared event-delivery
 /// tables, then the function's own.
 pub const SCHEMA: Schema = Schema {
     sqlite: MIGRATIONS,
-    postgres: &shop_kit::sql::postgres_migrations(include_str!(
-        "../../../migrations/orders/postgres/0002_orders.sql"
-    )),
+    postgres: &shop_kit::sql::postgres_migrations(
+        include_str!("../../../migrations/orders/postgres/0002_orders.sql"),
+        include_str!("../../../migrations/orders/postgres/0003_consumer_streams.sql"),
+    ),
 };
 
 pub struct SqlOrders {
@@ -154,6 +160,6 @@ impl OrderStore for SqlOrders {
     }
 
     fn emit(&self, event: &ShopEvent, traceparent: &str) -> anyhow::Result<()> {
-        outbox::append(&self.db, event, traceparent)
+        outbox::append(&self.db, crate::SERVICE, event, traceparent)
     }
 }

@@ -180,7 +180,7 @@ impl Default for Metrics {
         let forged = Family::default();
         registry.register(
             "events_forged",
-            "Envelopes a component refused because their MAC is missing or wrong (log-derived: event=forged)",
+            "Envelopes a component refused: MAC missing or wrong, or addressed to another consumer (log-derived: event=forged)",
             forged.clone(),
         );
         let breaker_transitions = Family::default();
