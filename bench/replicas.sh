@@ -42,8 +42,9 @@
 # the call and recording it. (0: no webhook, notifications are recorded as sent.) It exits non-zero when one fails.
 #
 # Work per event with N replicas. Spin's Redis trigger (and this host) subscribe every replica
-# to every channel: each event published on shop.<source>.<p> is received by all N replicas of
-# each of its consumers (PUBLISH returns N x consumers), and each one runs the consumer for it.
+# to every channel: each copy of an event, published on shop.<source>.<consumer>.<p> for a
+# consumer that takes its type (docs/adr/0010), is received by all N replicas of that consumer
+# (PUBLISH returns N), and each one runs the consumer for it.
 # The inbox (last applied seq per stream, in the shared database) lets the first one apply it
 # and makes the other N-1 a duplicate: one indexed read and a log line each. So per event and
 # consumer expect "messages handled" ~1.00 on each replica that was up all along (less on the

@@ -446,7 +446,7 @@ mod tests {
         );
         metrics.log_event(
             "billing",
-            &line(r#"{"event":"deferred","channel":"shop.inventory.2"}"#),
+            &line(r#"{"event":"deferred","channel":"shop.inventory.billing.2"}"#),
         );
         metrics.log_event("orders", &line(r#"{"event":"forged","reason":"bad_mac"}"#));
         metrics.log_event("billing", &line(r#"{"msg":"payment captured"}"#));
@@ -458,7 +458,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(
-            "shop_host_events_deferred_total{component=\"billing\",channel=\"shop.inventory.2\"} 1"
+            "shop_host_events_deferred_total{component=\"billing\",channel=\"shop.inventory.billing.2\"} 1"
         ), "{text}");
         assert!(text.contains(
             "shop_host_events_duplicated_total{component=\"billing\",channel=\"shop.inventory\"} 2"
