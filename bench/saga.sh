@@ -19,7 +19,9 @@
 #   Reported: the seconds from the release to then, (N+1)/seconds, host CPU ms per confirmed
 #   order to then and to "quiet" (no Redis message handled for 1 s: notifications and stock
 #   commits that follow a final order included), and the CPU the rest of the machine used
-#   meanwhile (everything but shop-host and redis-server: the poller, and anyone else).
+#   meanwhile (everything but shop-host and redis-server: the poller, and anyone else), and the
+#   instances the host started per confirmed order, to quiet (its shop_host_instances_total):
+#   those for Redis messages, and those for HTTP requests.
 #
 #   rate: bench/rate.py saga at BENCH_SAGA_RATE orders/s (100) for BENCH_SECONDS (10): p50/p99
 #   placed -> confirmed from each order's own history, and host CPU ms per confirmed order from
@@ -155,6 +157,11 @@ wait_quiet() {
     log "the host kept handling Redis messages for $DRAIN_LIMIT s"
     exit 1
 }
+# Instances the host has started for trigger $1 (redis or http), from its metrics.
+instances() {
+    curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" \
+        | awk -v t="trigger=\"$1\"" '/^shop_host_instances_total\{/ && index($0, t) { n += $NF } END { printf "%d", n }'
+}
 none_open() {
     local s
     for s in pending reserved; do
@@ -189,6 +196,7 @@ log "drain: relay lease held; placing $ORDERS orders (load $DRAIN_LOAD)"
 read -r PLACED PLACE_S < <(python3 bench/rate.py place "$BASE" "$ORDERS" "$SKU" drain)
 UNPUBLISHED=$(sql "SELECT count(*) FROM outbox WHERE published = 0" 2>/dev/null || echo '?')
 log "placed $PLACED in ${PLACE_S}s; unpublished outbox rows: $UNPUBLISHED; releasing the lease"
+I0_REDIS=$(instances redis); I0_HTTP=$(instances http)
 H0=$(cpu_ticks "$HOST_PID"); R0=$(cpu_ticks "$REDIS_PID"); B0=$(busy_ticks); T0=$(now_ms)
 sql "UPDATE relay_lease SET expires_at = 0"
 curl -sf -o /dev/null -X POST "$BASE/orders" -H 'content-type: application/json' \
@@ -197,6 +205,8 @@ read -r DONE_MS CONFIRMED CANCELLED OPEN B1 H1 R1 < <(python3 bench/rate.py drai
 (( OPEN == 0 )) || log "drain: $OPEN orders still open after $DRAIN_LIMIT s"
 wait_quiet
 HQ=$(cpu_ticks "$HOST_PID")
+DRAIN_MESSAGES=$(awk -v n=$(( $(instances redis) - I0_REDIS )) -v c="$CONFIRMED" 'BEGIN { printf "%.2f", n / c }')
+DRAIN_REQUESTS=$(awk -v n=$(( $(instances http) - I0_HTTP )) -v c="$CONFIRMED" 'BEGIN { printf "%.2f", n / c }')
 DRAIN_S=$(awk -v ms=$(( DONE_MS - T0 )) 'BEGIN { printf "%.1f", ms / 1000 }')
 DRAIN_RATE=$(awk -v n=$(( CONFIRMED + CANCELLED )) -v ms=$(( DONE_MS - T0 )) 'BEGIN { printf "%.0f", n * 1000 / ms }')
 DRAIN_CPU=$(per_order $(( H1 - H0 )) "$CONFIRMED")
@@ -225,6 +235,7 @@ $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(sed -n 's/^model name[[:space
 | drain: $(( ORDERS + 1 )) orders placed -> final (load $DRAIN_LOAD) | ${DRAIN_S} s, $DRAIN_RATE orders/s ($CONFIRMED confirmed, $CANCELLED cancelled, $OPEN open) |
 | drain: host CPU per confirmed order, to final / to quiet | $DRAIN_CPU ms / $DRAIN_CPU_QUIET ms ($DRAIN_HOST_CORES cores busy) |
 | drain: redis-server CPU per confirmed order; rest of the machine meanwhile | $DRAIN_REDIS ms; $DRAIN_OTHERS ms |
+| drain: instances per confirmed order, to quiet: Redis messages; HTTP requests (the charge, feed reads, the poller's) | $DRAIN_MESSAGES; $DRAIN_REQUESTS |
 | saga placed -> confirmed at $SAGA_RATE orders/s for ${SECONDS_PER_RUN}s (load $RATE_LOAD) | p50 $S_P50 ms, p99 $S_P99 ms ($S_DONE confirmed / $S_PLACED placed) |
 | host CPU per confirmed order at $SAGA_RATE/s (POSTs and polling included, to quiet); rest of the machine meanwhile (rate.py included) | $RATE_CPU ms; $RATE_OTHERS ms |
 TABLE
