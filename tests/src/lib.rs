@@ -700,7 +700,7 @@ impl Shop {
     }
 
     /// A feed of `function` selected by `query` (empty, or `name=value&` pairs), every page.
-    fn feed(&self, function: &str, query: &str) -> Vec<Value> {
+    pub fn feed(&self, function: &str, query: &str) -> Vec<Value> {
         let mut events = Vec::new();
         let mut after = 0;
         loop {

@@ -544,6 +544,22 @@ fn events_published_at_once_reach_their_channel_once_each_in_seq_order() {
         .map(|(c, p)| shop.stream("orders", c, p).len())
         .sum();
     assert_eq!(copies, 2 * ids.len(), "each order's events, once each");
+    // Either filter alone pages the outbox: one consumer's copies, or one partition's events.
+    let to_notifications = shop.feed("orders", "consumer=notifications&");
+    assert_eq!(
+        to_notifications.len(),
+        ids.len(),
+        "one order-confirmed each"
+    );
+    assert!(to_notifications
+        .iter()
+        .all(|e| e["consumer"] == "notifications" && e["type"] == "order-confirmed"));
+    let events = shop.events("orders");
+    for p in partitions() {
+        let of_p = shop.feed("orders", &format!("partition={p}&"));
+        let expected = events.iter().filter(|e| e["partition"] == p).count();
+        assert_eq!(of_p.len(), expected, "partition {p}");
+    }
 
     pubsub.set_read_timeout(Some(SETTLE)).expect("read timeout");
     let mut streams: BTreeMap<(String, i64), Vec<i64>> = BTreeMap::new();

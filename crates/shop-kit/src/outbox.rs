@@ -90,17 +90,28 @@ fn rows(db: &Db, source: &str, sql: &str, params: &[Value]) -> anyhow::Result<Ve
 /// Which events a feed page shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedQuery {
-    /// One consumer's stream `(consumer, partition)`, its events after `pseq` `after`;
-    /// `None`: every event after outbox position `after`.
-    pub stream: Option<(String, i64)>,
+    /// Only the copies sent to this consumer; `None`: the events themselves.
+    pub consumer: Option<String>,
+    /// Only this partition's events.
+    pub partition: Option<i64>,
+    /// The cursor: a `pseq` in one consumer's stream (both filters given), else an outbox
+    /// position.
     pub after: i64,
     pub limit: i64,
 }
 
-/// A feed page, oldest first.
+impl FeedQuery {
+    /// Whether the page is one consumer's stream, in `pseq` order.
+    fn stream(&self) -> Option<(&str, i64)> {
+        Some((self.consumer.as_deref()?, self.partition?))
+    }
+}
+
+/// A feed page, oldest first: one consumer's stream in `pseq` order, or (any other filter)
+/// events or their copies in outbox order.
 pub fn page(db: &Db, source: &str, q: &FeedQuery) -> anyhow::Result<Vec<Row>> {
-    match &q.stream {
-        Some((consumer, p)) => rows(
+    if let Some((consumer, p)) = q.stream() {
+        return rows(
             db,
             source,
             &format!(
@@ -109,18 +120,33 @@ pub fn page(db: &Db, source: &str, q: &FeedQuery) -> anyhow::Result<Vec<Row>> {
                  WHERE s.consumer = ? AND s.partition = ? AND s.pseq > ? \
                  ORDER BY s.pseq LIMIT ?"
             ),
-            &[t(consumer), i(*p), i(q.after), i(q.limit)],
-        ),
-        None => rows(
-            db,
-            source,
-            &format!(
-                "SELECT o.seq, o.partition, o.seq, '', {EVENT} FROM outbox o \
-                 WHERE o.seq > ? ORDER BY o.seq LIMIT ?"
-            ),
-            &[i(q.after), i(q.limit)],
-        ),
+            &[t(consumer), i(p), i(q.after), i(q.limit)],
+        );
     }
+    let (seq_and_consumer, from, mut filter, mut params) = match &q.consumer {
+        Some(consumer) => (
+            "s.pseq, s.consumer",
+            "outbox_streams s JOIN outbox o ON o.seq = s.position",
+            "s.consumer = ? AND o.seq > ?".to_string(),
+            vec![t(consumer), i(q.after)],
+        ),
+        None => (
+            "o.seq, ''",
+            "outbox o",
+            "o.seq > ?".to_string(),
+            vec![i(q.after)],
+        ),
+    };
+    if let Some(p) = q.partition {
+        filter.push_str(" AND o.partition = ?");
+        params.push(i(p));
+    }
+    params.push(i(q.limit));
+    let sql = format!(
+        "SELECT o.seq, o.partition, {seq_and_consumer}, {EVENT} FROM {from} \
+         WHERE {filter} ORDER BY o.seq LIMIT ?"
+    );
+    rows(db, source, &sql, &params)
 }
 
 /// The consumers' copies of the first `limit` unpublished events, oldest first; an event no
@@ -170,7 +196,7 @@ pub fn mark_published(db: &Db, position: i64) -> anyhow::Result<()> {
 }
 
 /// Parses `consumer`, `partition`, `after` and `limit` of `GET /<source>/events`: a consumer's
-/// stream takes both of the first two, the whole outbox neither.
+/// stream takes both of the first two; either alone filters the outbox.
 pub fn feed_params(query: &[(String, String)], source: &str) -> Result<FeedQuery, ApiError> {
     let (mut consumer, mut partition) = (None, None);
     let (mut after, mut limit) = (0, 100);
@@ -214,23 +240,22 @@ pub fn feed_params(query: &[(String, String)], source: &str) -> Result<FeedQuery
             other => return Err(ApiError::invalid(other, "unknown query parameter")),
         }
     }
-    let stream = match (consumer, partition) {
-        (Some(c), Some(p)) => Some((c.to_string(), p)),
-        (None, None) => None,
-        (Some(_), None) => return Err(ApiError::invalid("partition", "required with consumer")),
-        (None, Some(_)) => return Err(ApiError::invalid("consumer", "required with partition")),
-    };
     Ok(FeedQuery {
-        stream,
+        consumer: consumer.map(str::to_string),
+        partition,
         after,
         limit,
     })
 }
 
 /// The feed page as JSON: `{"events": [...], "next_after": N}`, `next_after` being the cursor
-/// of the next page (the last event's `seq`: in its stream, or its outbox position).
+/// of the next page (the last event's `seq` in a consumer's stream, its outbox position
+/// otherwise).
 pub fn feed_json(rows: &[Row], q: &FeedQuery) -> serde_json::Value {
-    let next_after = rows.last().map_or(q.after, |r| r.env.seq);
+    let next_after = rows.last().map_or(q.after, |r| match q.stream() {
+        Some(_) => r.env.seq,
+        None => r.position,
+    });
     let events: Vec<&Envelope> = rows.iter().map(|r| &r.env).collect();
     json!({"events": events, "next_after": next_after})
 }
@@ -249,7 +274,8 @@ mod tests {
     #[test]
     fn feed_params_are_validated() {
         let all = FeedQuery {
-            stream: None,
+            consumer: None,
+            partition: None,
             after: 0,
             limit: 100,
         };
@@ -263,11 +289,19 @@ mod tests {
         assert_eq!(
             feed_params(&q(&pairs), "orders").unwrap(),
             FeedQuery {
-                stream: Some(("billing".into(), 3)),
+                consumer: Some("billing".into()),
+                partition: Some(3),
                 after: 7,
                 limit: 5
             }
         );
+        // Either filter alone is a filter of the outbox.
+        let alone = feed_params(&q(&[("consumer", "inventory")]), "orders").unwrap();
+        assert_eq!(
+            (alone.consumer.as_deref(), alone.partition),
+            (Some("inventory"), None)
+        );
+        assert!(alone.stream().is_none());
         for (bad, field) in [
             (&[("after", "-1")][..], "after"),
             (&[("limit", "0")], "limit"),
@@ -277,9 +311,7 @@ mod tests {
             (&[("partition", "-1")], "partition"),
             // orders is not a consumer of its own events.
             (&[("consumer", "orders"), ("partition", "0")], "consumer"),
-            // A stream needs both halves.
-            (&[("consumer", "inventory")], "partition"),
-            (&[("partition", "1")], "consumer"),
+            (&[("consumer", "")], "consumer"),
         ] {
             let err = feed_params(&q(bad), "orders").unwrap_err();
             assert!(err.message.starts_with(field), "{bad:?}: {}", err.message);
@@ -287,18 +319,27 @@ mod tests {
     }
 
     #[test]
-    fn next_after_is_the_last_seq_shown() {
-        let q = FeedQuery {
-            stream: None,
+    fn next_after_follows_the_stream_or_the_outbox() {
+        let q = |consumer: Option<&str>, partition| FeedQuery {
+            consumer: consumer.map(str::to_string),
+            partition,
             after: 4,
             limit: 10,
         };
-        assert_eq!(feed_json(&[], &q)["next_after"], 4);
-        let row = Row {
+        assert_eq!(feed_json(&[], &q(None, None))["next_after"], 4);
+        let rows = [Row {
             position: 40,
             env: crate::testing::envelope(9),
-        };
-        assert_eq!(feed_json(&[row], &q)["next_after"], 9);
+        }];
+        assert_eq!(
+            feed_json(&rows, &q(Some("inventory"), Some(0)))["next_after"],
+            9
+        );
+        assert_eq!(
+            feed_json(&rows, &q(Some("inventory"), None))["next_after"],
+            40
+        );
+        assert_eq!(feed_json(&rows, &q(None, Some(0)))["next_after"], 40);
     }
 
     #[test]
