@@ -34,8 +34,10 @@ pub enum Settled {
 
 /// The outbox and its lease as the relay sees them.
 pub trait RelayPort {
-    /// Up to `limit` unpublished events, oldest first.
+    /// The consumers' copies of up to `limit` unpublished events, oldest first.
     fn pending(&self, limit: i64) -> anyhow::Result<Vec<Row>>;
+    /// Whether any event is unpublished (one indexed read, nothing decoded).
+    fn any_pending(&self) -> anyhow::Result<bool>;
     /// Whether an unexpired lease exists (a read: no write lock).
     fn lease_taken(&self, now_ms: i64) -> anyhow::Result<bool>;
     /// Takes the lease for `holder` unless an unexpired one exists; true when taken.
@@ -49,7 +51,7 @@ pub trait RelayPort {
 
 /// Whether there is anything for a relay to do: events wait and nobody is sending them.
 pub fn needed(port: &impl RelayPort, now_ms: i64) -> anyhow::Result<bool> {
-    Ok(!port.pending(1)?.is_empty() && !port.lease_taken(now_ms)?)
+    Ok(port.any_pending()? && !port.lease_taken(now_ms)?)
 }
 
 /// Takes the lease and sends pages with `send` until none is left. Returns how many copies
@@ -131,6 +133,10 @@ pub mod sql {
             outbox::unpublished(self.db, self.source, limit)
         }
 
+        fn any_pending(&self) -> anyhow::Result<bool> {
+            outbox::any_unpublished(self.db)
+        }
+
         fn lease_taken(&self, now_ms: i64) -> anyhow::Result<bool> {
             Ok(!self.db.exec(TAKEN, &[i(now_ms)])?.rows.is_empty())
         }
@@ -145,7 +151,7 @@ pub mod sql {
         fn settle(&self, holder: &str, position: i64, now_ms: i64) -> anyhow::Result<Settled> {
             self.db.transaction(|| {
                 outbox::mark_published(self.db, position)?;
-                if !outbox::any_unpublished(self.db)? {
+                if !self.any_pending()? {
                     self.release(holder)?;
                     return Ok(Settled::Done);
                 }
@@ -210,6 +216,9 @@ mod tests {
                     std::iter::repeat_n(copy, self.copies.max(1))
                 })
                 .collect())
+        }
+        fn any_pending(&self) -> anyhow::Result<bool> {
+            Ok(!self.unpublished().is_empty())
         }
         fn lease_taken(&self, now_ms: i64) -> anyhow::Result<bool> {
             Ok(self.lease.borrow().as_ref().is_some_and(|l| l.1 > now_ms))

@@ -110,41 +110,37 @@ impl FeedQuery {
 /// A feed page, oldest first: one consumer's stream in `pseq` order, or (any other filter)
 /// events or their copies in outbox order.
 pub fn page(db: &Db, source: &str, q: &FeedQuery) -> anyhow::Result<Vec<Row>> {
-    if let Some((consumer, p)) = q.stream() {
-        return rows(
-            db,
-            source,
-            &format!(
-                "SELECT o.seq, o.partition, s.pseq, s.consumer, {EVENT} \
-                 FROM outbox_streams s JOIN outbox o ON o.seq = s.position \
-                 WHERE s.consumer = ? AND s.partition = ? AND s.pseq > ? \
-                 ORDER BY s.pseq LIMIT ?"
-            ),
-            &[t(consumer), i(p), i(q.after), i(q.limit)],
-        );
-    }
-    let (seq_and_consumer, from, mut filter, mut params) = match &q.consumer {
+    // The column the cursor and the order follow: the stream's seq, or the outbox position.
+    let cursor = if q.stream().is_some() {
+        "s.pseq"
+    } else {
+        "o.seq"
+    };
+    // A consumer's copies are read through `outbox_streams`' key (consumer, partition, pseq).
+    let (seq_and_consumer, from, partition, mut filter, mut params) = match &q.consumer {
         Some(consumer) => (
             "s.pseq, s.consumer",
             "outbox_streams s JOIN outbox o ON o.seq = s.position",
-            "s.consumer = ? AND o.seq > ?".to_string(),
+            "s.partition",
+            format!("s.consumer = ? AND {cursor} > ?"),
             vec![t(consumer), i(q.after)],
         ),
         None => (
             "o.seq, ''",
             "outbox o",
+            "o.partition",
             "o.seq > ?".to_string(),
             vec![i(q.after)],
         ),
     };
     if let Some(p) = q.partition {
-        filter.push_str(" AND o.partition = ?");
+        filter.push_str(&format!(" AND {partition} = ?"));
         params.push(i(p));
     }
     params.push(i(q.limit));
     let sql = format!(
         "SELECT o.seq, o.partition, {seq_and_consumer}, {EVENT} FROM {from} \
-         WHERE {filter} ORDER BY o.seq LIMIT ?"
+         WHERE {filter} ORDER BY {cursor} LIMIT ?"
     );
     rows(db, source, &sql, &params)
 }
