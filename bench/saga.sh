@@ -9,8 +9,9 @@
 # product, places BENCH_SAGA_WARMUP orders (default 20) and waits until they are final and the
 # host has handled no Redis message for a second. Then:
 #
-#   drain: holds the orders outbox's relay lease (a row in relay_lease of orders.db, written
-#   with the sqlite3 shell, valid for an hour), so nothing orders writes is published; places
+#   drain: holds the orders outbox's relay lease (the row of outbox_relay in orders.db, or of
+#   relay_lease before that table, written with the sqlite3 shell, valid for an hour), so
+#   nothing orders writes is published; places
 #   BENCH_DRAIN_ORDERS orders (1000; they stay pending) from 8 connections; reads the CPU time
 #   of shop-host and redis-server (utime+stime, /proc/<pid>/stat) and the machine's; releases
 #   the lease (expires_at = 0) and places one more order, whose relay publishes all N+1
@@ -191,14 +192,23 @@ fi
 # --- drain ---
 sql() { sqlite3 -bail -cmd '.timeout 5000' "$ORDERS_DB" "$1"; }
 DRAIN_LOAD=$(load1)
-sql "INSERT OR REPLACE INTO relay_lease (id, holder, expires_at) VALUES (1, 'bench', $(( $(now_ms) + 3600000 )))"
+HOLD_UNTIL=$(( $(now_ms) + 3600000 ))
+if [[ -n $(sql "SELECT 1 FROM sqlite_master WHERE name = 'outbox_relay'") ]]; then
+    LEASE_TABLE=outbox_relay
+    UNSENT="seq > (SELECT sent_through FROM outbox_relay)"
+    sql "UPDATE outbox_relay SET holder = 'bench', expires_at = $HOLD_UNTIL"
+else
+    LEASE_TABLE=relay_lease
+    UNSENT="published = 0"
+    sql "INSERT OR REPLACE INTO relay_lease (id, holder, expires_at) VALUES (1, 'bench', $HOLD_UNTIL)"
+fi
 log "drain: relay lease held; placing $ORDERS orders (load $DRAIN_LOAD)"
 read -r PLACED PLACE_S < <(python3 bench/rate.py place "$BASE" "$ORDERS" "$SKU" drain)
-UNPUBLISHED=$(sql "SELECT count(*) FROM outbox WHERE published = 0" 2>/dev/null || echo '?')
+UNPUBLISHED=$(sql "SELECT count(*) FROM outbox WHERE $UNSENT" 2>/dev/null || echo '?')
 log "placed $PLACED in ${PLACE_S}s; unpublished outbox rows: $UNPUBLISHED; releasing the lease"
 I0_REDIS=$(instances redis); I0_HTTP=$(instances http)
 H0=$(cpu_ticks "$HOST_PID"); R0=$(cpu_ticks "$REDIS_PID"); B0=$(busy_ticks); T0=$(now_ms)
-sql "UPDATE relay_lease SET expires_at = 0"
+sql "UPDATE $LEASE_TABLE SET expires_at = 0"
 curl -sf -o /dev/null -X POST "$BASE/orders" -H 'content-type: application/json' \
     -d "{\"customer_id\":\"drain\",\"items\":[{\"sku\":\"$SKU\",\"quantity\":1}],\"payment_token\":\"tok_visa\"}"
 read -r DONE_MS CONFIRMED CANCELLED OPEN B1 H1 R1 < <(python3 bench/rate.py drain "$BASE" drain "$DRAIN_LIMIT" "$HOST_PID" "$REDIS_PID")

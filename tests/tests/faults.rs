@@ -491,9 +491,7 @@ fn hold_orders_lease(shop: &Shop, holder: &str) {
     shop.sql(
         "orders",
         &format!(
-            "INSERT INTO relay_lease (id, holder, expires_at) VALUES (1, '{holder}', {}) \
-             ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, \
-               expires_at = excluded.expires_at;",
+            "UPDATE outbox_relay SET holder = '{holder}', expires_at = {};",
             now_ms() + 3_600_000
         ),
     );
@@ -519,7 +517,7 @@ fn a_missed_event_is_filled_from_the_feed_when_the_next_one_of_its_stream_arrive
     let sku = unique_sku("GAP");
     shop.put_product(&sku, 450, 80);
 
-    // The order's order-created is marked published without ever being sent: the consumers
+    // The order's order-created is recorded as sent without ever being sent: the consumers
     // miss it, as if Redis had lost it. Nothing calls the sweep in this test. (Reading the feed
     // creates orders' database.)
     shop.events("orders");
@@ -527,7 +525,7 @@ fn a_missed_event_is_filled_from_the_feed_when_the_next_one_of_its_stream_arrive
     let missed = shop.place_order("gappy", &[(&sku, 1)], "tok_visa");
     shop.sql(
         "orders",
-        "UPDATE outbox SET published = 1; DELETE FROM relay_lease;",
+        "UPDATE outbox_relay SET sent_through = (SELECT max(seq) FROM outbox), expires_at = 0;",
     );
     assert_eq!(shop.order(&missed)["status"], "pending");
 
@@ -587,7 +585,7 @@ fn a_lease_left_by_a_killed_relay_holds_events_back_only_until_it_expires() {
     // The lease expires: the next relay takes it over and sends what waited.
     shop.sql(
         "orders",
-        &format!("UPDATE relay_lease SET expires_at = {};", now_ms() - 1),
+        &format!("UPDATE outbox_relay SET expires_at = {};", now_ms() - 1),
     );
     let next = shop.place_order("leased", &[(&sku, 1)], "tok_visa");
     let ids = [first, held, next];

@@ -157,15 +157,24 @@ impl KvBreaker {
 
     fn load(&self) -> Breaker {
         // An unreadable state is treated as closed: the breaker protects, it must not block.
+        self.stored().unwrap_or_default()
+    }
+
+    /// The stored state, if there is a readable one.
+    fn stored(&self) -> Option<Breaker> {
         self.store
             .get(&self.key)
             .ok()
             .flatten()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
     }
 
-    fn save(&self, breaker: &Breaker) {
+    /// Stores `breaker` unless `stored` (what was read before the change) is the same: a
+    /// closed breaker's calls that succeed change nothing, and so write nothing.
+    fn save(&self, breaker: &Breaker, stored: Option<Breaker>) {
+        if stored == Some(*breaker) {
+            return;
+        }
         if let Ok(bytes) = serde_json::to_vec(breaker) {
             let _ = self.store.set(&self.key, &bytes);
         }
@@ -200,7 +209,8 @@ impl KvBreaker {
                 let delay = backoff_ms(attempt - 1, BACKOFF_BASE_MS, BACKOFF_CAP_MS, random);
                 std::thread::sleep(std::time::Duration::from_millis(delay));
             }
-            let mut breaker = self.load();
+            let stored = self.stored();
+            let mut breaker = stored.unwrap_or_default();
             let before = breaker.state;
             let now = crate::time::now_millis();
             if !breaker.acquire(now, self.policy) {
@@ -210,13 +220,14 @@ impl KvBreaker {
                         .context(format!("circuit {} is open", self.key))
                 }));
             }
-            self.save(&breaker);
+            self.save(&breaker, stored);
             self.log_transition(before, breaker.state);
             let result = call().await;
-            let mut breaker = self.load();
+            let stored = self.stored();
+            let mut breaker = stored.unwrap_or_default();
             let before = breaker.state;
             breaker.record(result.is_ok(), crate::time::now_millis(), self.policy);
-            self.save(&breaker);
+            self.save(&breaker, stored);
             self.log_transition(before, breaker.state);
             match result {
                 Ok(value) => return Ok(value),

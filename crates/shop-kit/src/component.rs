@@ -14,6 +14,7 @@ use spin_sdk::http::{Request, Response, ResponseOutparam};
 use crate::config;
 use crate::consume::Consumer;
 use crate::deadletter::{self, ParkedStore};
+use crate::publish::Look;
 use crate::routes::{Params, Route};
 use crate::sql::Db;
 use crate::web::{self, Ctx};
@@ -168,7 +169,9 @@ async fn consume<C: Consuming>(
             C::finish_deferred(&consumer, ctx, &mut report).await;
             // After the deferred work, so that what it produced goes out too.
             report["published"] = match C::outbox()? {
-                Some(db) => relay::publish(ctx.service, &db, &ctx.log).await.into(),
+                Some(db) => relay::publish(ctx.service, &db, &ctx.log, Look::All)
+                    .await
+                    .into(),
                 None => Value::Null,
             };
             Ok(web::json(200, &report))
@@ -253,7 +256,7 @@ async fn serve_with<C: Component>(
     if ctx.wants_publish() {
         match C::outbox() {
             Ok(Some(db)) => {
-                relay::publish(C::SERVICE, &db, &ctx.log).await;
+                relay::publish(C::SERVICE, &db, &ctx.log, Look::Own).await;
             }
             Ok(None) => {}
             Err(e) => ctx.log.warn(&format!("publishing deferred: {e:#}"), None),

@@ -7,15 +7,19 @@
 //! With the lease, the write lock is held only for short statements, and under load one
 //! holder streams pages while the other relays return at once.
 //!
-//! Why no event is stranded: the holder marks a page published and, in the same write
-//! transaction, releases the lease only if nothing is left. An event committed before a
-//! relay saw the lease taken is therefore seen by that release's check (see ADR 0001). A
-//! holder that dies keeps the lease until it expires; the next relay or sweep then takes it.
+//! Who relays: the instance whose transaction wrote an event claims the lease in that same
+//! transaction when it is free (`outbox::append`, `claim`), and relays after commit. The sweep,
+//! the wake loop and a retry after a failed send look for unsent events first ([`RelayPort::needed`]) and
+//! take the lease in a statement of their own.
+//!
+//! Why no event is stranded: the holder records a page as sent and, in the same serialized
+//! write, releases the lease only if nothing is left. A writer that found the lease taken
+//! committed before that write, whose check therefore sees its event (see ADR 0001, 0011). A
+//! holder that dies keeps the lease until it expires; the next writer or the sweep then takes
+//! it.
 
 use crate::outbox::Row;
 
-/// How long a lease lasts without being renewed: the longest a killed holder delays events.
-const TTL_MS: i64 = 2_000;
 /// Events per page (each with a copy per consumer that takes it), one Redis round trip each.
 const PAGE: i64 = 200;
 /// Pages one holder sends before it lets go, so a relay always ends.
@@ -34,41 +38,49 @@ pub enum Settled {
 
 /// The outbox and its lease as the relay sees them.
 pub trait RelayPort {
-    /// The consumers' copies of up to `limit` unpublished events, oldest first.
+    /// The consumers' copies of up to `limit` unsent events, oldest first.
     fn pending(&self, limit: i64) -> anyhow::Result<Vec<Row>>;
-    /// Whether any event is unpublished (one indexed read, nothing decoded).
-    fn any_pending(&self) -> anyhow::Result<bool>;
-    /// Whether an unexpired lease exists (a read: no write lock).
-    fn lease_taken(&self, now_ms: i64) -> anyhow::Result<bool>;
+    /// Whether there is anything for a relay to do: events wait and nobody holds an unexpired
+    /// lease to send them (one read, no write lock).
+    fn needed(&self, now_ms: i64) -> anyhow::Result<bool>;
     /// Takes the lease for `holder` unless an unexpired one exists; true when taken.
     fn take_lease(&self, holder: &str, now_ms: i64) -> anyhow::Result<bool>;
-    /// In one write transaction: marks events up to outbox position `position` published,
-    /// then releases the lease if none is left unpublished, or renews it.
+    /// In one serialized write: records events up to outbox position `position` as sent, then
+    /// releases the lease if none is left unsent, or renews it.
     fn settle(&self, holder: &str, position: i64, now_ms: i64) -> anyhow::Result<Settled>;
     /// Lets go of the lease, leaving any events for the next relay or the sweep.
     fn release(&self, holder: &str) -> anyhow::Result<()>;
 }
 
-/// Whether there is anything for a relay to do: events wait and nobody is sending them.
-pub fn needed(port: &impl RelayPort, now_ms: i64) -> anyhow::Result<bool> {
-    Ok(port.any_pending()? && !port.lease_taken(now_ms)?)
+/// Who relays: the holder of a lease claimed when the events were written, or one that takes
+/// it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    Claimed(String),
+    Taking(String),
 }
 
-/// Takes the lease and sends pages with `send` until none is left. Returns how many copies
-/// went out; 0 at once when another relay holds the lease. A page holds the consumers' copies
-/// of the oldest unpublished events (`outbox::unpublished`); `send` answers how many of them,
-/// in order, reached their consumer: the events whose copies all did are marked published, and
-/// the rest (or the whole page, when it fails) are left for the next relay or the sweep, an
-/// error saying so.
+/// Sends pages with `send` under the lease until none is left, taking the lease first unless
+/// `holder` claimed it already. Returns how many copies went out; 0 at once when another relay
+/// holds the lease. A page holds the consumers' copies of the oldest unsent events
+/// (`outbox::unpublished`); `send` answers how many of them, in order, reached their consumer:
+/// the events whose copies all did are recorded as sent, and the rest (or the whole page, when
+/// it fails) are left for the next relay or the sweep, an error saying so.
 pub fn relay(
     port: &impl RelayPort,
-    holder: &str,
+    holder: &Holder,
     now_ms: impl Fn() -> i64,
     mut send: impl FnMut(&[Row]) -> anyhow::Result<usize>,
 ) -> anyhow::Result<usize> {
-    if !port.take_lease(holder, now_ms())? {
-        return Ok(0);
-    }
+    let holder = match holder {
+        Holder::Claimed(holder) => holder,
+        Holder::Taking(holder) => {
+            if !port.take_lease(holder, now_ms())? {
+                return Ok(0);
+            }
+            holder
+        }
+    };
     let mut sent = 0;
     for _ in 0..MAX_PAGES {
         let page = port.pending(PAGE)?;
@@ -102,25 +114,30 @@ pub fn relay(
     Ok(sent)
 }
 
-/// The lease in the function's SQL database, table `relay_lease` (one row while held).
+/// The lease in the function's SQL database: the row of table `outbox_relay`.
 pub mod sql {
-    use super::{RelayPort, Settled, TTL_MS};
-    use crate::outbox::{self, Row};
-    use crate::sql::{i, t, Db};
+    use super::{RelayPort, Settled};
+    use crate::outbox::{self, Row, LEASE_TTL_MS, SENT_THROUGH, TAKE_LEASE};
+    use crate::sql::{i, int, t, text, Db};
 
-    /// Whether an unexpired lease exists; `?1` now.
-    pub const TAKEN: &str = "SELECT 1 FROM relay_lease WHERE expires_at > ?1";
-    /// One statement, so one short implicit transaction: inserted when free, taken over when
-    /// expired, left alone otherwise. Returns a row only when taken. `?1` holder, `?2` now,
-    /// `?3` expiry.
-    pub const TAKE: &str = "INSERT INTO relay_lease (id, holder, expires_at) VALUES (1, ?1, ?3) \
-        ON CONFLICT(id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
-        WHERE relay_lease.expires_at <= ?2 RETURNING holder";
-    /// Renews the lease if `?1` still holds it (a row returned). `?2` the new expiry.
-    pub const RENEW: &str =
-        "UPDATE relay_lease SET expires_at = ?2 WHERE holder = ?1 RETURNING holder";
+    /// A row when events are unsent and no unexpired lease exists; `?1` now.
+    pub const NEEDED: &str = "SELECT 1 FROM outbox_relay r WHERE r.id = 1 \
+        AND r.expires_at <= ?1 AND EXISTS (SELECT 1 FROM outbox WHERE seq > r.sent_through)";
     /// Releases the lease if `?1` holds it.
-    pub const RELEASE: &str = "DELETE FROM relay_lease WHERE holder = ?1";
+    pub const RELEASE: &str = "UPDATE outbox_relay SET expires_at = 0 WHERE id = 1 AND holder = ?1";
+
+    /// Records events up to `?1` as sent; then, if `?2` still holds the lease, releases it
+    /// (expiry 0) when nothing after is unsent, else renews it to `?3`. Returns the holder and
+    /// the expiry.
+    pub fn settle_sql() -> String {
+        format!(
+            "UPDATE outbox_relay SET sent_through = {SENT_THROUGH}, expires_at = CASE \
+               WHEN holder <> ?2 THEN expires_at \
+               WHEN EXISTS (SELECT 1 FROM outbox WHERE seq > {SENT_THROUGH}) THEN ?3 \
+               ELSE 0 END \
+             WHERE id = 1 RETURNING holder, expires_at"
+        )
+    }
 
     /// The relay's view of one source's database.
     pub struct Outbox<'a> {
@@ -133,34 +150,35 @@ pub mod sql {
             outbox::unpublished(self.db, self.source, limit)
         }
 
-        fn any_pending(&self) -> anyhow::Result<bool> {
-            outbox::any_unpublished(self.db)
-        }
-
-        fn lease_taken(&self, now_ms: i64) -> anyhow::Result<bool> {
-            Ok(!self.db.exec(TAKEN, &[i(now_ms)])?.rows.is_empty())
+        fn needed(&self, now_ms: i64) -> anyhow::Result<bool> {
+            Ok(!self.db.exec(NEEDED, &[i(now_ms)])?.rows.is_empty())
         }
 
         fn take_lease(&self, holder: &str, now_ms: i64) -> anyhow::Result<bool> {
-            let taken = self
-                .db
-                .exec(TAKE, &[t(holder), i(now_ms), i(now_ms + TTL_MS)])?;
+            let taken = self.db.exec(
+                TAKE_LEASE,
+                &[t(holder), i(now_ms), i(now_ms + LEASE_TTL_MS)],
+            )?;
             Ok(!taken.rows.is_empty())
         }
 
+        /// One statement, serialized with the writers (`Db::write`): a writer that found the
+        /// lease taken committed before it, so its check sees that writer's event.
         fn settle(&self, holder: &str, position: i64, now_ms: i64) -> anyhow::Result<Settled> {
-            self.db.transaction(|| {
-                outbox::mark_published(self.db, position)?;
-                if !self.any_pending()? {
-                    self.release(holder)?;
-                    return Ok(Settled::Done);
-                }
-                let renewed = self.db.exec(RENEW, &[t(holder), i(now_ms + TTL_MS)])?;
-                Ok(if renewed.rows.is_empty() {
-                    Settled::Lost
-                } else {
-                    Settled::More
-                })
+            let rows = self.db.write(
+                &settle_sql(),
+                &[i(position), t(holder), i(now_ms + LEASE_TTL_MS)],
+            )?;
+            let row = rows
+                .rows
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("the outbox has no relay row"))?;
+            Ok(if text(row, 0) != holder {
+                Settled::Lost
+            } else if int(row, 1) == 0 {
+                Settled::Done
+            } else {
+                Settled::More
             })
         }
 
@@ -174,8 +192,13 @@ pub mod sql {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbox::LEASE_TTL_MS as TTL_MS;
     use crate::testing::envelope as env;
     use std::cell::RefCell;
+
+    fn taking(holder: &str) -> Holder {
+        Holder::Taking(holder.into())
+    }
 
     /// The outbox and lease in memory.
     #[derive(Default)]
@@ -200,6 +223,10 @@ mod tests {
             let rows = self.rows.borrow();
             rows.iter().filter(|r| !r.1).map(|r| r.0).collect()
         }
+
+        fn lease_taken(&self, now_ms: i64) -> bool {
+            self.lease.borrow().as_ref().is_some_and(|l| l.1 > now_ms)
+        }
     }
 
     impl RelayPort for Mem {
@@ -217,14 +244,11 @@ mod tests {
                 })
                 .collect())
         }
-        fn any_pending(&self) -> anyhow::Result<bool> {
-            Ok(!self.unpublished().is_empty())
-        }
-        fn lease_taken(&self, now_ms: i64) -> anyhow::Result<bool> {
-            Ok(self.lease.borrow().as_ref().is_some_and(|l| l.1 > now_ms))
+        fn needed(&self, now_ms: i64) -> anyhow::Result<bool> {
+            Ok(!self.unpublished().is_empty() && !self.lease_taken(now_ms))
         }
         fn take_lease(&self, holder: &str, now_ms: i64) -> anyhow::Result<bool> {
-            if self.lease_taken(now_ms)? {
+            if self.lease_taken(now_ms) {
                 return Ok(false);
             }
             *self.lease.borrow_mut() = Some((holder.into(), now_ms + TTL_MS));
@@ -266,7 +290,7 @@ mod tests {
         let mut sent = vec![];
         let n = relay(
             &m,
-            "a",
+            &taking("a"),
             || 0,
             |p| {
                 sent.extend(seqs(p));
@@ -286,14 +310,14 @@ mod tests {
         let mut pages = vec![];
         relay(
             &m,
-            "a",
+            &taking("a"),
             || 0,
             |p| {
                 pages.push(seqs(p));
                 // Another instance commits events and, seeing the lease taken, leaves them.
                 if pages.len() == 1 {
                     m.append(2);
-                    assert!(!needed(&m, 0).unwrap());
+                    assert!(!needed_by(&m, 0));
                 }
                 Ok(p.len())
             },
@@ -308,8 +332,8 @@ mod tests {
         let m = Mem::default();
         m.append(1);
         assert!(m.take_lease("a", 0).unwrap());
-        assert!(!needed(&m, 10).unwrap());
-        let n = relay(&m, "b", || 10, |_| panic!("must not send")).unwrap();
+        assert!(!needed_by(&m, 10));
+        let n = relay(&m, &taking("b"), || 10, |_| panic!("must not send")).unwrap();
         assert_eq!(n, 0);
         assert_eq!(m.unpublished(), vec![1]);
     }
@@ -319,8 +343,11 @@ mod tests {
         let m = Mem::default();
         m.append(2);
         assert!(m.take_lease("dead", 0).unwrap());
-        assert!(needed(&m, TTL_MS).unwrap());
-        assert_eq!(relay(&m, "b", || TTL_MS, |p| Ok(p.len())).unwrap(), 2);
+        assert!(needed_by(&m, TTL_MS));
+        assert_eq!(
+            relay(&m, &taking("b"), || TTL_MS, |p| Ok(p.len())).unwrap(),
+            2
+        );
         assert!(m.lease.borrow().is_none());
     }
 
@@ -328,10 +355,10 @@ mod tests {
     fn a_failed_send_marks_nothing_and_lets_go() {
         let m = Mem::default();
         m.append(2);
-        let err = relay(&m, "a", || 0, |_| anyhow::bail!("redis down")).unwrap_err();
+        let err = relay(&m, &taking("a"), || 0, |_| anyhow::bail!("redis down")).unwrap_err();
         assert!(err.to_string().contains("redis down"));
         assert_eq!(m.unpublished(), vec![1, 2]);
-        assert!(needed(&m, 0).unwrap());
+        assert!(needed_by(&m, 0));
     }
 
     #[test]
@@ -341,7 +368,7 @@ mod tests {
         let mut calls = 0;
         relay(
             &m,
-            "a",
+            &taking("a"),
             || 0,
             |_| {
                 calls += 1;
@@ -361,10 +388,10 @@ mod tests {
     fn what_reached_every_subscriber_is_marked_and_the_rest_left() {
         let m = Mem::default();
         m.append(3);
-        let err = relay(&m, "a", || 0, |_| Ok(1)).unwrap_err();
+        let err = relay(&m, &taking("a"), || 0, |_| Ok(1)).unwrap_err();
         assert!(err.to_string().contains("2 copies"), "{err}");
         assert_eq!(m.unpublished(), vec![2, 3]);
-        assert!(needed(&m, 0).unwrap(), "the lease is free for the retry");
+        assert!(needed_by(&m, 0), "the lease is free for the retry");
     }
 
     #[test]
@@ -375,14 +402,31 @@ mod tests {
         };
         m.append(2);
         // Copies 1a, 1b, 2a reach their consumers; 2b does not.
-        let err = relay(&m, "a", || 0, |p| Ok(p.len() - 1)).unwrap_err();
+        let err = relay(&m, &taking("a"), || 0, |p| Ok(p.len() - 1)).unwrap_err();
         assert!(err.to_string().contains("1 copies"), "{err}");
         assert_eq!(m.unpublished(), vec![2]);
     }
 
     #[test]
+    fn a_lease_claimed_with_the_events_is_relayed_without_taking_it_again() {
+        let m = Mem::default();
+        m.append(2);
+        // The writer claimed it in its transaction; the lease now looks taken to everyone.
+        assert!(m.take_lease("writer", 0).unwrap());
+        assert!(!needed_by(&m, 1));
+        let n = relay(&m, &Holder::Claimed("writer".into()), || 1, |p| Ok(p.len())).unwrap();
+        assert_eq!(n, 2);
+        assert!(m.unpublished().is_empty());
+        assert!(m.lease.borrow().is_none(), "released once nothing is left");
+    }
+
+    fn needed_by(m: &Mem, now_ms: i64) -> bool {
+        m.needed(now_ms).unwrap()
+    }
+
+    #[test]
     fn nothing_pending_needs_no_relay() {
         let m = Mem::default();
-        assert!(!needed(&m, 0).unwrap());
+        assert!(!needed_by(&m, 0));
     }
 }

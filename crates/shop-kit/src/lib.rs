@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod body;
 pub mod breaker;
+pub mod claim;
 pub mod component;
 pub mod config;
 pub mod consume;

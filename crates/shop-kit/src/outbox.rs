@@ -2,12 +2,14 @@
 //! that causes it, handed to its consumers after commit (`publish`, `push`), and served as the
 //! source's feed.
 //!
-//! Table `outbox`: `seq INTEGER PRIMARY KEY` is the row's position in the whole outbox (what
-//! the relay marks published, and the cursor of the whole-outbox feed), `partition` its
-//! order's partition. Table `outbox_streams` numbers the event in the stream of each consumer
-//! that takes its type (`subscriptions::takers`): `(consumer, partition, pseq)`, `pseq` being
-//! gap-free per stream because it is assigned inside the writing transaction. The copy sent to
-//! a consumer carries that consumer's `pseq` as its `seq`.
+//! Table `outbox`: `seq INTEGER PRIMARY KEY` is the row's position in the whole outbox (the
+//! cursor of the whole-outbox feed, and of the relay), `partition` its order's partition.
+//! Table `outbox_streams` numbers the event in the stream of each consumer that takes its type
+//! (`subscriptions::takers`): `(consumer, partition, pseq)`, `pseq` being gap-free per stream
+//! because it is assigned inside the writing transaction. The copy sent to a consumer carries
+//! that consumer's `pseq` as its `seq`. Table `outbox_relay`, one row, holds the relay's lease
+//! and `sent_through`, the position up to which every event reached its consumers: positions
+//! are assigned in commit order (writers serialize), so the unsent events are those after it.
 
 use serde_json::json;
 use shop_events::ShopEvent;
@@ -19,8 +21,20 @@ use crate::{ApiError, Envelope};
 /// Largest page the feed serves.
 pub const MAX_PAGE: i64 = 500;
 
-/// Appends `event` to the outbox of `source` and to the stream of each consumer that takes it;
-/// call inside the transaction of the state change.
+/// How long a relay lease lasts without being renewed: the longest a killed holder delays
+/// events.
+pub const LEASE_TTL_MS: i64 = 2_000;
+
+/// Takes the relay lease for `?1` if it is free (released, or expired at `?2`, now) until `?3`;
+/// returns a row only when taken. One statement: on its own, one short implicit transaction.
+pub const TAKE_LEASE: &str = "UPDATE outbox_relay SET holder = ?1, expires_at = ?3 \
+    WHERE id = 1 AND expires_at <= ?2 RETURNING holder";
+
+/// Appends `event` to the outbox of `source` and to the stream of each consumer that takes it,
+/// and claims the relay lease for this instance when it is free (`claim`); call inside the
+/// transaction of the state change. When the lease is held, its holder sends the event: the
+/// holder releases it only in a write that finds nothing unsent, which comes after this
+/// transaction's commit (`lease`).
 pub fn append(db: &Db, source: &str, event: &ShopEvent, traceparent: &str) -> anyhow::Result<()> {
     let partition = partition_of(event.order_id());
     let inserted = db.exec(
@@ -42,6 +56,14 @@ pub fn append(db: &Db, source: &str, event: &ShopEvent, traceparent: &str) -> an
         .ok_or_else(|| anyhow::anyhow!("the outbox insert returned no position"))?;
     for consumer in crate::subscriptions::takers(source, event.type_name()) {
         db.exec(STREAM_APPEND, &[t(consumer), i(partition), i(position)])?;
+    }
+    if crate::claim::held().is_none() {
+        let holder = uuid::Uuid::new_v4().to_string();
+        let now = crate::time::now_millis();
+        let taken = db.exec(TAKE_LEASE, &[t(&holder), i(now), i(now + LEASE_TTL_MS)])?;
+        if !taken.rows.is_empty() {
+            crate::claim::set(Some(holder));
+        }
     }
     Ok(())
 }
@@ -154,20 +176,15 @@ pub fn unpublished(db: &Db, source: &str, limit: i64) -> anyhow::Result<Vec<Row>
         &format!(
             "SELECT o.seq, o.partition, coalesce(s.pseq, 0), coalesce(s.consumer, ''), {EVENT} \
              FROM outbox o LEFT JOIN outbox_streams s ON s.position = o.seq \
-             WHERE o.seq IN (SELECT seq FROM outbox WHERE published = 0 ORDER BY seq LIMIT ?) \
+             WHERE o.seq IN (SELECT seq FROM outbox WHERE seq > {UNSENT_AFTER} ORDER BY seq LIMIT ?) \
              ORDER BY o.seq, s.consumer"
         ),
         &[i(limit)],
     )
 }
 
-/// Whether any event waits to be published.
-pub fn any_unpublished(db: &Db) -> anyhow::Result<bool> {
-    Ok(!db
-        .exec("SELECT 1 FROM outbox WHERE published = 0 LIMIT 1", &[])?
-        .rows
-        .is_empty())
-}
+/// The position after which events are unsent (a subquery).
+const UNSENT_AFTER: &str = "(SELECT sent_through FROM outbox_relay WHERE id = 1)";
 
 /// The outbox position up to which every event is sent, when the first `sent` of `copies`
 /// (oldest first, as `unpublished` lists them) reached their consumers: an event counts only
@@ -182,10 +199,13 @@ pub fn sent_through(copies: &[Row], sent: usize) -> Option<i64> {
         .find(|p| Some(*p) != cut)
 }
 
-/// Marks every event up to outbox position `position` published.
+/// Moves `sent_through` up to `?1`, never back.
+pub const SENT_THROUGH: &str = "CASE WHEN sent_through < ?1 THEN ?1 ELSE sent_through END";
+
+/// Records every event up to outbox position `position` as sent.
 pub fn mark_published(db: &Db, position: i64) -> anyhow::Result<()> {
     db.exec(
-        "UPDATE outbox SET published = 1 WHERE published = 0 AND seq <= ?",
+        &format!("UPDATE outbox_relay SET sent_through = {SENT_THROUGH} WHERE id = 1"),
         &[i(position)],
     )?;
     Ok(())

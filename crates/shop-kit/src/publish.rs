@@ -2,7 +2,7 @@
 //! consumer's stream channel (`shop.<source>.<consumer>.<partition>`), oldest first, under the
 //! relay lease (`lease`).
 
-use crate::lease;
+use crate::lease::{self, RelayPort};
 use crate::outbox::Row;
 use crate::sql::Db;
 use crate::stream::channel;
@@ -17,24 +17,44 @@ const PUBLISH_ALL: &str = "local n = 0 \
       n = n + 1 \
     end return n";
 
-/// Publishes every unpublished event of `source` and marks published those whose copies each
+/// Publishes every unsent event of `source` and records as sent those whose copies each
 /// reached a subscription of their consumer, unless another relay holds the lease and so sends
-/// them. What is not marked stays for the next publish or sweep (an error says so).
-pub fn to_redis(db: &Db, source: &str, redis_address: &str) -> anyhow::Result<usize> {
+/// them. With `Look::Own`, only an instance that claimed the lease when it wrote its events
+/// relays (nothing to read or write otherwise); with `Look::All`, unsent events are looked for
+/// first. What is not recorded stays for the next publish or sweep (an error says so).
+pub fn to_redis(db: &Db, source: &str, redis_address: &str, look: Look) -> anyhow::Result<usize> {
     let port = lease::sql::Outbox { db, source };
-    // Reads first, so that handlers with nothing to send, and relays that leave their events
-    // to the lease's holder, take no write lock.
-    if !lease::needed(&port, crate::time::now_millis())? {
-        return Ok(0);
-    }
-    // Connected before the lease is taken, so the lease covers only the publishing.
-    let conn = spin_sdk::redis::Connection::open(redis_address)
-        .map_err(|e| anyhow::anyhow!("redis {redis_address}: {e:?}"))?;
-    let holder = uuid::Uuid::new_v4().to_string();
+    let holder = match (crate::claim::take(), look) {
+        (Some(claimed), _) => lease::Holder::Claimed(claimed),
+        (None, Look::Own) => return Ok(0),
+        // A read first, so that relays with nothing to send, and relays that leave their
+        // events to the lease's holder, take no write lock.
+        (None, Look::All) if !port.needed(crate::time::now_millis())? => return Ok(0),
+        (None, Look::All) => lease::Holder::Taking(uuid::Uuid::new_v4().to_string()),
+    };
+    let conn = match spin_sdk::redis::Connection::open(redis_address) {
+        Ok(conn) => conn,
+        Err(e) => {
+            if let lease::Holder::Claimed(holder) = &holder {
+                // Left for the retry, which looks for them, or the sweep.
+                let _ = port.release(holder);
+            }
+            anyhow::bail!("redis {redis_address}: {e:?}");
+        }
+    };
     let keys = crate::config::internal_keys();
     lease::relay(&port, &holder, crate::time::now_millis, |page| {
         publish_all(&conn, keys.as_ref(), page)
     })
+}
+
+/// Which events a publish looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// Those this instance wrote, when it claimed the lease for them.
+    Own,
+    /// Any unsent event, whoever wrote it.
+    All,
 }
 
 /// Publishes the copies in `rows` on their consumers' channels, signed with `keys`, in order,

@@ -6,10 +6,11 @@ use crate::config::{self, EventDelivery};
 use crate::consume::{self, catch_up_all, Consumer};
 use crate::feed::HttpFeed;
 use crate::log::Logger;
+use crate::publish::{self as redis_publish, Look};
 use crate::sql::Db;
 use crate::wake::{self, Step};
 use crate::web::Ctx;
-use crate::{publish as redis_publish, push, Envelope, TraceContext};
+use crate::{push, Envelope, TraceContext};
 
 /// How long a failed publish is retried in the instance that made the events (after its
 /// response, or after its message), before they are left to the next publish or the sweep.
@@ -23,21 +24,28 @@ fn feed(consumer: &'static str, trace: &TraceContext) -> HttpFeed {
     }
 }
 
-async fn publish_once(service: &str, db: &Db, log: &Logger) -> anyhow::Result<usize> {
+async fn publish_once(service: &str, db: &Db, log: &Logger, look: Look) -> anyhow::Result<usize> {
     match config::event_delivery() {
-        EventDelivery::Redis => redis_publish::to_redis(db, service, &config::redis_address()),
+        EventDelivery::Redis => {
+            redis_publish::to_redis(db, service, &config::redis_address(), look)
+        }
         EventDelivery::Http => push::publish(db, service, log).await,
     }
 }
 
-/// Hands `service`'s unpublished outbox rows to their consumers. A failure (Redis restarting,
-/// a consumer refusing) is retried with backoff for [`PUBLISH_PATIENCE_MS`]; then the rows
-/// are left for the next publish or the sweep. Returns how many went out.
-pub async fn publish(service: &str, db: &Db, log: &Logger) -> usize {
+/// Hands `service`'s unsent outbox rows to their consumers: on Redis, with `Look::Own` only
+/// when this instance claimed the relay for the events it wrote (`publish::to_redis`). A
+/// failure (Redis restarting, a consumer refusing) is retried with backoff for
+/// [`PUBLISH_PATIENCE_MS`], each retry looking for every unsent event; then the rows are left
+/// for the next publish or the sweep. Returns how many went out.
+pub async fn publish(service: &str, db: &Db, log: &Logger, look: Look) -> usize {
     let started = crate::time::now_millis();
     let mut attempt = 0;
+    let mut look = look;
     loop {
-        match publish_once(service, db, log).await {
+        let result = publish_once(service, db, log, look).await;
+        look = Look::All;
+        match result {
             Ok(n) => return n,
             Err(e) => {
                 attempt += 1;
@@ -100,7 +108,7 @@ pub async fn deliver(
     let log = Logger::new(service, &trace.trace_id);
     let done = consume::deliver_logged(service, consumer, &feed(service, &trace), env).await;
     if let Some(db) = consumer.store().outbox().filter(|_| publish_now) {
-        publish(service, db, &log).await;
+        publish(service, db, &log, Look::Own).await;
     }
     if done.as_ref().is_ok_and(|d| d.deferred > 0) {
         ring(service, consumer, &log).await;
@@ -171,7 +179,7 @@ pub async fn run_wake(
         let retried = consume::retry_due(consumer, crate::time::now_millis).await?;
         if retried.applied + retried.parked > 0 {
             if let Some(db) = consumer.store().outbox() {
-                publish(service, db, &log).await;
+                publish(service, db, &log, Look::All).await;
             }
         }
         let now = crate::time::now_millis();

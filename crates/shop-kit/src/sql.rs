@@ -48,8 +48,8 @@ pub struct Schema {
 /// The PostgreSQL migrations of a SQL function: version 1 the event-delivery tables every such
 /// function keeps (shop-kit's outbox, inbox, pending events, dead letters, lease and wake),
 /// version 2 the function's `own` tables, version 3 its consumers' `streams` (the outbox's
-/// stream table, whose backfill names the function's consumers).
-pub const fn postgres_migrations(own: &'static str, streams: &'static str) -> [Migration; 3] {
+/// stream table, whose backfill names the function's consumers), version 4 the relay's row.
+pub const fn postgres_migrations(own: &'static str, streams: &'static str) -> [Migration; 4] {
     [
         Migration {
             version: 1,
@@ -65,6 +65,11 @@ pub const fn postgres_migrations(own: &'static str, streams: &'static str) -> [M
             version: 3,
             name: "postgres/0003_consumer_streams",
             sql: streams,
+        },
+        Migration {
+            version: 4,
+            name: "postgres/0004_relay_cursor",
+            sql: include_str!("../migrations/postgres/0004_relay_cursor.sql"),
         },
     ]
 }
@@ -119,6 +124,11 @@ trait Adapter {
     fn exec(&self, sql: &str, params: &[Value]) -> anyhow::Result<Rows>;
     /// Starts a write transaction, waiting for the function's other writers.
     fn begin(&self) -> anyhow::Result<()>;
+    /// Whether one statement on its own already waits for the function's other writers (SQLite:
+    /// its implicit transaction takes the write lock), so [`Db::write`] needs no transaction.
+    fn statement_serializes(&self) -> bool {
+        false
+    }
     /// The schema version, read before migrating (0 for a new database).
     fn schema_version(&self) -> anyhow::Result<i64>;
     /// The schema version, read again inside the migrating transaction.
@@ -165,26 +175,34 @@ impl Db {
         self.conn.exec(sql, params)
     }
 
+    /// Runs one writing statement serialized with the function's other writers, as a
+    /// transaction of its own: what it reads cannot change before it writes.
+    pub fn write(&self, sql: &str, params: &[Value]) -> anyhow::Result<Rows> {
+        if self.conn.statement_serializes() {
+            self.exec(sql, params)
+        } else {
+            self.transaction(|| self.exec(sql, params))
+        }
+    }
+
     /// Runs `f` in a write transaction, which waits for the function's other writers:
-    /// committed when `f` succeeds, rolled back otherwise.
+    /// committed when `f` succeeds, rolled back otherwise. A relay lease claimed in a
+    /// transaction that rolls back is given up with it (`claim`).
     pub fn transaction<T, E: From<anyhow::Error>>(
         &self,
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
+        let claimed_before = crate::claim::held();
         self.conn.begin()?;
-        match f() {
-            Ok(value) => match self.exec("COMMIT", &[]) {
-                Ok(_) => Ok(value),
-                Err(e) => {
-                    let _ = self.exec("ROLLBACK", &[]);
-                    Err(e.into())
-                }
-            },
-            Err(e) => {
-                let _ = self.exec("ROLLBACK", &[]);
-                Err(e)
-            }
+        let result = match f() {
+            Ok(value) => self.exec("COMMIT", &[]).map(|_| value).map_err(E::from),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            let _ = self.exec("ROLLBACK", &[]);
+            crate::claim::set(claimed_before);
         }
+        result
     }
 }
 

@@ -55,28 +55,119 @@ fn texts(db: &Connection, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Vec<Str
 
 #[test]
 fn the_relay_lease_statements_work_on_every_schema_with_an_outbox() {
-    use shop_kit::lease::sql::{RELEASE, RENEW, TAKE, TAKEN};
+    use shop_kit::lease::sql::{settle_sql, NEEDED, RELEASE};
+    use shop_kit::outbox::TAKE_LEASE;
     for function in ["orders", "inventory", "billing"] {
         let mut db = Sqlite(Connection::open_in_memory().unwrap());
         migrate(&mut db, &files(function)).unwrap();
         let c = &db.0;
-        assert!(texts(c, TAKEN, &[&100]).is_empty(), "{function}: free");
-        assert_eq!(texts(c, TAKE, &[&"a", &100, &2100]), ["a"], "{function}");
-        assert!(texts(c, TAKE, &[&"b", &200, &2200]).is_empty(), "held by a");
-        assert_eq!(texts(c, TAKEN, &[&200]).len(), 1);
-        assert!(texts(c, TAKEN, &[&2100]).is_empty(), "expired at 2100");
-        assert_eq!(texts(c, TAKE, &[&"b", &2100, &4100]), ["b"], "taken over");
-        assert!(texts(c, RENEW, &[&"a", &5000]).is_empty(), "a lost it");
-        assert_eq!(texts(c, RENEW, &[&"b", &5000]), ["b"]);
-        assert_eq!(texts(c, TAKEN, &[&4500]).len(), 1, "renewed to 5000");
-        texts(c, RELEASE, &[&"a"]);
+        let settle = settle_sql();
+        // (holder, expiry) after a settle of `through` by `holder` at expiry `until`.
+        let settled = |through: i64, holder: &str, until: i64| -> String {
+            c.query_row(&settle, rusqlite::params![through, holder, until], |r| {
+                Ok(format!(
+                    "{} {}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?
+                ))
+            })
+            .unwrap()
+        };
+        assert!(
+            texts(c, NEEDED, &[&100]).is_empty(),
+            "{function}: nothing unsent"
+        );
+        c.execute_batch(
+            "INSERT INTO outbox (seq, id, type, occurred_at, traceparent, data) \
+             VALUES (1, 'e1', 'x', 't', 'tp', '{}'), (2, 'e2', 'x', 't', 'tp', '{}')",
+        )
+        .unwrap();
         assert_eq!(
-            texts(c, TAKEN, &[&4500]).len(),
+            texts(c, NEEDED, &[&100]).len(),
             1,
+            "{function}: unsent, free"
+        );
+        assert_eq!(
+            texts(c, TAKE_LEASE, &[&"a", &100, &2100]),
+            ["a"],
+            "{function}"
+        );
+        assert!(
+            texts(c, TAKE_LEASE, &[&"b", &200, &2200]).is_empty(),
+            "held by a"
+        );
+        assert!(texts(c, NEEDED, &[&200]).is_empty(), "a sends them");
+        assert_eq!(texts(c, NEEDED, &[&2100]).len(), 1, "expired at 2100");
+        assert_eq!(
+            settled(1, "a", 4000),
+            "a 4000",
+            "{function}: e2 left: renewed"
+        );
+        assert_eq!(
+            settled(2, "a", 5000),
+            "a 0",
+            "{function}: all sent: released"
+        );
+        assert!(
+            texts(c, NEEDED, &[&0]).is_empty(),
+            "{function}: sent through 2"
+        );
+        assert_eq!(settled(1, "a", 6000), "a 0", "{function}: never moves back");
+        // A new event, and the lease taken over by b while a stalled past its expiry.
+        c.execute_batch(
+            "INSERT INTO outbox (seq, id, type, occurred_at, traceparent, data) \
+             VALUES (3, 'e3', 'x', 't', 'tp', '{}')",
+        )
+        .unwrap();
+        assert_eq!(texts(c, TAKE_LEASE, &[&"a", &0, &2000]), ["a"]);
+        assert_eq!(
+            texts(c, TAKE_LEASE, &[&"b", &2000, &4000]),
+            ["b"],
+            "taken over"
+        );
+        assert_eq!(settled(2, "a", 9000), "b 4000", "{function}: a lost it");
+        texts(c, RELEASE, &[&"a"]);
+        assert!(
+            texts(c, NEEDED, &[&3000]).is_empty(),
             "only the holder releases"
         );
         texts(c, RELEASE, &[&"b"]);
-        assert!(texts(c, TAKEN, &[&4500]).is_empty(), "{function}: released");
+        assert_eq!(
+            texts(c, NEEDED, &[&3000]).len(),
+            1,
+            "{function}: released, e3 unsent"
+        );
+    }
+}
+
+#[test]
+fn the_relay_row_starts_after_what_was_published() {
+    for function in ["orders", "inventory", "billing"] {
+        let all = files(function);
+        let sent_through = |published: &str| -> Vec<String> {
+            let mut db = Sqlite(Connection::open_in_memory().unwrap());
+            migrate(&mut db, before(&all, "relay_cursor")).unwrap();
+            db.0.execute_batch(&format!(
+                "INSERT INTO outbox (seq, id, type, occurred_at, traceparent, data, partition) \
+                 VALUES (1, 'e1', 'x', 't', 'tp', '{{}}', 0), (2, 'e2', 'x', 't', 'tp', '{{}}', 0), \
+                        (3, 'e3', 'x', 't', 'tp', '{{}}', 0); \
+                 UPDATE outbox SET published = 1 WHERE seq IN ({published});"
+            ))
+            .unwrap();
+            migrate(&mut db, &all).unwrap();
+            texts(&db.0, "SELECT sent_through FROM outbox_relay", &[])
+        };
+        assert_eq!(
+            sent_through("1, 2"),
+            ["Integer(2)"],
+            "{function}: e3 unsent"
+        );
+        assert_eq!(
+            sent_through("1, 2, 3"),
+            ["Integer(3)"],
+            "{function}: all sent"
+        );
+        assert_eq!(sent_through("0"), ["Integer(0)"], "{function}: none sent");
     }
 }
 

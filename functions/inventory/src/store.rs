@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_consumer_streams",
         sql: include_str!("../../../migrations/inventory/0005_consumer_streams.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_relay_cursor",
+        sql: include_str!("../../../migrations/inventory/0006_relay_cursor.sql"),
+    },
 ];
 
 /// Both stores' schemas: the SQLite history above; on PostgreSQL, the shared event-delivery

@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_consumer_streams",
         sql: include_str!("../../../migrations/orders/0006_consumer_streams.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_relay_cursor",
+        sql: include_str!("../../../migrations/orders/0007_relay_cursor.sql"),
+    },
 ];
 
 /// Both stores' schemas: the SQLite history above; on PostgreSQL, the shared event-delivery

@@ -43,6 +43,12 @@ impl Adapter for Sqlite {
         self.exec("BEGIN IMMEDIATE", &[]).map(drop)
     }
 
+    /// A statement outside a transaction runs in its own, which takes the write lock before
+    /// it writes and reads the database as it stands under that lock.
+    fn statement_serializes(&self) -> bool {
+        true
+    }
+
     /// The schema version, on first sight of a new database also switching it to write-ahead
     /// logging, which lets readers proceed during writes. Only meaningful for a local file; a
     /// libSQL server refuses it, which is harmless.

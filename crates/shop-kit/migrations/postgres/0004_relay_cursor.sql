@@ -1,0 +1,16 @@
+-- PostgreSQL: the relay's state in one row that always exists, as SQLite's
+-- migrations/<function>/NNNN_relay_cursor.sql makes it (shop-kit `lease`, docs/adr/0011): its
+-- lease (holder; expires_at in milliseconds since the Unix epoch, free once past, 0 when
+-- released) and the outbox position up to which every event reached its consumers.
+CREATE TABLE outbox_relay (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    holder TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    sent_through BIGINT NOT NULL
+);
+INSERT INTO outbox_relay (id, holder, expires_at, sent_through)
+    SELECT 1, '', 0, coalesce((SELECT min(seq) FROM outbox WHERE published = 0) - 1,
+                              (SELECT max(seq) FROM outbox), 0);
+DROP TABLE relay_lease;
+DROP INDEX outbox_unpublished;
+ALTER TABLE outbox DROP COLUMN published;
