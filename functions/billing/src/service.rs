@@ -84,6 +84,8 @@ impl<S: BillingStore, P: PaymentProvider> Billing<S, P> {
             other => return Ok(other.into()),
         }
         let outcome = self.charge_outcome(e).await?;
+        // Whether a refund may be owed: unknown unless the transaction below saw the payment.
+        let owes_refund = std::cell::Cell::new(true);
         let applied = self.store.transaction(|| {
             guarded(&self.store, env, |store| {
                 let Some(outcome) = outcome else {
@@ -94,11 +96,15 @@ impl<S: BillingStore, P: PaymentProvider> Billing<S, P> {
                     store.put_payment(&payment)?;
                     store.emit(&event, traceparent)?;
                 }
+                owes_refund.set(payment.owes_refund());
                 Ok(())
             })
         })?;
-        // The order may have been cancelled while the charge was in flight.
-        self.settle_refund(&e.order_id, traceparent).await;
+        // The order may have been cancelled while the charge was in flight. A cancellation
+        // committed after this transaction settles the refund itself.
+        if owes_refund.get() {
+            self.settle_refund(&e.order_id, traceparent).await;
+        }
         Ok(applied)
     }
 
