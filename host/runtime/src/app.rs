@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use spin_host_config::allowed_hosts::{check_service_chaining, AllowedHosts};
@@ -14,21 +14,15 @@ use spin_host_config::runtime_config::{RuntimeConfig, RuntimeConfigOptions, Stor
 use spin_host_config::variables::Variables;
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, Store};
-use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::engine;
-use crate::key_value::{KeyValueState, KeyValueStores};
-use crate::mqtt_outbound::MqttState;
+use crate::key_value::KeyValueStores;
 use crate::outbound_client::NetworkClient;
-use crate::outbound_http::{OutboundHttp, OutboundRules, ServiceChaining};
-use crate::postgres_outbound::{PostgresPools, PostgresState};
-use crate::redis_outbound::{RedisState, SharedConnections};
+use crate::outbound_http::{OutboundRules, ServiceChaining};
 use crate::sqlite::checkpoint::Checkpointer;
-use crate::sqlite::{Databases, SqliteState};
-use crate::state::InstanceState;
-use crate::stdio::{self, LogContext, LogStream};
-use crate::variables::VariablesState;
+use crate::sqlite::Databases;
+use crate::state::{ComponentParts, InstanceState, Shared};
+use crate::stdio::{self, LogContext};
 
 /// What `shop-host up` was asked to run.
 #[derive(Clone, Debug)]
@@ -60,27 +54,8 @@ pub struct App {
 pub struct AppComponent {
     pub id: Arc<str>,
     pub pre: InstancePre<InstanceState>,
-    env: Vec<(String, String)>,
-    rules: Arc<OutboundRules>,
-    kv_granted: Arc<HashSet<String>>,
-    sqlite_granted: Arc<HashSet<String>>,
-    /// Outbound PostgreSQL pools of this component (Spin keeps them per component).
-    postgres_pools: Arc<PostgresPools>,
-    /// stdout and stderr files in the runtime config's `log_dir`.
-    log_files: Option<[Arc<Mutex<File>>; 2]>,
-    shared: Arc<Shared>,
-}
-
-/// What the instances of every component share: the app's variables, stores, connections and
-/// limits.
-struct Shared {
-    variables: Arc<Variables>,
-    key_value: Arc<KeyValueStores>,
-    databases: Arc<Databases>,
-    redis_connections: Arc<SharedConnections>,
-    network: Arc<NetworkClient>,
-    max_memory: Option<usize>,
-    timeout: Duration,
+    /// What each of its instances is made from.
+    parts: ComponentParts,
 }
 
 impl App {
@@ -91,7 +66,7 @@ impl App {
         let variables = Arc::new(Variables::from_env(&manifest, &options.variables)?);
         check_service_chaining(&manifest)?;
         let runtime_config = load_runtime_config(options, &app_dir, &manifest)?;
-        let shared = Arc::new(Shared::open(options, &runtime_config, variables.clone())?);
+        let shared = Arc::new(open_shared(options, &runtime_config, variables.clone())?);
         let checkpointer = Checkpointer::start(store_files(&runtime_config))?;
         let paths = component_paths(&manifest, &app_dir, &options.manifest)?;
         let (engine, compiled) = engine::compile(runtime_config.state_dir.as_deref(), &paths)?;
@@ -157,28 +132,26 @@ fn load_runtime_config(
     Ok(runtime_config)
 }
 
-impl Shared {
-    /// Opens the runtime config's stores, and the client for requests that leave the host.
-    fn open(
-        options: &AppOptions,
-        runtime_config: &RuntimeConfig,
-        variables: Arc<Variables>,
-    ) -> Result<Self> {
-        Ok(Self {
-            variables,
-            key_value: Arc::new(KeyValueStores::open(&runtime_config.key_value_stores)?),
-            databases: Arc::new(Databases::new(&runtime_config.sqlite_databases)?),
-            redis_connections: Arc::default(),
-            network: Arc::new(NetworkClient::new(
-                runtime_config.outbound_http.connection_pooling,
-                runtime_config.outbound_http.max_connections(),
-            )),
-            max_memory: options.max_instance_memory.or(runtime_config
-                .max_instance_memory
-                .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX))),
-            timeout: options.instance_timeout,
-        })
-    }
+/// Opens the runtime config's stores, and the client for requests that leave the host.
+fn open_shared(
+    options: &AppOptions,
+    runtime_config: &RuntimeConfig,
+    variables: Arc<Variables>,
+) -> Result<Shared> {
+    Ok(Shared {
+        variables,
+        key_value: Arc::new(KeyValueStores::open(&runtime_config.key_value_stores)?),
+        databases: Arc::new(Databases::new(&runtime_config.sqlite_databases)?),
+        redis_connections: Arc::default(),
+        network: Arc::new(NetworkClient::new(
+            runtime_config.outbound_http.connection_pooling,
+            runtime_config.outbound_http.max_connections(),
+        )),
+        max_memory: options.max_instance_memory.or(runtime_config
+            .max_instance_memory
+            .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX))),
+        timeout: options.instance_timeout,
+    })
 }
 
 /// The files of the app's key-value stores and databases, for the checkpointer.
@@ -246,13 +219,16 @@ fn link_components(
             Arc::new(AppComponent {
                 id: id.into(),
                 pre,
-                env: environment(component, env),
-                rules,
-                kv_granted: granted(&component.key_value_stores),
-                sqlite_granted: granted(&component.sqlite_databases),
-                postgres_pools: Arc::default(),
-                log_files,
-                shared: shared.clone(),
+                parts: ComponentParts {
+                    id: id.into(),
+                    env: environment(component, env),
+                    rules,
+                    kv_granted: granted(&component.key_value_stores),
+                    sqlite_granted: granted(&component.sqlite_databases),
+                    postgres_pools: Arc::default(),
+                    log_files,
+                    shared: shared.clone(),
+                },
             }),
         );
     }
@@ -312,44 +288,6 @@ impl AppComponent {
         log: LogContext,
         chaining: Option<Arc<dyn ServiceChaining>>,
     ) -> Store<InstanceState> {
-        let deadline = Instant::now() + self.shared.timeout;
-        let mut wasi = WasiCtxBuilder::new();
-        let [stdout, stderr] = self.log_files.clone().map_or([None, None], |f| f.map(Some));
-        wasi.envs(&self.env);
-        if let Some(traceparent) = &log.traceparent {
-            // The span the instance runs in, for its logs and what it hands on (OpenTelemetry's
-            // environment carrier for trace context; an extension of this host).
-            wasi.env("TRACEPARENT", traceparent);
-        }
-        crate::sockets::configure(&mut wasi, self.id.clone(), self.rules.clone());
-        wasi.stdout(LogStream::new(log.clone(), "stdout", stdout))
-            .stderr(LogStream::new(log, "stderr", stderr));
-        let state = InstanceState {
-            table: wasmtime::component::ResourceTable::new(),
-            wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            outbound_http: OutboundHttp::new(
-                self.id.clone(),
-                self.rules.clone(),
-                chaining,
-                self.shared.network.clone(),
-            ),
-            key_value: KeyValueState::new(self.shared.key_value.clone(), self.kv_granted.clone()),
-            sqlite: SqliteState::new(
-                self.shared.databases.clone(),
-                self.sqlite_granted.clone(),
-                deadline,
-            ),
-            redis: RedisState::new(self.rules.clone(), self.shared.redis_connections.clone()),
-            postgres: PostgresState::new(self.rules.clone(), self.postgres_pools.clone()),
-            mqtt: MqttState::new(self.rules.clone()),
-            variables: VariablesState::new(self.id.clone(), self.shared.variables.clone()),
-            limits: engine::MemoryLimit::new(self.shared.max_memory),
-            deadline,
-        };
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|state| &mut state.limits);
-        engine::set_deadline(&mut store, deadline);
-        store
+        self.parts.new_store(self.pre.engine(), log, chaining)
     }
 }
