@@ -36,7 +36,11 @@
 # BENCH_SECONDS (10), BENCH_SAGA_WARMUP (20), BENCH_SKIP_BUILD=1 (use what BENCH_ROOT has
 # built), BENCH_WAIT_LOAD=<max> (before measuring, wait up to BENCH_WAIT_LOAD_SECS, 600, for
 # the 1-minute load average to fall below <max>, then measure anyway; the load at each
-# measurement is printed either way), BENCH_KEEP=1 (keep the temp dir: host log, component logs, stores).
+# measurement is printed either way), BENCH_KEEP=1 (keep the temp dir: host log, component logs, stores),
+# BENCH_SYSCALLS=1 (count the system calls shop-host makes from the lease's release to quiet with
+# `perf stat` on its syscall tracepoints, installing perf with apt when missing, and report them
+# per confirmed order: counts, which a machine's drifting speed does not change, where the CPU
+# times do; perf's tracing also slows the host, so the CPU times of such a run are higher).
 set -euo pipefail
 
 source "$(dirname "$0")/../scripts/lib.sh"
@@ -208,6 +212,15 @@ UNPUBLISHED=$(sql "SELECT count(*) FROM outbox WHERE $UNSENT" 2>/dev/null || ech
 log "placed $PLACED in ${PLACE_S}s; unpublished outbox rows: $UNPUBLISHED; releasing the lease"
 I0_REDIS=$(instances redis); I0_HTTP=$(instances http)
 H0=$(cpu_ticks "$HOST_PID"); R0=$(cpu_ticks "$REDIS_PID"); B0=$(busy_ticks); T0=$(now_ms)
+SYSCALLS=(pwrite64 pread64 fcntl fsync futex write mprotect)
+if [[ -n ${BENCH_SYSCALLS:-} ]]; then
+    ensure_apt_package perf linux-perf
+    perf stat -x, -o "$WORK/syscalls.csv" -p "$HOST_PID" \
+        -e "$(printf 'syscalls:sys_enter_%s,' "${SYSCALLS[@]}" | sed 's/,$//')" &
+    PERF_PID=$!
+    PIDS+=("$PERF_PID")
+    sleep 0.5  # perf attaches before the drain starts
+fi
 sql "UPDATE $LEASE_TABLE SET expires_at = 0"
 curl -sf -o /dev/null -X POST "$BASE/orders" -H 'content-type: application/json' \
     -d "{\"customer_id\":\"drain\",\"items\":[{\"sku\":\"$SKU\",\"quantity\":1}],\"payment_token\":\"tok_visa\"}"
@@ -215,6 +228,13 @@ read -r DONE_MS CONFIRMED CANCELLED OPEN B1 H1 R1 < <(python3 bench/rate.py drai
 (( OPEN == 0 )) || log "drain: $OPEN orders still open after $DRAIN_LIMIT s"
 wait_quiet
 HQ=$(cpu_ticks "$HOST_PID")
+DRAIN_SYSCALLS="not counted (BENCH_SYSCALLS=1 counts them)"
+if [[ -n ${BENCH_SYSCALLS:-} ]]; then
+    kill -INT "$PERF_PID" && wait "$PERF_PID" || true
+    # perf's CSV: count,unit,event,...; one line per tracepoint.
+    DRAIN_SYSCALLS="perf counted nothing (see $WORK/syscalls.csv)"
+    [[ -s $WORK/syscalls.csv ]] && DRAIN_SYSCALLS=$(awk -F, -v c="$CONFIRMED" '$3 ~ /sys_enter_/ { sub(/.*sys_enter_/, "", $3); printf "%s%s %.1f", sep, $3, $1 / c; sep = ", " }' "$WORK/syscalls.csv")
+fi
 DRAIN_MESSAGES=$(awk -v n=$(( $(instances redis) - I0_REDIS )) -v c="$CONFIRMED" 'BEGIN { printf "%.2f", n / c }')
 DRAIN_REQUESTS=$(awk -v n=$(( $(instances http) - I0_HTTP )) -v c="$CONFIRMED" 'BEGIN { printf "%.2f", n / c }')
 DRAIN_S=$(awk -v ms=$(( DONE_MS - T0 )) 'BEGIN { printf "%.1f", ms / 1000 }')
@@ -246,6 +266,7 @@ $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(sed -n 's/^model name[[:space
 | drain: host CPU per confirmed order, to final / to quiet | $DRAIN_CPU ms / $DRAIN_CPU_QUIET ms ($DRAIN_HOST_CORES cores busy) |
 | drain: redis-server CPU per confirmed order; rest of the machine meanwhile | $DRAIN_REDIS ms; $DRAIN_OTHERS ms |
 | drain: instances per confirmed order, to quiet: Redis messages; HTTP requests (the charge, feed reads, the poller's) | $DRAIN_MESSAGES; $DRAIN_REQUESTS |
+| drain: shop-host's system calls per confirmed order, to quiet | $DRAIN_SYSCALLS |
 | saga placed -> confirmed at $SAGA_RATE orders/s for ${SECONDS_PER_RUN}s (load $RATE_LOAD) | p50 $S_P50 ms, p99 $S_P99 ms ($S_DONE confirmed / $S_PLACED placed) |
 | host CPU per confirmed order at $SAGA_RATE/s (POSTs and polling included, to quiet); rest of the machine meanwhile (rate.py included) | $RATE_CPU ms; $RATE_OTHERS ms |
 TABLE
