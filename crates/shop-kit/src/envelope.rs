@@ -46,6 +46,14 @@ pub struct Envelope {
     pub mac: String,
 }
 
+/// One outbox row, or one consumer's copy of it: where it stands in its source's whole outbox,
+/// and the event (`env.consumer` empty for the row itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub position: i64,
+    pub env: Envelope,
+}
+
 impl Envelope {
     /// Wraps an event as `source` would send it to `consumer` as the `seq`-th event of that
     /// consumer's stream of the event's partition, in a new trace.

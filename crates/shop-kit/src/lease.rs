@@ -18,6 +18,7 @@
 //! holder that dies keeps the lease until it expires; the next writer or the sweep then takes
 //! it.
 
+use crate::claim::Claim;
 use crate::outbox::Row;
 
 /// Events per page (each with a copy per consumer that takes it), one Redis round trip each.
@@ -52,38 +53,43 @@ pub trait RelayPort {
     fn release(&self, holder: &str) -> anyhow::Result<()>;
 }
 
-/// Who relays: the holder of a lease claimed when the events were written, or one that takes
-/// it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who relays: the holder of a lease claimed when the events were written (with those events,
+/// when they are all that is unsent), or one that takes it now.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Holder {
-    Claimed(String),
+    Claimed(Claim),
     Taking(String),
 }
 
 /// Sends pages with `send` under the lease until none is left, taking the lease first unless
-/// `holder` claimed it already. Returns how many copies went out; 0 at once when another relay
+/// `holder` claimed it already; a claim that knows every unsent copy sends those as its first
+/// page without reading them. Returns how many copies went out; 0 at once when another relay
 /// holds the lease. A page holds the consumers' copies of the oldest unsent events
 /// (`outbox::unpublished`); `send` answers how many of them, in order, reached their consumer:
 /// the events whose copies all did are recorded as sent, and the rest (or the whole page, when
 /// it fails) are left for the next relay or the sweep, an error saying so.
 pub fn relay(
     port: &impl RelayPort,
-    holder: &Holder,
+    holder: Holder,
     now_ms: impl Fn() -> i64,
     mut send: impl FnMut(&[Row]) -> anyhow::Result<usize>,
 ) -> anyhow::Result<usize> {
-    let holder = match holder {
-        Holder::Claimed(holder) => holder,
+    let (holder, mut known) = match holder {
+        Holder::Claimed(claim) => (claim.holder, claim.unsent),
         Holder::Taking(holder) => {
-            if !port.take_lease(holder, now_ms())? {
+            if !port.take_lease(&holder, now_ms())? {
                 return Ok(0);
             }
-            holder
+            (holder, None)
         }
     };
+    let holder = holder.as_str();
     let mut sent = 0;
     for _ in 0..MAX_PAGES {
-        let page = port.pending(PAGE)?;
+        let page = match known.take() {
+            Some(rows) => rows,
+            None => port.pending(PAGE)?,
+        };
         if !page.is_empty() {
             let delivered = match send(&page) {
                 Ok(n) => n.min(page.len()),
@@ -208,6 +214,8 @@ mod tests {
         /// Copies of each event a page holds (consumers that take it); 0 is taken as 1.
         copies: usize,
         lease: RefCell<Option<(String, i64)>>,
+        /// How many pages were read.
+        reads: std::cell::Cell<usize>,
     }
 
     impl Mem {
@@ -231,6 +239,7 @@ mod tests {
 
     impl RelayPort for Mem {
         fn pending(&self, limit: i64) -> anyhow::Result<Vec<Row>> {
+            self.reads.set(self.reads.get() + 1);
             Ok(self
                 .unpublished()
                 .into_iter()
@@ -290,7 +299,7 @@ mod tests {
         let mut sent = vec![];
         let n = relay(
             &m,
-            &taking("a"),
+            taking("a"),
             || 0,
             |p| {
                 sent.extend(seqs(p));
@@ -310,7 +319,7 @@ mod tests {
         let mut pages = vec![];
         relay(
             &m,
-            &taking("a"),
+            taking("a"),
             || 0,
             |p| {
                 pages.push(seqs(p));
@@ -333,7 +342,7 @@ mod tests {
         m.append(1);
         assert!(m.take_lease("a", 0).unwrap());
         assert!(!needed_by(&m, 10));
-        let n = relay(&m, &taking("b"), || 10, |_| panic!("must not send")).unwrap();
+        let n = relay(&m, taking("b"), || 10, |_| panic!("must not send")).unwrap();
         assert_eq!(n, 0);
         assert_eq!(m.unpublished(), vec![1]);
     }
@@ -345,7 +354,7 @@ mod tests {
         assert!(m.take_lease("dead", 0).unwrap());
         assert!(needed_by(&m, TTL_MS));
         assert_eq!(
-            relay(&m, &taking("b"), || TTL_MS, |p| Ok(p.len())).unwrap(),
+            relay(&m, taking("b"), || TTL_MS, |p| Ok(p.len())).unwrap(),
             2
         );
         assert!(m.lease.borrow().is_none());
@@ -355,7 +364,7 @@ mod tests {
     fn a_failed_send_marks_nothing_and_lets_go() {
         let m = Mem::default();
         m.append(2);
-        let err = relay(&m, &taking("a"), || 0, |_| anyhow::bail!("redis down")).unwrap_err();
+        let err = relay(&m, taking("a"), || 0, |_| anyhow::bail!("redis down")).unwrap_err();
         assert!(err.to_string().contains("redis down"));
         assert_eq!(m.unpublished(), vec![1, 2]);
         assert!(needed_by(&m, 0));
@@ -368,7 +377,7 @@ mod tests {
         let mut calls = 0;
         relay(
             &m,
-            &taking("a"),
+            taking("a"),
             || 0,
             |_| {
                 calls += 1;
@@ -388,7 +397,7 @@ mod tests {
     fn what_reached_every_subscriber_is_marked_and_the_rest_left() {
         let m = Mem::default();
         m.append(3);
-        let err = relay(&m, &taking("a"), || 0, |_| Ok(1)).unwrap_err();
+        let err = relay(&m, taking("a"), || 0, |_| Ok(1)).unwrap_err();
         assert!(err.to_string().contains("2 copies"), "{err}");
         assert_eq!(m.unpublished(), vec![2, 3]);
         assert!(needed_by(&m, 0), "the lease is free for the retry");
@@ -402,22 +411,75 @@ mod tests {
         };
         m.append(2);
         // Copies 1a, 1b, 2a reach their consumers; 2b does not.
-        let err = relay(&m, &taking("a"), || 0, |p| Ok(p.len() - 1)).unwrap_err();
+        let err = relay(&m, taking("a"), || 0, |p| Ok(p.len() - 1)).unwrap_err();
         assert!(err.to_string().contains("1 copies"), "{err}");
         assert_eq!(m.unpublished(), vec![2]);
+    }
+
+    /// The writer's claim, taken in its transaction: the lease now looks taken to everyone.
+    fn claimed(m: &Mem, unsent: Option<Vec<Row>>) -> Holder {
+        assert!(m.take_lease("writer", 0).unwrap());
+        assert!(!needed_by(m, 1));
+        Holder::Claimed(Claim {
+            holder: "writer".into(),
+            unsent,
+        })
     }
 
     #[test]
     fn a_lease_claimed_with_the_events_is_relayed_without_taking_it_again() {
         let m = Mem::default();
         m.append(2);
-        // The writer claimed it in its transaction; the lease now looks taken to everyone.
-        assert!(m.take_lease("writer", 0).unwrap());
-        assert!(!needed_by(&m, 1));
-        let n = relay(&m, &Holder::Claimed("writer".into()), || 1, |p| Ok(p.len())).unwrap();
+        let n = relay(&m, claimed(&m, None), || 1, |p| Ok(p.len())).unwrap();
         assert_eq!(n, 2);
         assert!(m.unpublished().is_empty());
         assert!(m.lease.borrow().is_none(), "released once nothing is left");
+    }
+
+    #[test]
+    fn a_claim_that_knows_the_unsent_events_sends_them_without_reading() {
+        let m = Mem::default();
+        m.append(1);
+        let unsent = m.pending(PAGE).unwrap();
+        m.reads.set(0);
+        let mut pages = vec![];
+        let n = relay(
+            &m,
+            claimed(&m, Some(unsent)),
+            || 1,
+            |p| {
+                pages.push(seqs(p));
+                Ok(p.len())
+            },
+        )
+        .unwrap();
+        assert_eq!((n, pages, m.reads.get()), (1, vec![vec![1]], 0));
+        assert!(m.unpublished().is_empty());
+        assert!(m.lease.borrow().is_none());
+    }
+
+    #[test]
+    fn events_written_by_others_after_the_known_ones_are_read_and_sent() {
+        let m = Mem::default();
+        m.append(1);
+        let unsent = m.pending(PAGE).unwrap();
+        let mut pages = vec![];
+        relay(
+            &m,
+            claimed(&m, Some(unsent)),
+            || 1,
+            |p| {
+                // Another writer commits while the first page is out and leaves it to the holder.
+                if pages.is_empty() {
+                    m.append(2);
+                }
+                pages.push(seqs(p));
+                Ok(p.len())
+            },
+        )
+        .unwrap();
+        assert_eq!(pages, vec![vec![1], vec![2, 3]]);
+        assert!(m.unpublished().is_empty());
     }
 
     fn needed_by(m: &Mem, now_ms: i64) -> bool {

@@ -14,6 +14,8 @@
 use serde_json::json;
 use shop_events::ShopEvent;
 
+use crate::claim::Claim;
+pub use crate::envelope::Row;
 use crate::sql::{i, int, t, text, Db, Value};
 use crate::stream::{partition_of, PARTITIONS};
 use crate::{ApiError, Envelope};
@@ -26,9 +28,10 @@ pub const MAX_PAGE: i64 = 500;
 pub const LEASE_TTL_MS: i64 = 2_000;
 
 /// Takes the relay lease for `?1` if it is free (released, or expired at `?2`, now) until `?3`;
-/// returns a row only when taken. One statement: on its own, one short implicit transaction.
+/// returns a row, the cursor `sent_through`, only when taken. One statement: on its own, one
+/// short implicit transaction.
 pub const TAKE_LEASE: &str = "UPDATE outbox_relay SET holder = ?1, expires_at = ?3 \
-    WHERE id = 1 AND expires_at <= ?2 RETURNING holder";
+    WHERE id = 1 AND expires_at <= ?2 RETURNING sent_through";
 
 /// Appends `event` to the outbox of `source` and to the stream of each consumer that takes it,
 /// and claims the relay lease for this instance when it is free (`claim`); call inside the
@@ -37,15 +40,18 @@ pub const TAKE_LEASE: &str = "UPDATE outbox_relay SET holder = ?1, expires_at = 
 /// transaction's commit (`lease`).
 pub fn append(db: &Db, source: &str, event: &ShopEvent, traceparent: &str) -> anyhow::Result<()> {
     let partition = partition_of(event.order_id());
+    let id = uuid::Uuid::new_v4().to_string();
+    let occurred_at = crate::time::now_rfc3339();
+    let data = event.data();
     let inserted = db.exec(
         "INSERT INTO outbox (id, type, occurred_at, traceparent, data, partition) \
          VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
         &[
-            t(uuid::Uuid::new_v4().to_string()),
+            t(&id),
             t(event.type_name()),
-            t(crate::time::now_rfc3339()),
+            t(&occurred_at),
             t(traceparent),
-            t(event.data().to_string()),
+            t(data.to_string()),
             i(partition),
         ],
     )?;
@@ -54,32 +60,54 @@ pub fn append(db: &Db, source: &str, event: &ShopEvent, traceparent: &str) -> an
         .first()
         .map(|r| int(r, 0))
         .ok_or_else(|| anyhow::anyhow!("the outbox insert returned no position"))?;
+    let copy = |consumer: &str, seq: i64| Row {
+        position,
+        env: Envelope {
+            id: id.clone(),
+            type_name: event.type_name().to_string(),
+            source: source.to_string(),
+            consumer: consumer.to_string(),
+            partition,
+            seq,
+            occurred_at: occurred_at.clone(),
+            traceparent: traceparent.to_string(),
+            data: data.clone(),
+            mac: String::new(),
+        },
+    };
+    let mut copies = Vec::new();
     for consumer in crate::subscriptions::takers(source, event.type_name()) {
-        db.exec(STREAM_APPEND, &[t(consumer), i(partition), i(position)])?;
+        let numbered = db.exec(STREAM_APPEND, &[t(consumer), i(partition), i(position)])?;
+        let pseq = numbered.rows.first().map(|r| int(r, 0)).unwrap_or(0);
+        copies.push(copy(consumer, pseq));
     }
-    if crate::claim::held().is_none() {
-        let holder = uuid::Uuid::new_v4().to_string();
-        let now = crate::time::now_millis();
-        let taken = db.exec(TAKE_LEASE, &[t(&holder), i(now), i(now + LEASE_TTL_MS)])?;
-        if !taken.rows.is_empty() {
-            crate::claim::set(Some(holder));
+    // In the order `unpublished` reads them back: by consumer; an event nobody takes, alone.
+    copies.sort_by(|a, b| a.env.consumer.cmp(&b.env.consumer));
+    if copies.is_empty() {
+        copies.push(copy("", 0));
+    }
+    match crate::claim::held() {
+        Some(mut claim) => {
+            claim.add(copies);
+            crate::claim::set(Some(claim));
+        }
+        None => {
+            let holder = uuid::Uuid::new_v4().to_string();
+            let now = crate::time::now_millis();
+            let taken = db.exec(TAKE_LEASE, &[t(&holder), i(now), i(now + LEASE_TTL_MS)])?;
+            if let Some(row) = taken.rows.first() {
+                crate::claim::set(Some(Claim::new(holder, int(row, 0), copies)));
+            }
         }
     }
     Ok(())
 }
 
-/// Numbers the event at outbox position `?3` next in stream (consumer `?1`, partition `?2`).
+/// Numbers the event at outbox position `?3` next in stream (consumer `?1`, partition `?2`);
+/// returns that number.
 pub const STREAM_APPEND: &str = "INSERT INTO outbox_streams (consumer, partition, pseq, position) \
     VALUES (?1, ?2, (SELECT coalesce(max(pseq), 0) + 1 FROM outbox_streams \
-      WHERE consumer = ?1 AND partition = ?2), ?3)";
-
-/// One outbox row, or one consumer's copy of it: where it stands in the whole outbox, and the
-/// event (`env.consumer` empty for the row itself).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub position: i64,
-    pub env: Envelope,
-}
+      WHERE consumer = ?1 AND partition = ?2), ?3) RETURNING pseq";
 
 /// Columns every query below selects, in this order: position, partition, seq, consumer, then
 /// the event.

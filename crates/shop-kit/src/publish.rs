@@ -35,15 +35,15 @@ pub fn to_redis(db: &Db, source: &str, redis_address: &str, look: Look) -> anyho
     let conn = match spin_sdk::redis::Connection::open(redis_address) {
         Ok(conn) => conn,
         Err(e) => {
-            if let lease::Holder::Claimed(holder) = &holder {
+            if let lease::Holder::Claimed(claim) = &holder {
                 // Left for the retry, which looks for them, or the sweep.
-                let _ = port.release(holder);
+                let _ = port.release(&claim.holder);
             }
             anyhow::bail!("redis {redis_address}: {e:?}");
         }
     };
     let keys = crate::config::internal_keys();
-    lease::relay(&port, &holder, crate::time::now_millis, |page| {
+    lease::relay(&port, holder, crate::time::now_millis, |page| {
         publish_all(&conn, keys.as_ref(), page)
     })
 }
