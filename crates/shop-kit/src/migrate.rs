@@ -1,6 +1,7 @@
 //! Versioned schema migrations, embedded in each component and applied when it opens its
 //! database. The schema version lives in SQLite's `PRAGMA user_version` or PostgreSQL's
-//! `schema_version` table (`sql`), so a database that is up to date costs one read per instance.
+//! `schema_version` table (`sql`), so a database that is up to date costs one read per instance,
+//! inside its first transaction when that comes first.
 
 /// One migration file, `migrations/<function>/NNNN_name.sql` (SQLite) or
 /// `migrations/<function>/postgres/NNNN_name.sql`.

@@ -1,7 +1,9 @@
 //! The function's SQL database: SQLite (Spin's `sqlite` interface, a label granted in
 //! `sqlite_databases`) or PostgreSQL (Spin's `spin:postgres@4.0.0`, a connection string),
 //! chosen per deployment by the component variables `sql_store` and `postgres_url`
-//! (docs/adr/0009). Opened once per instance and migrated on open.
+//! (docs/adr/0009). Opened once per instance, and migrated by its first statement: a first
+//! transaction reads the schema version inside itself, where the read takes no lock of its own;
+//! a first statement outside one reads it just before.
 //!
 //! Statements are written once, in the SQL both dialects share, with SQLite's `?` / `?N`
 //! placeholders; the PostgreSQL adapter renumbers them (`placeholders`). Results come back as
@@ -133,28 +135,86 @@ trait Adapter {
     fn schema_version(&self) -> anyhow::Result<i64>;
     /// The schema version, read again inside the migrating transaction.
     fn locked_schema_version(&self) -> anyhow::Result<i64>;
+    /// The schema version read inside a transaction that is not migrating, without writing;
+    /// an error (no version recorded yet) leaves the transaction to be rolled back.
+    fn schema_version_in_transaction(&self) -> anyhow::Result<i64>;
     fn set_schema_version(&self, version: i64) -> anyhow::Result<()>;
 }
 
-/// An open, migrated database.
+/// An open database, migrated by its first statement.
 pub struct Db {
     conn: Box<dyn Adapter>,
     /// The event that this connection retries, if any (see `pending`).
     pub redo: RedoMark,
+    label: String,
+    /// The migrations of the store's dialect until the schema version has been checked.
+    unchecked: std::cell::Cell<Option<&'static [Migration]>>,
+}
+
+thread_local! {
+    /// The databases (by label) whose schema this instance found at the newest version: a later
+    /// handle on one needs no check, as a schema never goes back. One instance per thread, as
+    /// for `claim`.
+    static CURRENT: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Db {
-    /// Opens the store the deployment chose (SQLite under `label`, or PostgreSQL) and applies
-    /// its pending migrations.
+    /// Opens the store the deployment chose (SQLite under `label`, or PostgreSQL); its pending
+    /// migrations are applied before its first statement runs.
     pub fn open(label: &str, schema: &Schema) -> anyhow::Result<Self> {
         let (conn, migrations) =
             Self::connect(label, schema).map_err(|e| anyhow::Error::new(StoreUnavailable(e)))?;
-        let db = Db {
+        Ok(Self::on(label, conn, migrations))
+    }
+
+    fn on(label: &str, conn: Box<dyn Adapter>, migrations: &'static [Migration]) -> Self {
+        let current = CURRENT.with(|c| c.borrow().iter().any(|l| l == label));
+        Db {
             conn,
             redo: RedoMark::default(),
+            label: label.to_string(),
+            unchecked: std::cell::Cell::new((!current).then_some(migrations)),
+        }
+    }
+
+    /// Records the schema as checked, for this handle and the instance's later ones.
+    fn checked(&self) {
+        self.unchecked.set(None);
+        CURRENT.with(|c| c.borrow_mut().push(self.label.clone()));
+    }
+
+    /// Applies the pending migrations, unless the schema version was checked already; a
+    /// failed migration is tried again by the next statement.
+    fn migrate_unchecked(&self) -> anyhow::Result<()> {
+        let Some(migrations) = self.unchecked.take() else {
+            return Ok(());
         };
-        migrate(&mut Versions(&db), migrations)?;
-        Ok(db)
+        match migrate(&mut Versions(self), migrations) {
+            Ok(_) => {
+                self.checked();
+                Ok(())
+            }
+            Err(e) => {
+                self.unchecked.set(Some(migrations));
+                Err(e)
+            }
+        }
+    }
+
+    /// Inside a transaction just begun: whether the schema is at the newest version (then
+    /// checked for good), read without a statement of its own outside the transaction.
+    fn schema_current_in_transaction(&self) -> bool {
+        let Some(migrations) = self.unchecked.get() else {
+            return true;
+        };
+        let current = self
+            .conn
+            .schema_version_in_transaction()
+            .is_ok_and(|v| v == migrations.len() as i64);
+        if current {
+            self.checked();
+        }
+        current
     }
 
     /// The chosen store's connection and the migrations for its dialect.
@@ -172,6 +232,7 @@ impl Db {
     }
 
     pub fn exec(&self, sql: &str, params: &[Value]) -> anyhow::Result<Rows> {
+        self.migrate_unchecked()?;
         self.conn.exec(sql, params)
     }
 
@@ -194,6 +255,12 @@ impl Db {
     ) -> Result<T, E> {
         let claimed_before = crate::claim::held();
         self.conn.begin()?;
+        if !self.schema_current_in_transaction() {
+            // Migrating takes transactions of its own: this one starts again after it.
+            let _ = self.conn.exec("ROLLBACK", &[]);
+            self.migrate_unchecked()?;
+            self.conn.begin()?;
+        }
         let result = match f() {
             Ok(value) => self.exec("COMMIT", &[]).map(|_| value).map_err(E::from),
             Err(e) => Err(e),
@@ -273,6 +340,154 @@ pub fn opt_i(n: Option<i64>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
+
+    /// A store that logs what it is asked, at schema version `version`.
+    #[derive(Default)]
+    struct Logged {
+        log: RefCell<Vec<String>>,
+        version: Cell<i64>,
+    }
+
+    struct Fake(Rc<Logged>);
+
+    impl Fake {
+        fn note(&self, what: &str) {
+            self.0.log.borrow_mut().push(what.to_string());
+        }
+    }
+
+    impl Adapter for Fake {
+        fn exec(&self, sql: &str, _: &[Value]) -> anyhow::Result<Rows> {
+            self.note(sql);
+            Ok(Rows::default())
+        }
+        fn begin(&self) -> anyhow::Result<()> {
+            self.note("BEGIN");
+            Ok(())
+        }
+        fn schema_version(&self) -> anyhow::Result<i64> {
+            self.note("version");
+            Ok(self.0.version.get())
+        }
+        fn locked_schema_version(&self) -> anyhow::Result<i64> {
+            self.note("locked version");
+            Ok(self.0.version.get())
+        }
+        fn schema_version_in_transaction(&self) -> anyhow::Result<i64> {
+            self.note("version in transaction");
+            Ok(self.0.version.get())
+        }
+        fn set_schema_version(&self, version: i64) -> anyhow::Result<()> {
+            self.note(&format!("set version {version}"));
+            self.0.version.set(version);
+            Ok(())
+        }
+    }
+
+    const MIGRATIONS: &[Migration] = &[
+        Migration {
+            version: 1,
+            name: "0001_a",
+            sql: "CREATE TABLE a (x)",
+        },
+        Migration {
+            version: 2,
+            name: "0002_b",
+            sql: "CREATE TABLE b (x)",
+        },
+    ];
+
+    /// A database at schema `version` and the log of what it is asked.
+    fn at_version(version: i64) -> (Db, Rc<Logged>) {
+        on_label("test", version)
+    }
+
+    /// The same under another database label.
+    fn on_label(label: &str, version: i64) -> (Db, Rc<Logged>) {
+        let logged = Rc::new(Logged::default());
+        logged.version.set(version);
+        let db = Db::on(label, Box::new(Fake(logged.clone())), MIGRATIONS);
+        (db, logged)
+    }
+
+    fn write(db: &Db) {
+        db.transaction(|| db.exec("INSERT INTO a VALUES (1)", &[]))
+            .unwrap();
+    }
+
+    #[test]
+    fn an_up_to_date_schema_is_checked_once_inside_the_first_transaction() {
+        let (db, logged) = at_version(2);
+        write(&db);
+        write(&db);
+        db.exec("SELECT x FROM a", &[]).unwrap();
+        assert_eq!(
+            *logged.log.borrow(),
+            [
+                "BEGIN",
+                "version in transaction",
+                "INSERT INTO a VALUES (1)",
+                "COMMIT",
+                "BEGIN",
+                "INSERT INTO a VALUES (1)",
+                "COMMIT",
+                "SELECT x FROM a",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_old_schema_found_by_the_first_transaction_is_migrated_before_it_runs() {
+        let (db, logged) = at_version(1);
+        write(&db);
+        let log = logged.log.borrow();
+        let after_rollback = log.iter().position(|s| s == "ROLLBACK").unwrap();
+        assert_eq!(log[..after_rollback], ["BEGIN", "version in transaction"]);
+        assert!(log.contains(&"CREATE TABLE b (x)".to_string()), "{log:?}");
+        assert!(!log.contains(&"CREATE TABLE a (x)".to_string()), "{log:?}");
+        assert_eq!(
+            log[log.len() - 3..],
+            ["BEGIN", "INSERT INTO a VALUES (1)", "COMMIT"]
+        );
+        assert_eq!(logged.version.get(), 2);
+    }
+
+    #[test]
+    fn a_later_handle_on_a_database_the_instance_checked_needs_no_check() {
+        let (first, _) = on_label("orders", 2);
+        let (other, other_log) = on_label("inventory", 2);
+        write(&first);
+        let (later, later_log) = on_label("orders", 2);
+        later.exec("SELECT x FROM a", &[]).unwrap();
+        assert_eq!(*later_log.log.borrow(), ["SELECT x FROM a"]);
+        other.exec("SELECT x FROM a", &[]).unwrap();
+        assert_eq!(*other_log.log.borrow(), ["version", "SELECT x FROM a"]);
+    }
+
+    #[test]
+    fn a_first_statement_outside_a_transaction_reads_the_version_first() {
+        let (db, logged) = at_version(2);
+        db.exec("SELECT x FROM a", &[]).unwrap();
+        db.exec("SELECT x FROM a", &[]).unwrap();
+        assert_eq!(
+            *logged.log.borrow(),
+            ["version", "SELECT x FROM a", "SELECT x FROM a"]
+        );
+    }
+
+    #[test]
+    fn a_database_newer_than_the_component_is_refused_by_every_statement() {
+        let (db, _) = at_version(3);
+        for _ in 0..2 {
+            let err = db.exec("SELECT x FROM a", &[]).unwrap_err().to_string();
+            assert!(err.contains("newer than this component"), "{err}");
+        }
+        assert!(db
+            .transaction(|| db.exec("INSERT INTO a VALUES (1)", &[]))
+            .is_err());
+    }
 
     #[test]
     fn the_store_is_chosen_explicitly() {

@@ -82,6 +82,11 @@ impl Adapter for Postgres {
         self.schema_version()
     }
 
+    /// A missing table (a new database) aborts the transaction, which is then rolled back.
+    fn schema_version_in_transaction(&self) -> anyhow::Result<i64> {
+        self.schema_version()
+    }
+
     fn set_schema_version(&self, version: i64) -> anyhow::Result<()> {
         self.exec(
             "INSERT INTO schema_version (version) VALUES (?)",

@@ -66,6 +66,10 @@ impl Adapter for Sqlite {
         Ok(rows.rows.first().map(|r| super::int(r, 0)).unwrap_or(0))
     }
 
+    fn schema_version_in_transaction(&self) -> anyhow::Result<i64> {
+        self.locked_schema_version()
+    }
+
     fn set_schema_version(&self, version: i64) -> anyhow::Result<()> {
         self.exec(&format!("PRAGMA user_version = {version}"), &[])
             .map(drop)
