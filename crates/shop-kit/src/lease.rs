@@ -308,8 +308,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((n, sent), (3, vec![1, 2, 3]));
-        assert!(m.unpublished().is_empty());
-        assert!(m.lease.borrow().is_none());
+        assert_all_sent_and_let_go(&m);
     }
 
     #[test]
@@ -454,8 +453,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((n, pages, m.reads.get()), (1, vec![vec![1]], 0));
-        assert!(m.unpublished().is_empty());
-        assert!(m.lease.borrow().is_none());
+        assert_all_sent_and_let_go(&m);
     }
 
     #[test]
@@ -480,6 +478,11 @@ mod tests {
         .unwrap();
         assert_eq!(pages, vec![vec![1], vec![2, 3]]);
         assert!(m.unpublished().is_empty());
+    }
+
+    fn assert_all_sent_and_let_go(m: &Mem) {
+        assert!(m.unpublished().is_empty());
+        assert!(m.lease.borrow().is_none());
     }
 
     fn needed_by(m: &Mem, now_ms: i64) -> bool {

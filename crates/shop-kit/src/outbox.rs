@@ -75,28 +75,30 @@ pub fn append(db: &Db, source: &str, event: &ShopEvent, traceparent: &str) -> an
             mac: String::new(),
         },
     };
-    let mut copies = Vec::new();
+    let mut numbered = Vec::new();
     for consumer in crate::subscriptions::takers(source, event.type_name()) {
-        let numbered = db.exec(STREAM_APPEND, &[t(consumer), i(partition), i(position)])?;
-        let pseq = numbered.rows.first().map(|r| int(r, 0)).unwrap_or(0);
-        copies.push(copy(consumer, pseq));
+        let rows = db.exec(STREAM_APPEND, &[t(consumer), i(partition), i(position)])?;
+        numbered.push((consumer, rows.rows.first().map(|r| int(r, 0)).unwrap_or(0)));
     }
     // In the order `unpublished` reads them back: by consumer; an event nobody takes, alone.
-    copies.sort_by(|a, b| a.env.consumer.cmp(&b.env.consumer));
-    if copies.is_empty() {
-        copies.push(copy("", 0));
+    numbered.sort_unstable();
+    if numbered.is_empty() {
+        numbered.push(("", 0));
     }
+    // Built only for a claim that keeps them.
+    let copies = || numbered.iter().map(|&(c, seq)| copy(c, seq)).collect();
     match crate::claim::held() {
-        Some(mut claim) => {
-            claim.add(copies);
+        Some(mut claim) if claim.unsent.is_some() => {
+            claim.add(copies());
             crate::claim::set(Some(claim));
         }
+        Some(_) => {}
         None => {
             let holder = uuid::Uuid::new_v4().to_string();
             let now = crate::time::now_millis();
             let taken = db.exec(TAKE_LEASE, &[t(&holder), i(now), i(now + LEASE_TTL_MS)])?;
             if let Some(row) = taken.rows.first() {
-                crate::claim::set(Some(Claim::new(holder, int(row, 0), copies)));
+                crate::claim::set(Some(Claim::new(holder, int(row, 0), copies())));
             }
         }
     }
