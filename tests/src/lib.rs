@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use testkit::tempfile::TempDir;
@@ -362,6 +362,26 @@ impl Shop {
             }
             None => self.sqlite(&format!("{function}.db"), sql),
         }
+    }
+
+    /// Gives `function`'s relay lease to `holder` for an hour (replacing a live holder's, if
+    /// any): its other relays leave their events to it, as to a relay killed while it held it.
+    pub fn hold_relay_lease(&self, function: &str, holder: &str) {
+        self.sql(
+            function,
+            &format!(
+                "UPDATE outbox_relay SET holder = '{holder}', expires_at = {};",
+                now_ms() + 3_600_000
+            ),
+        );
+    }
+
+    /// Makes `function`'s relay lease free, as if it had expired: the next relay takes it.
+    pub fn expire_relay_lease(&self, function: &str) {
+        self.sql(
+            function,
+            &format!("UPDATE outbox_relay SET expires_at = {};", now_ms() - 1),
+        );
     }
 
     /// Makes `function`'s store refuse every insert into `table` whose `column` contains
@@ -914,6 +934,16 @@ impl<'a> Sweeper<'a> {
 }
 
 /// Whether an order reached a final state.
+/// Now, in milliseconds since the epoch, as the functions count a lease's expiry (the host
+/// runs on this machine's clock). Computed here, so the lease statements are the same SQL on
+/// SQLite and PostgreSQL.
+pub fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_millis()
+}
+
 pub fn is_final(order: &Order) -> bool {
     matches!(order["status"].as_str(), Some("confirmed" | "cancelled"))
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::json;
 use shop_e2e::{is_final, unique_sku, RaiseOnDrop, Shop, SqlStore, WebhookReceiver, SETTLE};
@@ -475,28 +475,6 @@ fn host_killed_repeatedly_during_a_burst_loses_and_repeats_nothing() {
     shop.check_recovered(&ids);
 }
 
-/// Now, in milliseconds since the epoch, as the functions count a lease's expiry (the host
-/// runs on this machine's clock). Computed here, so the lease statements are the same SQL on
-/// SQLite and PostgreSQL.
-fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after the epoch")
-        .as_millis()
-}
-
-/// Gives orders' relay lease to `holder` for an hour (replacing a live holder's, if any): the
-/// other relays leave their events to it.
-fn hold_orders_lease(shop: &Shop, holder: &str) {
-    shop.sql(
-        "orders",
-        &format!(
-            "UPDATE outbox_relay SET holder = '{holder}', expires_at = {};",
-            now_ms() + 3_600_000
-        ),
-    );
-}
-
 /// Places orders of `customer` until one lands on stream `partition`; returns them all, that
 /// one last.
 fn orders_until_partition(shop: &Shop, customer: &str, sku: &str, partition: i64) -> Vec<String> {
@@ -521,7 +499,7 @@ fn a_missed_event_is_filled_from_the_feed_when_the_next_one_of_its_stream_arrive
     // miss it, as if Redis had lost it. Nothing calls the sweep in this test. (Reading the feed
     // creates orders' database.)
     shop.events("orders");
-    hold_orders_lease(&shop, "test");
+    shop.hold_relay_lease("orders", "test");
     let missed = shop.place_order("gappy", &[(&sku, 1)], "tok_visa");
     shop.sql(
         "orders",
@@ -573,7 +551,7 @@ fn a_lease_left_by_a_killed_relay_holds_events_back_only_until_it_expires() {
     assert_eq!(shop.wait_final(&first)["status"], "confirmed");
 
     // The lease a killed holder leaves.
-    hold_orders_lease(&shop, "killed");
+    shop.hold_relay_lease("orders", "killed");
     let held = shop.place_order("leased", &[(&sku, 1)], "tok_visa");
     thread::sleep(Duration::from_millis(500));
     assert_eq!(
@@ -583,10 +561,7 @@ fn a_lease_left_by_a_killed_relay_holds_events_back_only_until_it_expires() {
     );
 
     // The lease expires: the next relay takes it over and sends what waited.
-    shop.sql(
-        "orders",
-        &format!("UPDATE outbox_relay SET expires_at = {};", now_ms() - 1),
-    );
+    shop.expire_relay_lease("orders");
     let next = shop.place_order("leased", &[(&sku, 1)], "tok_visa");
     let ids = [first, held, next];
     let orders = shop.wait_final_all(&ids);
