@@ -211,3 +211,68 @@ fn a_cancel_while_a_charge_outlives_billings_timeout_ends_with_the_charge_refund
     assert_eq!(shop.order(&id)["status"], "cancelled");
     shop.check_invariants(&[id]);
 }
+
+/// Inventory's Redis messages, over every channel.
+const INVENTORY_MESSAGES: &str = "shop_host_redis_messages_total{component=\"inventory\"";
+
+/// A backlog travels in batches (docs/adr/0012): while orders' relay lease is held, 40 orders
+/// and a poison wait in its outbox; the order placed once it is free sends them all, each
+/// consumer stream's copies in a few messages, and downstream the saga stays batched. The
+/// poison, one event of a batch, is parked alone while every order confirms.
+#[test]
+fn a_backlog_goes_in_batches_and_a_poison_among_them_stays_alone() {
+    let shop = Shop::start_with(&[("dead_letter_after", "2")]);
+    let sku = unique_sku("BATCHED");
+    shop.put_product(&sku, 250, 60);
+
+    shop.events("orders");
+    shop.hold_relay_lease("orders", "test");
+    let place = |n: usize| shop.place_order(&format!("batch-{n}"), &[(&sku, 1)], "tok_visa");
+    let mut ids: Vec<String> = (0..20).map(place).collect();
+    inject(
+        &shop,
+        "orders",
+        "poison-in-a-batch",
+        "order-cancelled",
+        &json!({"order_id": "poison-c"}),
+    );
+    ids.extend((20..40).map(place));
+    assert!(ids.iter().all(|id| shop.order(id)["status"] == "pending"));
+
+    let messages_before = shop.metric_total(INVENTORY_MESSAGES);
+    shop.expire_relay_lease("orders");
+    ids.push(place(40));
+    let placed = Instant::now();
+    let confirmed = eventually(FIFTY_ORDERS, || {
+        ids.iter()
+            .all(|id| shop.order(id)["status"] == "confirmed")
+            .then_some(placed.elapsed())
+    });
+    assert!(
+        confirmed.is_some(),
+        "not all confirmed:\n{:?}\n{}",
+        ids.iter()
+            .map(|id| shop.order(id)["status"].to_string())
+            .collect::<Vec<_>>(),
+        shop.logs_tail()
+    );
+    for function in ["inventory", "billing", "notifications"] {
+        let parked = eventually(SETTLE, || {
+            (parked_ids(&shop, function) == ["poison-in-a-batch"]).then_some(())
+        });
+        assert!(
+            parked.is_some(),
+            "{function} parked {:?}\n{}",
+            parked_ids(&shop, function),
+            shop.logs_tail()
+        );
+    }
+    // Inventory applied 41 order-created, 41 payment-captured and the poison: one message
+    // each, without batches.
+    let messages = shop.metric_total(INVENTORY_MESSAGES) - messages_before;
+    assert!(
+        messages <= 41.0,
+        "inventory took {messages} messages for 83 events"
+    );
+    shop.check_invariants(&ids);
+}

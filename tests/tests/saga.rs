@@ -563,20 +563,28 @@ fn events_published_at_once_reach_their_channel_once_each_in_seq_order() {
 
     pubsub.set_read_timeout(Some(SETTLE)).expect("read timeout");
     let mut streams: BTreeMap<(String, i64), Vec<i64>> = BTreeMap::new();
-    for _ in 0..copies {
+    let mut received = 0;
+    while received < copies {
         let message = pubsub.get_message().expect("every copy, published");
-        let payload: Value =
-            serde_json::from_slice(message.get_payload_bytes()).expect("an event envelope");
-        let partition = payload["partition"].as_i64().expect("partition");
-        let consumer = payload["consumer"].as_str().expect("consumer").to_string();
-        assert_eq!(
-            message.get_channel_name(),
-            channel("orders", &consumer, partition)
-        );
-        streams
-            .entry((consumer, partition))
-            .or_default()
-            .push(payload["seq"].as_i64().expect("seq"));
+        // One envelope, or a batch of one stream's envelopes (docs/adr/0012).
+        let payload: Value = serde_json::from_slice(message.get_payload_bytes()).expect("JSON");
+        let envelopes = match payload {
+            Value::Array(batch) => batch,
+            one => vec![one],
+        };
+        for envelope in envelopes {
+            let partition = envelope["partition"].as_i64().expect("partition");
+            let consumer = envelope["consumer"].as_str().expect("consumer").to_string();
+            assert_eq!(
+                message.get_channel_name(),
+                channel("orders", &consumer, partition)
+            );
+            streams
+                .entry((consumer, partition))
+                .or_default()
+                .push(envelope["seq"].as_i64().expect("seq"));
+            received += 1;
+        }
     }
     assert!(streams.len() > 2, "orders spread over streams: {streams:?}");
     for (stream, seqs) in &streams {

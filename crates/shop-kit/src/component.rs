@@ -130,7 +130,7 @@ async fn receive<C: Consuming>(ctx: &Ctx, req: &Request) -> Result<Response, Fai
         ApiError::invalid(field, reason)
     })?;
     let consumer = C::open(ctx)?;
-    let done = relay::deliver(ctx.service, &env, &consumer, false)
+    let done = relay::deliver(ctx.service, &env, &consumer)
         .await
         .map_err(|e| ApiError::unavailable(format!("{} not recorded: {e:#}", env.label())))?;
     // What the event (and any gap filled before it) caused goes out after the response.

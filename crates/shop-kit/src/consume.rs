@@ -19,6 +19,10 @@ const MAX_PAGES: usize = 50;
 /// Pending events retried per round, and rounds per call, so a retry pass always ends.
 const RETRY_BATCH: i64 = 50;
 const RETRY_ROUNDS: usize = 20;
+/// How long one message's batch keeps starting events (ADR 0012): the rest are deferred, due
+/// at once, for the wake, so that a batch of slow events (a provider that takes its time) still
+/// ends well inside a host's deadline, and the events it made go out without waiting for all.
+const BATCH_BUDGET_MS: i64 = 2_000;
 /// How long one pass keeps starting retries: the wake loop and the sweep run it inside one
 /// instance, which a host may stop (this host after 60 s by default).
 const RETRY_BUDGET_MS: i64 = 15_000;
@@ -174,6 +178,11 @@ pub struct Delivered {
 }
 
 impl Delivered {
+    fn merge(&mut self, other: Delivered) {
+        self.applied += other.applied;
+        self.deferred += other.deferred;
+    }
+
     fn add(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Applied => self.applied += 1,
@@ -342,6 +351,64 @@ pub async fn deliver_logged(
         Err(e) => log.error(&format!("{} not handled: {e:#}", env.label()), order_id),
     }
     result
+}
+
+/// Applies the events of one message in order, each with a consumer of its own trace from
+/// `open` and as [`deliver_logged`] does (a failure is logged and does not stop the others);
+/// events not started within [`BATCH_BUDGET_MS`] are deferred instead, due at once. Returns
+/// what was done and the last consumer opened, to publish what the batch made.
+pub async fn deliver_batch<C: Consumer>(
+    service: &'static str,
+    open: impl Fn(&Envelope) -> anyhow::Result<C>,
+    feed: &impl Feed,
+    batch: &[Envelope],
+    now_ms: impl Fn() -> i64,
+) -> (Delivered, Option<C>) {
+    let started = now_ms();
+    let mut done = Delivered::default();
+    let mut last = None;
+    for (n, env) in batch.iter().enumerate() {
+        let consumer = match open(env) {
+            Ok(consumer) => last.insert(consumer),
+            Err(e) => {
+                logger(env).error(&format!("{} not handled: {e:#}", env.label()), None);
+                continue;
+            }
+        };
+        if now_ms() - started > BATCH_BUDGET_MS {
+            defer_unstarted(consumer, &batch[n..], now_ms(), &mut done);
+            break;
+        }
+        if let Ok(delivered) = deliver_logged(service, consumer, feed, env).await {
+            done.merge(delivered);
+        }
+    }
+    (done, last)
+}
+
+/// Defers `rest`, the events of a batch its instance had no time left for, in order. Without a
+/// place for pending events they are left to the next gap fill.
+fn defer_unstarted(consumer: &impl Consumer, rest: &[Envelope], now_ms: i64, done: &mut Delivered) {
+    let Some(port) = consumer.store().pending() else {
+        return;
+    };
+    for env in rest {
+        let p = Pending {
+            env: env.clone(),
+            attempts: 0,
+            error: "not started within its batch's time".into(),
+        };
+        match port.defer(&p, now_ms) {
+            Ok(outcome) => {
+                log_outcome(env, outcome, &p.error);
+                done.add(outcome);
+            }
+            Err(e) => {
+                logger(env).error(&format!("{} not deferred: {e:#}", env.label()), None);
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

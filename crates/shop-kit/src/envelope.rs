@@ -98,6 +98,22 @@ impl Envelope {
     pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
         Ok(serde_json::from_slice(bytes)?)
     }
+
+    /// The events of a message received on a consumer's stream channel: one envelope (a JSON
+    /// object) or a batch of them (an array, `publish::BATCH`), the envelopes of a batch each
+    /// parsed on its own so that a malformed one does not take the others with it. Fails when
+    /// the message is not an array of anything, nor one envelope.
+    pub fn batch_from_bytes(bytes: &[u8]) -> anyhow::Result<Vec<anyhow::Result<Self>>> {
+        if bytes.trim_ascii_start().first() != Some(&b'[') {
+            // The common case, parsed straight into the envelope.
+            return Ok(vec![Ok(Self::from_bytes(bytes)?)]);
+        }
+        let items: Vec<serde_json::Value> = serde_json::from_slice(bytes)?;
+        Ok(items
+            .into_iter()
+            .map(|v| Ok(serde_json::from_value(v)?))
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +148,30 @@ mod tests {
         let back = Envelope::from_bytes(json.to_string().as_bytes()).unwrap();
         assert_eq!(back.event().unwrap(), event);
         assert_eq!(back.order_id(), "o1");
+    }
+
+    #[test]
+    fn a_message_holds_one_envelope_or_a_batch() {
+        let env = crate::testing::envelope(3);
+        let one = serde_json::to_vec(&env).unwrap();
+        let parsed = Envelope::batch_from_bytes(&one).unwrap();
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].as_ref().unwrap(), &env);
+
+        let mut batch = serde_json::to_value([&env, &crate::testing::envelope(4)]).unwrap();
+        batch
+            .as_array_mut()
+            .unwrap()
+            .insert(1, serde_json::json!({"id": "bad"}));
+        let parsed = Envelope::batch_from_bytes(batch.to_string().as_bytes()).unwrap();
+        let seqs: Vec<Option<i64>> = parsed
+            .iter()
+            .map(|e| e.as_ref().ok().map(|e| e.seq))
+            .collect();
+        assert_eq!(seqs, [Some(3), None, Some(4)]);
+
+        assert!(Envelope::batch_from_bytes(b"[not json").is_err());
+        assert!(Envelope::batch_from_bytes(b"not json").is_err());
+        assert!(Envelope::batch_from_bytes(b"{\"id\": \"bad\"}").is_err());
     }
 }

@@ -57,58 +57,91 @@ pub enum Look {
     All,
 }
 
-/// Publishes the copies in `rows` on their consumers' channels, signed with `keys`, in order,
-/// in one round trip (`PUBLISH_ALL`); returns how many of `rows` are done: received, or an
-/// event no consumer takes (nothing to send).
+/// Copies per message at most. A page with several copies for one consumer stream (a
+/// backlog, or the events of an instance that applied a batch) sends them as one message, which
+/// one instance of the consumer applies in turn (ADR 0012); a single copy goes as it always did.
+pub const BATCH: usize = 50;
+
+/// One message of a page: the copies of one consumer stream, in order.
+#[derive(Debug, PartialEq)]
+struct Message {
+    channel: String,
+    /// Indexes into the page of the rows it carries; the first is the lowest.
+    rows: Vec<usize>,
+}
+
+/// The messages that carry the copies of `rows`: each stream's copies in order, at most
+/// [`BATCH`] a message, the messages ordered by their first row. Rows without a consumer are
+/// in none.
+fn messages(rows: &[Row]) -> Vec<Message> {
+    let mut messages: Vec<Message> = Vec::new();
+    let mut open: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (n, env) in rows.iter().map(|r| &r.env).enumerate() {
+        if env.consumer.is_empty() {
+            continue;
+        }
+        let channel = channel(&env.source, &env.consumer, env.partition);
+        match open.get(&channel) {
+            Some(&m) if messages[m].rows.len() < BATCH => messages[m].rows.push(n),
+            _ => {
+                open.insert(channel.clone(), messages.len());
+                messages.push(Message {
+                    channel,
+                    rows: vec![n],
+                });
+            }
+        }
+    }
+    messages
+}
+
+/// How many of `rows`, in order, are done when the first `received` of `messages` were
+/// received: every row before the first row of the first message not received (a row without
+/// a consumer sends nothing and is done once everything before it is).
+fn done_rows(rows: &[Row], messages: &[Message], received: usize) -> usize {
+    messages.get(received).map_or(rows.len(), |m| m.rows[0])
+}
+
+/// Publishes the copies in `rows` on their consumers' channels, signed with `keys`, in
+/// [`messages`], in one round trip (`PUBLISH_ALL`); returns how many of `rows` are done.
 fn publish_all(
     conn: &spin_sdk::redis::Connection,
     keys: Option<&crate::seal::Keys>,
     rows: &[Row],
 ) -> anyhow::Result<usize> {
     use spin_sdk::redis::{RedisParameter as P, RedisResult as R};
-    let mut args = vec![P::Binary(PUBLISH_ALL.as_bytes().to_vec()), P::Int64(0)];
-    for env in rows
-        .iter()
-        .map(|r| &r.env)
-        .filter(|e| !e.consumer.is_empty())
-    {
-        let mut env = env.clone();
-        if let Some(keys) = keys {
-            keys.sign(&mut env);
-        }
-        args.push(P::Binary(
-            channel(&env.source, &env.consumer, env.partition).into_bytes(),
-        ));
-        args.push(P::Binary(serde_json::to_vec(&env)?));
+    let messages = messages(rows);
+    if messages.is_empty() {
+        return Ok(rows.len());
     }
-    let received = if args.len() > 2 {
-        let reply = conn
-            .execute("EVAL", &args)
-            .map_err(|e| anyhow::anyhow!("publish: {e:?}"))?;
-        match reply.first() {
-            Some(R::Int64(n)) => (*n).max(0) as usize,
-            other => anyhow::bail!("publish: unexpected reply {other:?}"),
-        }
-    } else {
-        0
+    let mut args = vec![P::Binary(PUBLISH_ALL.as_bytes().to_vec()), P::Int64(0)];
+    for message in &messages {
+        let signed: Vec<crate::Envelope> = message
+            .rows
+            .iter()
+            .map(|&n| {
+                let mut env = rows[n].env.clone();
+                if let Some(keys) = keys {
+                    keys.sign(&mut env);
+                }
+                env
+            })
+            .collect();
+        let body = match signed.as_slice() {
+            [one] => serde_json::to_vec(one)?,
+            batch => serde_json::to_vec(batch)?,
+        };
+        args.push(P::Binary(message.channel.clone().into_bytes()));
+        args.push(P::Binary(body));
+    }
+    let reply = conn
+        .execute("EVAL", &args)
+        .map_err(|e| anyhow::anyhow!("publish: {e:?}"))?;
+    let received = match reply.first() {
+        Some(R::Int64(n)) => (*n).max(0) as usize,
+        other => anyhow::bail!("publish: unexpected reply {other:?}"),
     };
-    Ok(done_rows(rows, received))
-}
-
-/// How many of `rows`, in order, are done when the first `received` of their messages (one per
-/// row with a consumer) were received: a row without a consumer sends nothing and is done
-/// once everything before it is.
-fn done_rows(rows: &[Row], received: usize) -> usize {
-    let mut messages = 0;
-    rows.iter()
-        .take_while(|r| {
-            if r.env.consumer.is_empty() {
-                return true;
-            }
-            messages += 1;
-            messages <= received
-        })
-        .count()
+    Ok(done_rows(rows, &messages, received))
 }
 
 #[cfg(test)]
@@ -129,13 +162,42 @@ mod tests {
             .collect()
     }
 
+    fn done(page: &[Row], received: usize) -> usize {
+        done_rows(page, &messages(page), received)
+    }
+
     #[test]
     fn rows_without_a_consumer_count_as_sent_in_their_place() {
         let page = rows(&["a", "", "b", "", "c"]);
-        assert_eq!(done_rows(&page, 0), 0);
-        assert_eq!(done_rows(&page, 1), 2);
-        assert_eq!(done_rows(&page, 2), 4);
-        assert_eq!(done_rows(&page, 3), 5);
-        assert_eq!(done_rows(&rows(&["", ""]), 0), 2);
+        assert_eq!(done(&page, 0), 0);
+        assert_eq!(done(&page, 1), 2);
+        assert_eq!(done(&page, 2), 4);
+        assert_eq!(done(&page, 3), 5);
+        assert_eq!(done(&rows(&["", ""]), 0), 2);
+    }
+
+    #[test]
+    fn a_streams_copies_share_a_message_in_their_order() {
+        let page = rows(&["a", "b", "a", "", "c", "b", "a"]);
+        let sent = messages(&page);
+        let carried: Vec<&[usize]> = sent.iter().map(|m| m.rows.as_slice()).collect();
+        assert_eq!(carried, [&[0, 2, 6][..], &[1, 5], &[4]]);
+        assert_eq!(sent[0].channel, channel("orders", "a", 0));
+        // A stream's message not received holds back every row from its first one on, even
+        // those of later streams that were received: they go again, and are dropped as
+        // duplicates.
+        assert_eq!(done(&page, 0), 0);
+        assert_eq!(done(&page, 1), 1);
+        assert_eq!(done(&page, 2), 4);
+        assert_eq!(done(&page, 3), 7);
+    }
+
+    #[test]
+    fn a_long_backlog_of_one_stream_goes_in_batches() {
+        let page = rows(&vec!["a"; 2 * BATCH + 1]);
+        let sizes: Vec<usize> = messages(&page).iter().map(|m| m.rows.len()).collect();
+        assert_eq!(sizes, [BATCH, BATCH, 1]);
+        assert_eq!(done(&page, 1), BATCH);
+        assert_eq!(done(&page, 3), 2 * BATCH + 1);
     }
 }

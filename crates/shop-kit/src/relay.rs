@@ -96,39 +96,69 @@ async fn send_wake(service: &str, arm: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Applies one delivered event and, with `publish_now`, publishes what that produced; a
-/// deferral rings the wake.
+/// Applies one event delivered over HTTP; a deferral rings the wake. What it made is
+/// published after the response (`Ctx::publish_after_response`).
 pub async fn deliver(
     service: &'static str,
     env: &Envelope,
     consumer: &impl Consumer,
-    publish_now: bool,
 ) -> anyhow::Result<consume::Delivered> {
     let trace = TraceContext::from_header(Some(&env.traceparent));
     let log = Logger::new(service, &trace.trace_id);
     let done = consume::deliver_logged(service, consumer, &feed(service, &trace), env).await;
-    if let Some(db) = consumer.store().outbox().filter(|_| publish_now) {
-        publish(service, db, &log, Look::Own).await;
-    }
     if done.as_ref().is_ok_and(|d| d.deferred > 0) {
         ring(service, consumer, &log).await;
     }
     done
 }
 
-/// Handles one message of an upstream channel or of the wake channel. A failure is logged,
-/// not retried here: the next message or the sweep picks the event up again from the feed.
-pub async fn on_message(
+/// Handles one message of an upstream channel (an event, or a batch of a stream's events:
+/// `publish::BATCH`) or of the wake channel: applies each authentic event in turn, with a
+/// consumer opened by `open` in the event's trace, then publishes what they made, together. A
+/// failure is logged, not retried here: the next message or the sweep picks the event up
+/// again from the feed.
+pub async fn on_message<C: Consumer>(
     service: &'static str,
     payload: &[u8],
-    consumer: &impl Consumer,
+    open: impl Fn(&TraceContext) -> anyhow::Result<C>,
 ) -> anyhow::Result<()> {
     if let Some(arm) = wake::parse(payload) {
-        return run_wake(service, &arm, consumer).await;
+        return run_wake(service, &arm, &open(&TraceContext::new_root())?).await;
     }
-    let env = Envelope::from_bytes(payload)?;
-    if authentic(config::internal_keys().as_ref(), &env, service).is_ok() {
-        let _ = deliver(service, &env, consumer, true).await;
+    let keys = config::internal_keys();
+    let mut batch = Vec::new();
+    for parsed in Envelope::batch_from_bytes(payload)? {
+        match parsed {
+            Ok(env) if authentic(keys.as_ref(), &env, service).is_ok() => batch.push(env),
+            Ok(_) => {}
+            Err(e) => Logger::new(service, &TraceContext::new_root().trace_id).warn(
+                &format!("malformed event in a message ignored: {e:#}"),
+                None,
+            ),
+        }
+    }
+    let Some(first) = batch.first() else {
+        return Ok(());
+    };
+    let trace = TraceContext::from_header(Some(&first.traceparent));
+    let (done, consumer) = consume::deliver_batch(
+        service,
+        |env| open(&TraceContext::from_header(Some(&env.traceparent))),
+        &feed(service, &trace),
+        &batch,
+        crate::time::now_millis,
+    )
+    .await;
+    // No consumer opened: nothing was applied, nothing made.
+    let Some(consumer) = consumer else {
+        return Ok(());
+    };
+    let log = Logger::new(service, &trace.trace_id);
+    if let Some(db) = consumer.store().outbox() {
+        publish(service, db, &log, Look::Own).await;
+    }
+    if done.deferred > 0 {
+        ring(service, &consumer, &log).await;
     }
     Ok(())
 }

@@ -9,6 +9,8 @@ use crate::{Service, SERVICE};
 
 /// Handles one message of an upstream channel.
 pub async fn on_message(payload: &[u8]) -> anyhow::Result<()> {
-    let service = Service::new(SqlInventory::open()?);
-    relay::on_message(SERVICE, payload, &service).await
+    relay::on_message(SERVICE, payload, |_| {
+        Ok(Service::new(SqlInventory::open()?))
+    })
+    .await
 }

@@ -301,3 +301,76 @@ fn a_retry_pass_starts_nothing_past_its_budget() {
         "the other waits for the next pass"
     );
 }
+
+/// The consumer each event of a batch is opened as: the same one, borrowed.
+impl Consumer for &Mem {
+    fn store(&self) -> &dyn ConsumerStore {
+        *self
+    }
+    async fn apply(&self, env: &Envelope) -> anyhow::Result<Outcome> {
+        (**self).apply(env).await
+    }
+}
+
+fn batch(c: &Mem, events: &[Envelope], now_ms: impl Fn() -> i64) -> Delivered {
+    let (done, last) = block_on(deliver_batch(
+        "orders",
+        |_| Ok(c),
+        &VecFeed(Vec::new()),
+        events,
+        now_ms,
+    ));
+    assert!(last.is_some());
+    done
+}
+
+#[test]
+fn a_batch_is_applied_in_order_and_a_failing_event_waits_alone() {
+    let c = Mem::default();
+    c.failing.borrow_mut().insert(3);
+    let events = [ev(1, "a"), ev(2, "b"), ev(3, "a"), ev(4, "b"), ev(5, "a")];
+    let done = batch(&c, &events, || 0);
+    assert_eq!(
+        done,
+        Delivered {
+            applied: 3,
+            deferred: 2
+        }
+    );
+    // Order a's 5 waits behind its failed 3; order b is not held up.
+    assert_eq!(seqs(&c), vec![1, 2, 4]);
+    let waiting: Vec<String> = c.pending.borrow().keys().cloned().collect();
+    assert_eq!(waiting, ["e3", "e5"]);
+    // Delivered again (a relay's retry), the batch changes nothing.
+    assert_eq!(batch(&c, &events, || 0), Delivered::default());
+}
+
+#[test]
+fn events_a_batch_has_no_time_left_for_are_deferred_due_at_once() {
+    let c = Mem::default();
+    let events = [ev(1, "a"), ev(2, "b"), ev(3, "c"), ev(4, "a")];
+    // The clock passes the budget once two events are applied.
+    let now = || {
+        if c.applied.borrow().len() < 2 {
+            0
+        } else {
+            BATCH_BUDGET_MS + 1
+        }
+    };
+    let done = batch(&c, &events, now);
+    assert_eq!(
+        done,
+        Delivered {
+            applied: 2,
+            deferred: 2
+        }
+    );
+    assert_eq!(seqs(&c), vec![1, 2]);
+    for (id, (p, at)) in c.pending.borrow().iter() {
+        assert_eq!((p.attempts, *at), (0, BATCH_BUDGET_MS + 1), "{id}");
+    }
+    // The wake's retry applies them, in order.
+    let retried = block_on(retry_due(&c, || BATCH_BUDGET_MS + 1)).unwrap();
+    assert_eq!(retried.applied, 2);
+    assert_eq!(seqs(&c), vec![1, 2, 3, 4]);
+}
