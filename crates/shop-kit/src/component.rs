@@ -122,13 +122,15 @@ async fn receive<C: Consuming>(ctx: &Ctx, req: &Request) -> Result<Response, Fai
     crate::auth::check_bearer(web::header(req, "authorization"), &config::delivery_token())?;
     let upstream = crate::subscriptions::upstream(ctx.service);
     let env = push::envelope(web::json_object(req)?, &upstream)?;
-    relay::authentic(config::internal_keys().as_ref(), &env, ctx.service).map_err(|reason| {
-        let field = match reason {
-            crate::seal::Forged::Misaddressed => "consumer",
-            _ => "mac",
-        };
-        ApiError::invalid(field, reason)
-    })?;
+    crate::seal::authentic(config::internal_keys().as_ref(), &env, ctx.service).map_err(
+        |reason| {
+            let field = match reason {
+                crate::seal::Forged::Misaddressed => "consumer",
+                _ => "mac",
+            };
+            ApiError::invalid(field, reason)
+        },
+    )?;
     let consumer = C::open(ctx)?;
     let done = relay::deliver(ctx.service, &env, &consumer)
         .await

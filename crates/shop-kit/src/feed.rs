@@ -65,7 +65,7 @@ impl Feed for HttpFeed {
         );
         let page: Page = serde_json::from_slice(response.body())?;
         for env in &page.events {
-            crate::relay::authentic(keys.as_ref(), env, self.consumer)
+            crate::seal::authentic(keys.as_ref(), env, self.consumer)
                 .map_err(|reason| anyhow::anyhow!("GET {url}: {}: {reason}", env.label()))?;
         }
         Ok(page.events)

@@ -10,7 +10,7 @@ use crate::publish::{self as redis_publish, Look};
 use crate::sql::Db;
 use crate::wake::{self, Step};
 use crate::web::Ctx;
-use crate::{push, Envelope, TraceContext};
+use crate::{push, seal, Envelope, TraceContext};
 
 /// How long a failed publish is retried in the instance that made the events (after its
 /// response, or after its message), before they are left to the next publish or the sweep.
@@ -129,7 +129,7 @@ pub async fn on_message<C: Consumer>(
     let mut batch = Vec::new();
     for parsed in Envelope::batch_from_bytes(payload)? {
         match parsed {
-            Ok(env) if authentic(keys.as_ref(), &env, service).is_ok() => batch.push(env),
+            Ok(env) if seal::authentic(keys.as_ref(), &env, service).is_ok() => batch.push(env),
             Ok(_) => {}
             Err(e) => Logger::new(service, &TraceContext::new_root().trace_id).warn(
                 &format!("malformed event in a message ignored: {e:#}"),
@@ -161,33 +161,6 @@ pub async fn on_message<C: Consumer>(
         ring(service, &consumer, &log).await;
     }
     Ok(())
-}
-
-/// Checks that a received envelope comes from a function of the shop (its MAC verifies with
-/// `keys`, from `internal_key`) and is the copy addressed to `consumer`. A refusal is logged as
-/// a `forged` event, which the host counts: whoever can publish on Redis or reach a delivery
-/// route still cannot make an event, nor move one consumer's copy into another's stream.
-pub fn authentic(
-    keys: Option<&crate::seal::Keys>,
-    env: &Envelope,
-    consumer: &str,
-) -> Result<(), crate::seal::Forged> {
-    let verdict = crate::seal::verify(keys, env).and_then(|()| {
-        (env.consumer == consumer)
-            .then_some(())
-            .ok_or(crate::seal::Forged::Misaddressed)
-    });
-    if let Err(reason) = verdict {
-        let log = Logger::shared(&TraceContext::from_header(Some(&env.traceparent)));
-        log.event(
-            "warn",
-            crate::log::events::FORGED,
-            &format!("{} refused: {reason}", env.label()),
-            None,
-            serde_json::json!({ "reason": reason.code() }),
-        );
-    }
-    verdict
 }
 
 /// The wake loop (see `wake`): retries what is due until nothing is pending, another arm

@@ -7,7 +7,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::Envelope;
+use crate::log::{events, Logger};
+use crate::{Envelope, TraceContext};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -129,6 +130,29 @@ impl std::error::Error for Forged {}
 /// Verifies `env` with `keys`, failing closed without them.
 pub fn verify(keys: Option<&Keys>, env: &Envelope) -> Result<(), Forged> {
     keys.ok_or(Forged::NoKey)?.verify(env)
+}
+
+/// Checks that a received envelope comes from a function of the shop (its MAC verifies with
+/// `keys`, from `internal_key`) and is the copy addressed to `consumer`. A refusal is logged as
+/// a `forged` event, which the host counts: whoever can publish on Redis or reach a delivery
+/// route still cannot make an event, nor move one consumer's copy into another's stream.
+pub fn authentic(keys: Option<&Keys>, env: &Envelope, consumer: &str) -> Result<(), Forged> {
+    let verdict = verify(keys, env).and_then(|()| {
+        (env.consumer == consumer)
+            .then_some(())
+            .ok_or(Forged::Misaddressed)
+    });
+    if let Err(reason) = verdict {
+        let log = Logger::shared(&TraceContext::from_header(Some(&env.traceparent)));
+        log.event(
+            "warn",
+            events::FORGED,
+            &format!("{} refused: {reason}", env.label()),
+            None,
+            serde_json::json!({ "reason": reason.code() }),
+        );
+    }
+    verdict
 }
 
 /// The bytes the MAC covers: the envelope as JSON without its `mac`, fields in declaration
