@@ -270,6 +270,7 @@ fn a_backlog_goes_in_batches_and_a_poison_among_them_stays_alone() {
     // Inventory applied 41 order-created, 41 payment-captured and the poison: one message
     // each, without batches.
     let messages = shop.metric_total(INVENTORY_MESSAGES) - messages_before;
+    eprintln!("inventory took {messages} messages for 83 events");
     assert!(
         messages <= 41.0,
         "inventory took {messages} messages for 83 events"
