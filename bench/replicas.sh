@@ -49,15 +49,17 @@
 # and makes the other N-1 a duplicate: one indexed read and a log line each. So per event and
 # consumer expect "messages handled" ~1.00 on each replica that was up all along (less on the
 # killed one: it missed what was published while it was down), ~N in all, and "duplicates"
-# ~N-1 in all. Replicas add availability, not throughput (docs/adr/0006, Consequences).
+# ~N-1 in all. Under backlog a message carries a batch of a stream's events (docs/adr/0012),
+# so messages per event fall below 1 on each replica while duplicates per event stay ~N-1. Replicas add availability, not throughput (docs/adr/0006, Consequences).
 # Duplicates are counted from the consumers' log lines (shop_host_events_duplicated_total), so
 # they also include events met again by a sweep or a gap fill (a replica that receives seq n+2
 # before n+1 reads n+1 from the feed and applies both in one message; n+1's own message is then
-# a duplicate everywhere): "not a duplicate" per event is therefore about 1, less when gap
-# fills applied events ahead of their messages, and more than 1 when replicas that received the
-# same message at the same instant both found it next and both applied it (notifications: its
-# key-value inbox is read, then written, with no transaction; with the webhook on, that is a
-# second delivery, which the webhook check reports).
+# a duplicate everywhere). "Replicas that receive each event" counts one that applies it plus
+# the duplicates: a little more than the replicas that were up when gap fills met events
+# again, and less than N when replicas that received the same message at the same instant both
+# found it next and both applied it (notifications: its key-value inbox is read, then written,
+# with no transaction; with the webhook on, that is a second delivery, which the webhook check
+# reports).
 # The killed replica's counters die with it: it is scraped just before the kill and its two
 # lives are added.
 #
