@@ -264,6 +264,9 @@ fn an_event_not_signed_by_the_shop_is_refused_counted_and_changes_nothing() {
             .publish(&channel, &serde_json::to_string(&env).unwrap())
             > 0
     );
+    // The same two as one batch (docs/adr/0012): each is refused on its own.
+    let batch = json!([forged, serde_json::to_value(&env).unwrap()]);
+    assert!(shop.redis.publish(&channel, &batch.to_string()) > 0);
     // A genuine copy addressed to another consumer: orders' order-created as sent to
     // inventory, replayed on billing's stream, where its seq would take a real event's place.
     let for_inventory = shop.stream("orders", "inventory", partition);
@@ -279,8 +282,8 @@ fn an_event_not_signed_by_the_shop_is_refused_counted_and_changes_nothing() {
         ))
     };
     let refused = eventually(shop_e2e::SETTLE, || {
-        (counted("orders", "unsigned") >= 1.0
-            && counted("orders", "bad_mac") >= 1.0
+        (counted("orders", "unsigned") >= 2.0
+            && counted("orders", "bad_mac") >= 2.0
             && counted("billing", "misaddressed") >= 1.0)
             .then_some(())
     });

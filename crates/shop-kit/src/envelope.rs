@@ -4,6 +4,12 @@
 use serde::{Deserialize, Serialize};
 use shop_events::{DecodeError, ShopEvent};
 
+/// Events per message at most. A relay page with several copies for one consumer stream (a
+/// backlog, or the events of an instance that applied a batch) sends them as one message, which
+/// one instance of the consumer applies in turn (ADR 0012); a single copy goes as it always
+/// did. A longer batch is none of the shop's and is refused whole.
+pub const BATCH: usize = 50;
+
 /// The envelope's fields as they appear in JSON.
 pub const FIELDS: [&str; 10] = [
     "id",
@@ -100,15 +106,20 @@ impl Envelope {
     }
 
     /// The events of a message received on a consumer's stream channel: one envelope (a JSON
-    /// object) or a batch of them (an array, `publish::BATCH`), the envelopes of a batch each
-    /// parsed on its own so that a malformed one does not take the others with it. Fails when
-    /// the message is not an array of anything, nor one envelope.
+    /// object) or a batch of at most [`BATCH`] (an array), the envelopes of a batch each parsed
+    /// on its own so that a malformed one does not take the others with it. Fails when the
+    /// message is neither one envelope nor such an array.
     pub fn batch_from_bytes(bytes: &[u8]) -> anyhow::Result<Vec<anyhow::Result<Self>>> {
         if bytes.trim_ascii_start().first() != Some(&b'[') {
             // The common case, parsed straight into the envelope.
             return Ok(vec![Ok(Self::from_bytes(bytes)?)]);
         }
         let items: Vec<serde_json::Value> = serde_json::from_slice(bytes)?;
+        anyhow::ensure!(
+            items.len() <= BATCH,
+            "a batch of {} events, more than the {BATCH} a message carries",
+            items.len()
+        );
         Ok(items
             .into_iter()
             .map(|v| Ok(serde_json::from_value(v)?))
@@ -170,6 +181,10 @@ mod tests {
             .collect();
         assert_eq!(seqs, [Some(3), None, Some(4)]);
 
+        let too_many = serde_json::to_vec(&vec![&env; BATCH + 1]).unwrap();
+        assert!(Envelope::batch_from_bytes(&too_many).is_err());
+        let full = serde_json::to_vec(&vec![&env; BATCH]).unwrap();
+        assert_eq!(Envelope::batch_from_bytes(&full).unwrap().len(), BATCH);
         assert!(Envelope::batch_from_bytes(b"[not json").is_err());
         assert!(Envelope::batch_from_bytes(b"not json").is_err());
         assert!(Envelope::batch_from_bytes(b"{\"id\": \"bad\"}").is_err());

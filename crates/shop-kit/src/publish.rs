@@ -2,6 +2,7 @@
 //! consumer's stream channel (`shop.<source>.<consumer>.<partition>`), oldest first, under the
 //! relay lease (`lease`).
 
+use crate::envelope::BATCH;
 use crate::lease::{self, RelayPort};
 use crate::outbox::Row;
 use crate::sql::Db;
@@ -56,11 +57,6 @@ pub enum Look {
     /// Any unsent event, whoever wrote it.
     All,
 }
-
-/// Copies per message at most. A page with several copies for one consumer stream (a
-/// backlog, or the events of an instance that applied a batch) sends them as one message, which
-/// one instance of the consumer applies in turn (ADR 0012); a single copy goes as it always did.
-pub const BATCH: usize = 50;
 
 /// One message of a page: the copies of one consumer stream, in order.
 #[derive(Debug, PartialEq)]

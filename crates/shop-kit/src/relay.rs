@@ -113,7 +113,7 @@ pub async fn deliver(
 }
 
 /// Handles one message of an upstream channel (an event, or a batch of a stream's events:
-/// `publish::BATCH`) or of the wake channel: applies each authentic event in turn, with a
+/// `envelope::BATCH`) or of the wake channel: applies each authentic event in turn, with a
 /// consumer opened by `open` in the event's trace, then publishes what they made, together. A
 /// failure is logged, not retried here: the next message or the sweep picks the event up
 /// again from the feed.
