@@ -137,19 +137,14 @@ async fn accept(consumer: &impl Consumer, env: &Envelope) -> anyhow::Result<Outc
         return result;
     };
     // Only an event that must wait is copied into a pending entry.
-    let pending = |error: String| Pending {
-        env: env.clone(),
-        attempts: 0,
-        error,
-    };
     let (outcome, error) = match result {
         Ok(Outcome::Behind) => {
-            let p = pending("waiting behind an earlier event of its order".into());
+            let p = Pending::unattempted(env, "waiting behind an earlier event of its order");
             (port.defer(&p, 0)?, p.error)
         }
         Ok(outcome) => (outcome, String::new()),
         Err(e) => {
-            let mut p = pending(String::new());
+            let mut p = Pending::unattempted(env, String::new());
             let now = crate::time::now_millis();
             let outcome = match after_failure(port, &mut p, &e, now) {
                 Next::RetryAt(at) => port.defer(&p, at)?,
@@ -393,11 +388,7 @@ fn defer_unstarted(consumer: &impl Consumer, rest: &[Envelope], now_ms: i64, don
         return;
     };
     for env in rest {
-        let p = Pending {
-            env: env.clone(),
-            attempts: 0,
-            error: "not started within its batch's time".into(),
-        };
+        let p = Pending::unattempted(env, "not started within its batch's time");
         match port.defer(&p, now_ms) {
             Ok(outcome) => {
                 log_outcome(env, outcome, &p.error);

@@ -58,6 +58,17 @@ pub struct Pending {
     pub error: String,
 }
 
+impl Pending {
+    /// `env` about to wait before any failed attempt, for `error`.
+    pub fn unattempted(env: &Envelope, error: impl Into<String>) -> Self {
+        Self {
+            env: env.clone(),
+            attempts: 0,
+            error: error.into(),
+        }
+    }
+}
+
 /// Announces that `consumer` parked `p`, through `emit` (the function's outbox, in the parking
 /// transaction), so that orders notes it in the order's history.
 pub fn announce_parked(
