@@ -277,3 +277,54 @@ fn a_backlog_goes_in_batches_and_a_poison_among_them_stays_alone() {
     );
     shop.check_invariants(&ids);
 }
+
+/// A batch of slow events keeps to its time (docs/adr/0012): while inventory's relay lease is
+/// held, orders pile up reserved until three of them share a stream; released, that stream's
+/// stock-reserved events reach billing as one message. With the provider taking 1.2 s a
+/// charge, billing starts no event of it past 2 s: the rest are deferred, and the wake
+/// charges them, each once, with nothing calling the sweep.
+#[test]
+fn a_batch_of_slow_charges_defers_what_it_has_no_time_for() {
+    let shop = Shop::start();
+    let sku = unique_sku("SLOWBATCH");
+    shop.put_product(&sku, 300, 20);
+    shop.set_faults(json!({"latency_ms": 1200}));
+
+    shop.events("inventory");
+    shop.hold_relay_lease("inventory", "test");
+    let mut ids: Vec<String> = Vec::new();
+    let mut per_partition = [0; 4];
+    while per_partition.iter().all(|&n| n < 3) {
+        let id = shop.place_order("slow-batch", &[(&sku, 1)], "tok_visa");
+        per_partition[partition_of(&id) as usize] += 1;
+        ids.push(id);
+    }
+    // Inventory reserved each (its events wait in its outbox).
+    let reserved = eventually(SETTLE, || {
+        (shop.events("inventory").len() >= ids.len()).then_some(())
+    });
+    assert!(reserved.is_some(), "{}", shop.logs_tail());
+
+    let deferred_before = shop.metric_total(BILLING_DEFERRED);
+    shop.expire_relay_lease("inventory");
+    ids.push(shop.place_order("slow-batch", &[(&sku, 1)], "tok_visa"));
+    let done = eventually(Duration::from_secs(60), || {
+        ids.iter()
+            .all(|id| shop.order(id)["status"] == "confirmed")
+            .then_some(())
+    });
+    assert!(
+        done.is_some(),
+        "not all confirmed: {:?}\n{}",
+        ids.iter()
+            .map(|id| shop.order(id)["status"].to_string())
+            .collect::<Vec<_>>(),
+        shop.logs_tail()
+    );
+    let deferred = shop.metric_total(BILLING_DEFERRED) - deferred_before;
+    assert!(
+        deferred >= 1.0,
+        "billing deferred nothing of a batch of three 1.2 s charges"
+    );
+    shop.check_invariants(&ids);
+}
